@@ -1,0 +1,19 @@
+//! Herald's wire types, shared by the server, the engine and the clients.
+//!
+//! Everything a client can see on the wire is defined here and nowhere else:
+//! positions in the log ([`Offset`], [`Epoch`], [`ResumeToken`]), the event
+//! envelope ([`Event`]), write acknowledgements ([`WriteAck`]) and the closed
+//! set of error codes ([`ErrorCode`]).
+//!
+//! # Layout
+//! - [`position`]: offsets, epochs, timestamps, versions and the resume token.
+//! - [`event`]: the event envelope sent on every transport and stored in the log.
+//! - [`error`]: error codes and the JSON error body.
+
+pub mod error;
+pub mod event;
+pub mod position;
+
+pub use error::{ErrorBody, ErrorCode};
+pub use event::{Event, EventBody, Op, WriteAck};
+pub use position::{Epoch, Offset, ResumeToken, Timestamp, Version};

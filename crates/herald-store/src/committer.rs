@@ -1,0 +1,481 @@
+//! The committer: the one thread that writes.
+//!
+//! Every mutation goes through here. Owning all write state on one thread
+//! (the next offset, the offset floor, log size, the last timestamp) removes
+//! every lock from the write path and makes group commit natural:
+//!
+//! 1. Take the first queued request, then drain whatever else is queued (up
+//!    to [`MAX_GROUP`]) into one group.
+//! 2. Apply each request to an overlay of the documents it touches. A request
+//!    whose operation fails is dropped whole (its operations are atomic) and
+//!    leaves no trace; later requests in the group do not see it.
+//! 3. Give the surviving events offsets and timestamps, serialize each once,
+//!    and put documents, log records and metadata into one fjall batch.
+//! 4. Commit the batch with one fsync (group commit), then answer every
+//!    request of the group and broadcast the events.
+//!
+//! Events become visible (in the log, to subscribers) only after they are
+//! durable, so no one ever sees an offset that a crash could take back.
+//!
+//! # Offsets are never reused
+//! Before an offset at or above the persisted *floor* is handed out, the floor
+//! is raised by [`FLOOR_STEP`] in the same batch, and that batch is fsynced
+//! whatever the durability mode. On open, the next offset is the larger of
+//! "last offset in the log + 1" and the floor. So even when `durability = "os"`
+//! loses the tail of the log in a power cut, its offsets are skipped, not reused.
+//! A clean shutdown lowers the floor to the next offset so restarts leave no gap.
+
+use crate::apply::{self, NewState};
+use crate::config::{Durability, StoreConfig};
+use crate::error::StoreError;
+use crate::layout::{self, DocRecord, LogRecord};
+use crate::store::{Committed, Shared};
+use crate::write::{Op, WriteOp, Written};
+use bytes::Bytes;
+use fjall::{Database, Keyspace, OwnedWriteBatch as WriteBatch, PersistMode};
+use herald_proto::{Epoch, Event, EventBody, Offset, Timestamp, WriteAck};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most requests committed together.
+pub(crate) const MAX_GROUP: usize = 1024;
+/// How far the offset floor is raised at a time.
+pub(crate) const FLOOR_STEP: u64 = 1 << 20;
+/// Log records removed per retention batch.
+const TRIM_CHUNK: usize = 4096;
+
+pub(crate) type Reply = oneshot::Sender<Result<Vec<Written>, StoreError>>;
+
+/// What the committer is asked to do.
+#[derive(Debug)]
+pub(crate) enum Request {
+    /// Apply these operations atomically.
+    Write { ops: Vec<WriteOp>, reply: Reply },
+    /// Enforce retention limits now.
+    Trim,
+    /// Finish queued work, persist, and stop.
+    Close { reply: oneshot::Sender<()> },
+}
+
+/// The committer's state; lives on its own thread.
+pub(crate) struct Committer {
+    pub(crate) db: Database,
+    pub(crate) docs: Keyspace,
+    pub(crate) log: Keyspace,
+    pub(crate) meta: Keyspace,
+    pub(crate) config: StoreConfig,
+    pub(crate) epoch: Epoch,
+    pub(crate) shared: Arc<Shared>,
+    /// The offset the next event gets.
+    pub(crate) next: Offset,
+    /// No offset at or above this is durable-safe until the floor is raised.
+    pub(crate) floor: u64,
+    /// Timestamps never go backwards along the log.
+    pub(crate) last_ts: Timestamp,
+    pub(crate) log_start: Offset,
+    pub(crate) log_bytes: u64,
+}
+
+/// Documents touched by the requests of one group (or one request), by key.
+/// `None` means deleted.
+type Overlay = HashMap<Vec<u8>, Option<DocRecord>>;
+
+/// One group on its way to a single commit.
+struct Group {
+    batch: WriteBatch,
+    overlay: Overlay,
+    committed: Vec<Committed>,
+    /// The offset floor was raised: this batch must be fsynced in any mode.
+    force_sync: bool,
+}
+
+/// What one successful request will write.
+struct Pending {
+    slots: Overlay,
+    events: Vec<(String, EventBody)>,
+}
+
+impl Committer {
+    /// Runs until closed, or until every sender is gone.
+    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut writes = Vec::new();
+            let mut trim = false;
+            let mut close = None;
+            let mut next = Some(first);
+            // A trim or close ends the group, so requests take effect in the
+            // order they were queued.
+            while let Some(request) = next.take() {
+                match request {
+                    Request::Write { ops, reply } => writes.push((ops, reply)),
+                    Request::Trim => trim = true,
+                    Request::Close { reply } => close = Some(reply),
+                }
+                if !trim && close.is_none() && writes.len() < MAX_GROUP {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !writes.is_empty() {
+                self.commit_group(writes);
+            }
+            if trim {
+                if let Err(e) = self.trim() {
+                    tracing::error!(error = %e, "log retention failed");
+                }
+            }
+            if let Some(reply) = close {
+                rx.close();
+                // Requests queued behind the close are refused: dropping their
+                // reply senders answers them with `Closed`.
+                while rx.try_recv().is_ok() {}
+                self.shutdown();
+                let _ = reply.send(());
+                return;
+            }
+        }
+        self.shutdown();
+    }
+
+    fn commit_group(&mut self, writes: Vec<(Vec<WriteOp>, Reply)>) {
+        let mut group = Group {
+            batch: self.db.batch(),
+            overlay: Overlay::new(),
+            committed: Vec::new(),
+            force_sync: false,
+        };
+        let mut replies = Vec::with_capacity(writes.len());
+        for (ops, reply) in writes {
+            let outcome = self.apply_request(&mut group, ops);
+            replies.push((reply, outcome));
+        }
+        if !group.committed.is_empty() {
+            group.batch.insert(
+                &self.meta,
+                layout::META_LOG_BYTES,
+                self.log_bytes.to_be_bytes(),
+            );
+            let sync = group.force_sync || self.config.durability == Durability::Fsync;
+            let mode = if sync {
+                PersistMode::SyncAll
+            } else {
+                PersistMode::Buffer
+            };
+            if let Err(e) = group.batch.durability(Some(mode)).commit() {
+                tracing::error!(error = %e, "group commit failed; the store refuses further writes");
+                let reason = e.to_string();
+                for (reply, outcome) in replies {
+                    let _ = reply.send(outcome.and(Err(StoreError::CommitFailed {
+                        reason: reason.clone(),
+                    })));
+                }
+                return;
+            }
+            let last = group
+                .committed
+                .last()
+                .map_or(Offset::ZERO, |c| c.event.offset);
+            self.shared.head.store(last.0, Ordering::SeqCst);
+            // No receivers is fine: nobody is subscribed.
+            let _ = self.shared.events.send(group.committed.into());
+        }
+        for (reply, outcome) in replies {
+            let _ = reply.send(outcome);
+        }
+    }
+
+    /// Applies one request's operations; on success stages them in `group`.
+    fn apply_request(
+        &mut self,
+        group: &mut Group,
+        ops: Vec<WriteOp>,
+    ) -> Result<Vec<Written>, StoreError> {
+        if ops.is_empty() {
+            return Err(StoreError::EmptyBatch);
+        }
+        if ops.len() > self.config.max_batch_ops {
+            return Err(StoreError::BatchTooLarge {
+                len: ops.len(),
+                max: self.config.max_batch_ops,
+            });
+        }
+        let single = ops.len() == 1;
+        let mut pending = Pending {
+            slots: Overlay::new(),
+            events: Vec::with_capacity(ops.len()),
+        };
+        for (index, op) in ops.into_iter().enumerate() {
+            self.apply_op(op, &group.overlay, &mut pending)
+                .map_err(|e| {
+                    if single {
+                        e
+                    } else {
+                        StoreError::InBatch {
+                            index,
+                            source: Box::new(e),
+                        }
+                    }
+                })?;
+        }
+        Ok(self.stage(group, pending))
+    }
+
+    fn apply_op(
+        &self,
+        WriteOp(op): WriteOp,
+        overlay: &Overlay,
+        pending: &mut Pending,
+    ) -> Result<(), StoreError> {
+        let (key, topic, (state, body)) = match op {
+            Op::Publish {
+                channel,
+                data,
+                from,
+            } => {
+                let size = serde_json::to_vec(&data).map_or(0, |v| v.len());
+                self.check_size(size)?;
+                let topic = channel.as_str().to_owned();
+                let body = EventBody::Publish {
+                    channel: topic.clone(),
+                    data,
+                    from,
+                };
+                pending.events.push((topic, body));
+                return Ok(());
+            }
+            Op::Insert { table, id, doc } => {
+                let key = layout::doc_key(table.as_str(), id.as_str());
+                let exists = match lookup(&pending.slots, overlay, &key) {
+                    Some(slot) => slot.is_some(),
+                    None => self.docs.contains_key(&key)?,
+                };
+                (key, table.topic(), apply::insert(&table, &id, doc, exists)?)
+            }
+            Op::Put {
+                table,
+                id,
+                doc,
+                expect,
+            } => {
+                let key = layout::doc_key(table.as_str(), id.as_str());
+                let current = self.current(&pending.slots, overlay, &key)?;
+                (
+                    key,
+                    table.topic(),
+                    apply::put(&table, &id, doc, expect, current.as_ref())?,
+                )
+            }
+            Op::Patch {
+                table,
+                id,
+                patch,
+                expect,
+            } => {
+                let key = layout::doc_key(table.as_str(), id.as_str());
+                let current = self.current(&pending.slots, overlay, &key)?;
+                (
+                    key,
+                    table.topic(),
+                    apply::patch(&table, &id, &patch, expect, current.as_ref())?,
+                )
+            }
+            Op::Delete { table, id, expect } => {
+                let key = layout::doc_key(table.as_str(), id.as_str());
+                let current = self.current(&pending.slots, overlay, &key)?;
+                (
+                    key,
+                    table.topic(),
+                    apply::delete(&table, &id, expect, current.as_ref())?,
+                )
+            }
+        };
+        let slot = match state {
+            NewState::Stored(version, doc) => {
+                let json = serde_json::to_vec(&doc)
+                    .map_err(|e| StoreError::Corrupt(format!("encoding document: {e}")))?;
+                self.check_size(json.len())?;
+                Some(DocRecord {
+                    version,
+                    json: Bytes::from(json),
+                })
+            }
+            NewState::Deleted => None,
+        };
+        pending.slots.insert(key, slot);
+        pending.events.push((topic, body));
+        Ok(())
+    }
+
+    fn check_size(&self, size: usize) -> Result<(), StoreError> {
+        if size > self.config.max_doc_bytes {
+            return Err(StoreError::DocTooLarge {
+                size,
+                max: self.config.max_doc_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// The current record of a slot: this request's own writes first, then
+    /// the group's, then what is committed.
+    fn current(
+        &self,
+        mine: &Overlay,
+        overlay: &Overlay,
+        key: &[u8],
+    ) -> Result<Option<DocRecord>, StoreError> {
+        match lookup(mine, overlay, key) {
+            Some(slot) => Ok(slot.clone()),
+            None => self
+                .docs
+                .get(key)?
+                .map(|v| DocRecord::decode(&v))
+                .transpose(),
+        }
+    }
+
+    /// Gives a successful request's events their offsets and stages its writes.
+    fn stage(&mut self, group: &mut Group, pending: Pending) -> Vec<Written> {
+        for (key, slot) in pending.slots {
+            match &slot {
+                Some(rec) => group.batch.insert(
+                    &self.docs,
+                    key.clone(),
+                    DocRecord::encode(rec.version, &rec.json),
+                ),
+                None => group.batch.remove(&self.docs, key.clone()),
+            }
+            group.overlay.insert(key, slot);
+        }
+        let mut written = Vec::with_capacity(pending.events.len());
+        for (topic, body) in pending.events {
+            let offset = self.assign_offset(group);
+            let ts = self.tick();
+            let event = Event {
+                offset,
+                epoch: self.epoch,
+                ts,
+                topic,
+                body,
+            };
+            let json = serde_json::to_vec(&event).expect("events always serialize");
+            let record = LogRecord::encode(ts, &event.topic, &json);
+            self.log_bytes += record.len() as u64;
+            group
+                .batch
+                .insert(&self.log, layout::log_key(offset), record);
+            written.push(match &event.body {
+                EventBody::Insert { id, version, .. }
+                | EventBody::Update { id, version, .. }
+                | EventBody::Delete { id, version, .. } => Written::Doc(WriteAck {
+                    id: id.clone(),
+                    version: *version,
+                    offset,
+                }),
+                EventBody::Publish { .. } => Written::Message { offset },
+            });
+            group.committed.push(Committed {
+                event: Arc::new(event),
+                json: Bytes::from(json),
+            });
+        }
+        written
+    }
+
+    fn assign_offset(&mut self, group: &mut Group) -> Offset {
+        let offset = self.next;
+        self.next = offset.next();
+        if offset.0 >= self.floor {
+            self.floor = offset.0 + FLOOR_STEP;
+            group.batch.insert(
+                &self.meta,
+                layout::META_OFFSET_FLOOR,
+                self.floor.to_be_bytes(),
+            );
+            group.force_sync = true;
+        }
+        offset
+    }
+
+    fn tick(&mut self) -> Timestamp {
+        self.last_ts = self.last_ts.max(Timestamp::now());
+        self.last_ts
+    }
+
+    /// Removes the oldest log records beyond the retention limits.
+    fn trim(&mut self) -> Result<(), StoreError> {
+        let retention = &self.config.retention;
+        let oldest_kept = retention.max_age.map(|age| {
+            Timestamp(
+                Timestamp::now()
+                    .0
+                    .saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
+            )
+        });
+        loop {
+            let mut batch = self.db.batch();
+            let mut freed = 0u64;
+            let mut last = None;
+            for guard in self
+                .log
+                .range(layout::log_key(self.log_start)..)
+                .take(TRIM_CHUNK)
+            {
+                let (key, value) = guard.into_inner()?;
+                let (ts, _, _) = LogRecord::split(&value)?;
+                let over_size = retention
+                    .max_bytes
+                    .is_some_and(|max| self.log_bytes - freed > max);
+                let too_old = oldest_kept.is_some_and(|oldest| ts < oldest);
+                if !(over_size || too_old) {
+                    break;
+                }
+                freed += value.len() as u64;
+                last = Some((layout::decode_log_key(&key)?, ts));
+                batch.remove(&self.log, key);
+            }
+            let Some((last, last_ts)) = last else {
+                return Ok(());
+            };
+            let start = last.next();
+            // Announce the new start before removing anything, so a reader that
+            // raced the removal notices it (see `Store::read_log`).
+            self.shared.log_start.store(start.0, Ordering::SeqCst);
+            self.shared.trimmed_ts.store(last_ts.0, Ordering::SeqCst);
+            self.log_start = start;
+            self.log_bytes -= freed;
+            batch.insert(&self.meta, layout::META_LOG_START, start.0.to_be_bytes());
+            batch.insert(&self.meta, layout::META_TRIMMED_TS, last_ts.0.to_be_bytes());
+            batch.insert(
+                &self.meta,
+                layout::META_LOG_BYTES,
+                self.log_bytes.to_be_bytes(),
+            );
+            batch.durability(Some(PersistMode::Buffer)).commit()?;
+            tracing::debug!(start = %start, freed, "log retention removed old events");
+        }
+    }
+
+    /// Persists everything and lowers the floor so a clean restart has no gap.
+    fn shutdown(&mut self) {
+        let mut batch = self.db.batch();
+        batch.insert(
+            &self.meta,
+            layout::META_OFFSET_FLOOR,
+            self.next.0.to_be_bytes(),
+        );
+        batch.insert(
+            &self.meta,
+            layout::META_LOG_BYTES,
+            self.log_bytes.to_be_bytes(),
+        );
+        if let Err(e) = batch.durability(Some(PersistMode::SyncAll)).commit() {
+            tracing::error!(error = %e, "final persist failed");
+        }
+    }
+}
+
+fn lookup<'a>(mine: &'a Overlay, group: &'a Overlay, key: &[u8]) -> Option<&'a Option<DocRecord>> {
+    mine.get(key).or_else(|| group.get(key))
+}

@@ -1,0 +1,47 @@
+//! Herald's embedded store: tables of JSON documents and a durable, ordered
+//! change log, written together atomically.
+//!
+//! Every mutation (insert, replace, merge patch, delete, channel publish)
+//! appends an event to the log in the same atomic write as the document
+//! change. Each event gets an [`Offset`](herald_proto::Offset) that is
+//! strictly increasing and never reused, also across crashes; the log has an
+//! [`Epoch`](herald_proto::Epoch) created with the data directory. A write is
+//! acknowledged only once durable, and concurrent writers share one fsync.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use herald_store::{Store, StoreConfig, TableName, WriteOp};
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path(), StoreConfig::default())?;
+//! let posts = TableName::new("posts")?;
+//! let written = store.write_one(WriteOp::insert(posts, serde_json::json!({"id": "p1", "title": "Hi"}))?).await?;
+//! assert_eq!(written.offset().0, 1);
+//! store.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - [`store`]: the [`Store`] handle: open and recover, write, read documents and the log.
+//! - `committer`: the single writer thread: group commit, offsets, retention.
+//! - `apply`: what each operation does to a document, as pure functions.
+//! - [`write`]: [`WriteOp`] constructors and outcomes.
+//! - [`names`]: validated table names, document ids and channel names.
+//! - [`layout`]: keyspaces, key encodings and record formats (the on-disk spec).
+//! - [`config`]: [`StoreConfig`].
+//! - [`error`]: [`StoreError`].
+
+mod apply;
+mod committer;
+pub mod config;
+pub mod error;
+pub mod layout;
+pub mod names;
+pub mod store;
+pub mod write;
+
+pub use config::{Durability, RetentionConfig, StoreConfig};
+pub use error::StoreError;
+pub use layout::{DocRecord, LogRecord};
+pub use names::{ChannelName, DocId, TableName};
+pub use store::{Committed, LogChunk, Page, Store, TopicFilter};
+pub use write::{WriteOp, Written};

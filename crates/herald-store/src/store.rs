@@ -1,0 +1,480 @@
+//! The store handle: open, write through the committer, read directly.
+
+use crate::committer::{Committer, Request};
+use crate::config::StoreConfig;
+use crate::error::StoreError;
+use crate::layout::{self, DocRecord, LogRecord};
+use crate::names::{DocId, TableName};
+use crate::write::{WriteOp, Written};
+use bytes::Bytes;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use herald_proto::{Epoch, Event, Offset, Timestamp};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Requests waiting for the committer; writers wait (async) when it is full.
+const QUEUE: usize = 4096;
+/// Committed groups kept for live subscribers; a slower one reads the log.
+const BROADCAST: usize = 1024;
+
+/// An event that is durable: its parsed form and its wire JSON, shared.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The event.
+    pub event: Arc<Event>,
+    /// The event envelope as JSON, serialized once.
+    pub json: Bytes,
+}
+
+/// State the committer publishes to readers.
+///
+/// Only atomics and a broadcast sender: readers never take a lock.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The last durable offset (0 when the log is empty).
+    pub(crate) head: AtomicU64,
+    /// Every offset below this was removed by retention.
+    pub(crate) log_start: AtomicU64,
+    /// Timestamp of the newest event removed by retention (0: none).
+    pub(crate) trimmed_ts: AtomicU64,
+    /// Every committed group, in order.
+    pub(crate) events: broadcast::Sender<Arc<[Committed]>>,
+}
+
+/// An embedded store of JSON documents and its change log.
+///
+/// Writes go to one committer thread (group commit); reads go straight to
+/// the engine from any thread.
+pub struct Store {
+    requests: mpsc::Sender<Request>,
+    shared: Arc<Shared>,
+    docs: Keyspace,
+    log: Keyspace,
+    epoch: Epoch,
+    config: StoreConfig,
+    // Kept so the engine stays open as long as the handle.
+    _db: Database,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("epoch", &self.epoch)
+            .field("head", &self.head())
+            .field("earliest", &self.earliest())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A page of documents from [`Store::scan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// `(id, record)` pairs in id order (reversed if asked).
+    pub docs: Vec<(String, DocRecord)>,
+    /// Pass as `after` to get the next page; `None` when this was the last.
+    pub next_after: Option<String>,
+}
+
+/// Which topics a log read returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicFilter {
+    /// Every event.
+    All,
+    /// Changes of every table (`table:*`).
+    AllTables,
+    /// One topic.
+    Exact(String),
+}
+
+impl TopicFilter {
+    /// Whether `topic` is selected.
+    #[must_use]
+    pub fn matches(&self, topic: &str) -> bool {
+        match self {
+            TopicFilter::All => true,
+            TopicFilter::AllTables => topic.starts_with("table:"),
+            TopicFilter::Exact(t) => t == topic,
+        }
+    }
+}
+
+/// One chunk of a log read.
+#[derive(Debug, Clone)]
+pub struct LogChunk {
+    /// Matching records, in offset order.
+    pub records: Vec<LogRecord>,
+    /// The last offset examined: continue from here.
+    pub next_after: Offset,
+    /// Nothing more to read (reached `to` or the end of the log).
+    pub done: bool,
+}
+
+impl Store {
+    /// Opens (or creates) a store in `dir`.
+    ///
+    /// Recovery is automatic: the engine replays its journal, and the next
+    /// offset is derived from the log and the persisted offset floor.
+    pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store, StoreError> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let db = Database::builder(dir)
+            .manual_journal_persist(true)
+            .cache_size(config.cache_bytes)
+            .open()?;
+        let docs = db.keyspace(layout::DOCS, KeyspaceCreateOptions::default)?;
+        let log = db.keyspace(layout::LOG, KeyspaceCreateOptions::default)?;
+        let meta = db.keyspace(layout::META, KeyspaceCreateOptions::default)?;
+
+        let read_meta = |key: &[u8]| -> Result<Option<u64>, StoreError> {
+            meta.get(key)?
+                .map(|v| layout::read_u64(&v, "meta value"))
+                .transpose()
+        };
+        let epoch = match read_meta(layout::META_EPOCH)? {
+            Some(e) => Epoch(e),
+            None => {
+                let epoch = Epoch(rand::random::<u64>() | 1);
+                meta.insert(layout::META_EPOCH, epoch.0.to_be_bytes())?;
+                db.persist(fjall::PersistMode::SyncAll)?;
+                tracing::info!(%epoch, dir = %dir.display(), "created a new store");
+                epoch
+            }
+        };
+        let (last_offset, last_ts) = match log.last_key_value() {
+            Some(guard) => {
+                let (key, value) = guard.into_inner()?;
+                let (ts, _, _) = LogRecord::split(&value)?;
+                (layout::decode_log_key(&key)?, ts)
+            }
+            None => (Offset::ZERO, Timestamp(0)),
+        };
+        let floor = read_meta(layout::META_OFFSET_FLOOR)?.unwrap_or(1);
+        let next = Offset(floor.max(last_offset.0 + 1));
+        let log_start = Offset(read_meta(layout::META_LOG_START)?.unwrap_or(1));
+        let log_bytes = read_meta(layout::META_LOG_BYTES)?.unwrap_or(0);
+        let trimmed_ts = read_meta(layout::META_TRIMMED_TS)?.unwrap_or(0);
+
+        let (events, _) = broadcast::channel(BROADCAST);
+        let shared = Arc::new(Shared {
+            head: AtomicU64::new(last_offset.0),
+            log_start: AtomicU64::new(log_start.0),
+            trimmed_ts: AtomicU64::new(trimmed_ts),
+            events,
+        });
+        let committer = Committer {
+            db: db.clone(),
+            docs: docs.clone(),
+            log: log.clone(),
+            meta,
+            config: config.clone(),
+            epoch,
+            shared: shared.clone(),
+            next,
+            floor,
+            last_ts,
+            log_start,
+            log_bytes,
+        };
+        let (requests, rx) = mpsc::channel(QUEUE);
+        std::thread::Builder::new()
+            .name("herald-committer".into())
+            .spawn(move || committer.run(rx))
+            .map_err(|source| StoreError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        if config.retention.is_enabled() {
+            spawn_retention_ticker(requests.downgrade(), config.retention.check_interval);
+        }
+        tracing::info!(%epoch, head = %last_offset, next = %next, "store open");
+        Ok(Store {
+            requests,
+            shared,
+            docs,
+            log,
+            epoch,
+            config,
+            _db: db,
+        })
+    }
+
+    /// Applies `ops` atomically and durably; answers once they are fsynced
+    /// (or written to the OS with `durability = "os"`).
+    ///
+    /// Concurrent calls share one fsync. A failing operation fails the whole
+    /// call (as [`StoreError::InBatch`] when there are several) and nothing of
+    /// it is written.
+    pub async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<Written>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::Write { ops, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Writes one operation; see [`Store::write`].
+    pub async fn write_one(&self, op: WriteOp) -> Result<Written, StoreError> {
+        let mut written = self.write(vec![op]).await?;
+        written.pop().ok_or(StoreError::Closed)
+    }
+
+    /// Finishes queued writes, persists everything and stops the committer.
+    /// Later writes fail with [`StoreError::Closed`]. Idempotent.
+    pub async fn close(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.requests.send(Request::Close { reply }).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    /// Asks the committer to enforce retention limits now.
+    pub async fn enforce_retention(&self) -> Result<(), StoreError> {
+        self.requests
+            .send(Request::Trim)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        // A write round-trip orders us after the trim.
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::Write {
+                ops: Vec::new(),
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let _ = answer.await;
+        Ok(())
+    }
+
+    /// Reads one document.
+    pub fn get(&self, table: &TableName, id: &DocId) -> Result<Option<DocRecord>, StoreError> {
+        self.docs
+            .get(layout::doc_key(table.as_str(), id.as_str()))?
+            .map(|v| DocRecord::decode(&v))
+            .transpose()
+    }
+
+    /// Reads documents of a table in id order (or reverse), starting after
+    /// the id `after`, keeping those `keep` accepts, until `limit` are kept.
+    pub fn scan(
+        &self,
+        table: &TableName,
+        after: Option<&str>,
+        reverse: bool,
+        limit: usize,
+        mut keep: impl FnMut(&DocRecord) -> bool,
+    ) -> Result<Page, StoreError> {
+        let prefix = layout::table_prefix(table.as_str());
+        let mut end = prefix.clone();
+        *end.last_mut().expect("prefix ends with the separator") = 1;
+        let range = match (after, reverse) {
+            (None, _) => self.docs.range(prefix.clone()..end),
+            (Some(a), false) => {
+                let mut from = layout::doc_key(table.as_str(), a);
+                from.push(0);
+                self.docs.range(from..end)
+            }
+            (Some(a), true) => self
+                .docs
+                .range(prefix.clone()..layout::doc_key(table.as_str(), a)),
+        };
+        let iter: Box<dyn Iterator<Item = fjall::Guard>> = if reverse {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        let mut docs = Vec::new();
+        let mut last_seen = None;
+        for guard in iter {
+            if docs.len() >= limit {
+                break;
+            }
+            let (key, value) = guard.into_inner()?;
+            let id = std::str::from_utf8(&key[prefix.len()..])
+                .map_err(|_| StoreError::Corrupt("document key is not UTF-8".into()))?
+                .to_owned();
+            let record = DocRecord::decode(&value)?;
+            last_seen = Some(id.clone());
+            if keep(&record) {
+                docs.push((id, record));
+            }
+        }
+        let next_after = if docs.len() >= limit { last_seen } else { None };
+        Ok(Page { docs, next_after })
+    }
+
+    /// Reads the log after `after` (exclusive) up to `to` (inclusive), keeping
+    /// records whose topic `topics` selects, at most `limit` of them.
+    ///
+    /// Fails with [`StoreError::Unrecoverable`] when retention has removed
+    /// events after `after`. Call again with `next_after` until `done`.
+    pub fn read_log(
+        &self,
+        after: Offset,
+        to: Option<Offset>,
+        topics: &TopicFilter,
+        limit: usize,
+    ) -> Result<LogChunk, StoreError> {
+        self.check_recoverable(after)?;
+        let end = to.map_or(u64::MAX, |t| t.0);
+        let mut records = Vec::new();
+        let mut next_after = after;
+        let mut done = true;
+        if after.0 < end {
+            for guard in self
+                .log
+                .range(layout::log_key(after.next())..=layout::log_key(Offset(end)))
+            {
+                if records.len() >= limit {
+                    done = false;
+                    break;
+                }
+                let (key, value) = guard.into_inner()?;
+                let offset = layout::decode_log_key(&key)?;
+                next_after = offset;
+                let (_, topic, _) = LogRecord::split(&value)?;
+                if topics.matches(topic) {
+                    records.push(LogRecord::decode(offset, &value)?);
+                }
+            }
+        }
+        // Retention may have removed records while we read: if it got past
+        // our starting point, what we read may have a hole.
+        self.check_recoverable(after)?;
+        Ok(LogChunk {
+            records,
+            next_after,
+            done,
+        })
+    }
+
+    /// Streams every log record after `after` through `f`, in order, without
+    /// holding more than one record in memory. Returns how many were visited.
+    pub fn for_each_record(
+        &self,
+        after: Offset,
+        mut f: impl FnMut(Offset, Timestamp, &str, &[u8]),
+    ) -> Result<u64, StoreError> {
+        self.check_recoverable(after)?;
+        let mut n = 0;
+        for guard in self.log.range(layout::log_key(after.next())..) {
+            let (key, value) = guard.into_inner()?;
+            let (ts, topic, json) = LogRecord::split(&value)?;
+            f(layout::decode_log_key(&key)?, ts, topic, json);
+            n += 1;
+        }
+        self.check_recoverable(after)?;
+        Ok(n)
+    }
+
+    /// The position to read after to get the events with `ts >= at`.
+    ///
+    /// Timestamps never decrease along the log, so this is a binary search.
+    /// Fails with [`StoreError::Unrecoverable`] if retention removed events at
+    /// or after `at`.
+    pub fn position_at(&self, at: Timestamp) -> Result<Offset, StoreError> {
+        let trimmed = self.shared.trimmed_ts.load(Ordering::SeqCst);
+        let earliest = self.earliest();
+        if trimmed > 0 && at.0 <= trimmed {
+            return Err(StoreError::Unrecoverable {
+                requested: Offset(earliest.0.saturating_sub(1)),
+                earliest,
+            });
+        }
+        // Find the first existing offset in [lo, hi) whose ts >= at.
+        let (mut lo, mut hi) = (earliest.0, self.head().0 + 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.first_at_or_after(Offset(mid))? {
+                Some((offset, ts)) if offset.0 < hi => {
+                    if ts >= at {
+                        hi = mid;
+                    } else {
+                        lo = offset.0 + 1;
+                    }
+                }
+                _ => hi = mid,
+            }
+        }
+        Ok(Offset(lo.saturating_sub(1)))
+    }
+
+    fn first_at_or_after(&self, offset: Offset) -> Result<Option<(Offset, Timestamp)>, StoreError> {
+        match self.log.range(layout::log_key(offset)..).next() {
+            None => Ok(None),
+            Some(guard) => {
+                let (key, value) = guard.into_inner()?;
+                let (ts, _, _) = LogRecord::split(&value)?;
+                Ok(Some((layout::decode_log_key(&key)?, ts)))
+            }
+        }
+    }
+
+    fn check_recoverable(&self, after: Offset) -> Result<(), StoreError> {
+        let earliest = self.earliest();
+        if after.0.saturating_add(1) < earliest.0 {
+            return Err(StoreError::Unrecoverable {
+                requested: after,
+                earliest,
+            });
+        }
+        Ok(())
+    }
+
+    /// The store's epoch.
+    #[must_use]
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// The last durable offset (0 when nothing was ever written).
+    #[must_use]
+    pub fn head(&self) -> Offset {
+        Offset(self.shared.head.load(Ordering::SeqCst))
+    }
+
+    /// The first offset still in the log (retention removes older ones).
+    #[must_use]
+    pub fn earliest(&self) -> Offset {
+        Offset(self.shared.log_start.load(Ordering::SeqCst))
+    }
+
+    /// The configuration the store was opened with.
+    #[must_use]
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// Receives every group of events committed from now on.
+    ///
+    /// A receiver that falls more than a thousand groups behind gets
+    /// `RecvError::Lagged` and must read the missed events from the log.
+    #[must_use]
+    pub fn committed(&self) -> broadcast::Receiver<Arc<[Committed]>> {
+        self.shared.events.subscribe()
+    }
+}
+
+/// Sends a `Trim` request every `interval` until the store is gone.
+fn spawn_retention_ticker(requests: mpsc::WeakSender<Request>, interval: std::time::Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("herald-retention".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(interval);
+                let Some(tx) = requests.upgrade() else { return };
+                if tx.blocking_send(Request::Trim).is_err() {
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "could not start the retention thread; retention is off");
+    }
+}

@@ -1,0 +1,216 @@
+//! Write operations and their outcomes.
+//!
+//! A [`WriteOp`] is built through constructors that enforce its invariants
+//! (the document is an object, its `id` field agrees with the target id), so
+//! the committer never sees a malformed operation.
+
+use crate::error::StoreError;
+use crate::names::{ChannelName, DocId, TableName};
+use herald_proto::{Offset, Version, WriteAck};
+use serde_json::{Map, Value};
+
+/// One operation of a write request. Several operations sent together as one
+/// request are applied atomically: all of them or none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteOp(pub(crate) Op);
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Op {
+    Insert {
+        table: TableName,
+        id: DocId,
+        doc: Map<String, Value>,
+    },
+    Put {
+        table: TableName,
+        id: DocId,
+        doc: Map<String, Value>,
+        expect: Option<Version>,
+    },
+    Patch {
+        table: TableName,
+        id: DocId,
+        patch: Value,
+        expect: Option<Version>,
+    },
+    Delete {
+        table: TableName,
+        id: DocId,
+        expect: Option<Version>,
+    },
+    Publish {
+        channel: ChannelName,
+        data: Value,
+        from: Option<String>,
+    },
+}
+
+impl WriteOp {
+    /// Creates a document; fails with `AlreadyExists` if the id is taken.
+    ///
+    /// The id is the document's `id` field, or a generated one (written into
+    /// the document) when it has none.
+    pub fn insert(table: TableName, doc: Value) -> Result<WriteOp, StoreError> {
+        let mut doc = into_object(doc, "document")?;
+        let id = match doc.get("id") {
+            None => {
+                let id = DocId::generate();
+                doc.insert("id".into(), Value::String(id.as_str().to_owned()));
+                id
+            }
+            Some(Value::String(s)) => DocId::new(s.clone())?,
+            Some(_) => {
+                return Err(StoreError::IdMismatch {
+                    reason: "must be a string".into(),
+                });
+            }
+        };
+        Ok(WriteOp(Op::Insert { table, id, doc }))
+    }
+
+    /// Creates or replaces a document. With `expect`, the stored version must
+    /// match or nothing changes.
+    pub fn put(
+        table: TableName,
+        id: DocId,
+        doc: Value,
+        expect: Option<Version>,
+    ) -> Result<WriteOp, StoreError> {
+        let doc = with_id(into_object(doc, "document")?, &id)?;
+        Ok(WriteOp(Op::Put {
+            table,
+            id,
+            doc,
+            expect,
+        }))
+    }
+
+    /// Applies a JSON merge patch (RFC 7396) to an existing document.
+    #[must_use]
+    pub fn patch(table: TableName, id: DocId, patch: Value, expect: Option<Version>) -> WriteOp {
+        WriteOp(Op::Patch {
+            table,
+            id,
+            patch,
+            expect,
+        })
+    }
+
+    /// Deletes an existing document.
+    #[must_use]
+    pub fn delete(table: TableName, id: DocId, expect: Option<Version>) -> WriteOp {
+        WriteOp(Op::Delete { table, id, expect })
+    }
+
+    /// Appends a message to a channel's log.
+    #[must_use]
+    pub fn publish(channel: ChannelName, data: Value, from: Option<String>) -> WriteOp {
+        WriteOp(Op::Publish {
+            channel,
+            data,
+            from,
+        })
+    }
+}
+
+fn into_object(value: Value, what: &'static str) -> Result<Map<String, Value>, StoreError> {
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(StoreError::NotAnObject { what }),
+    }
+}
+
+/// Makes sure `doc["id"]` is `id`: sets it when absent, rejects a different one.
+pub(crate) fn with_id(
+    mut doc: Map<String, Value>,
+    id: &DocId,
+) -> Result<Map<String, Value>, StoreError> {
+    match doc.get("id") {
+        None => {
+            doc.insert("id".into(), Value::String(id.as_str().to_owned()));
+            Ok(doc)
+        }
+        Some(Value::String(s)) if s == id.as_str() => Ok(doc),
+        Some(other) => Err(StoreError::IdMismatch {
+            reason: format!("is {other} but the target id is {:?}", id.as_str()),
+        }),
+    }
+}
+
+/// The outcome of one successful operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// A document write.
+    Doc(WriteAck),
+    /// A channel message.
+    Message {
+        /// The message's offset in the log.
+        offset: Offset,
+    },
+}
+
+impl Written {
+    /// The offset of the operation's event.
+    #[must_use]
+    pub fn offset(&self) -> Offset {
+        match self {
+            Written::Doc(ack) => ack.offset,
+            Written::Message { offset } => *offset,
+        }
+    }
+
+    /// The document acknowledgement, if this was a document write.
+    #[must_use]
+    pub fn into_ack(self) -> Option<WriteAck> {
+        match self {
+            Written::Doc(ack) => Some(ack),
+            Written::Message { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn t() -> TableName {
+        TableName::new("t").unwrap()
+    }
+
+    #[test]
+    fn insert_takes_or_generates_the_id() {
+        let WriteOp(Op::Insert { id, doc, .. }) = WriteOp::insert(t(), json!({"id": "a"})).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((id.as_str(), &doc["id"]), ("a", &json!("a")));
+        let WriteOp(Op::Insert { id, doc, .. }) = WriteOp::insert(t(), json!({"x": 1})).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(doc["id"], json!(id.as_str()));
+    }
+
+    #[test]
+    fn bad_documents_are_rejected() {
+        assert!(matches!(
+            WriteOp::insert(t(), json!([1])),
+            Err(StoreError::NotAnObject { .. })
+        ));
+        assert!(matches!(
+            WriteOp::insert(t(), json!({"id": 5})),
+            Err(StoreError::IdMismatch { .. })
+        ));
+        assert!(matches!(
+            WriteOp::insert(t(), json!({"id": ""})),
+            Err(StoreError::InvalidId { .. })
+        ));
+        let id = DocId::new("a").unwrap();
+        assert!(matches!(
+            WriteOp::put(t(), id.clone(), json!({"id": "b"}), None),
+            Err(StoreError::IdMismatch { .. })
+        ));
+        assert!(WriteOp::put(t(), id, json!({}), None).is_ok());
+    }
+}

@@ -1,0 +1,466 @@
+//! Store behaviour through its public API, on a real directory.
+
+use herald_proto::{EventBody, Offset, Timestamp, Version};
+use herald_store::{
+    ChannelName, DocId, RetentionConfig, Store, StoreConfig, StoreError, TableName, TopicFilter,
+    WriteOp,
+};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+fn table(name: &str) -> TableName {
+    TableName::new(name).unwrap()
+}
+
+fn id(s: &str) -> DocId {
+    DocId::new(s).unwrap()
+}
+
+fn open(dir: &std::path::Path) -> Store {
+    Store::open(dir, StoreConfig::default()).unwrap()
+}
+
+fn all_events(store: &Store) -> Vec<herald_proto::Event> {
+    let chunk = store
+        .read_log(Offset::ZERO, None, &TopicFilter::All, usize::MAX)
+        .unwrap();
+    assert!(chunk.done);
+    chunk
+        .records
+        .iter()
+        .map(|r| r.to_event().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn document_lifecycle_appends_matching_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = table("posts");
+
+    let a = store
+        .write_one(WriteOp::insert(t.clone(), json!({"id": "a", "n": 1})).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(a.offset(), Offset(1));
+    let dup = store
+        .write_one(WriteOp::insert(t.clone(), json!({"id": "a"})).unwrap())
+        .await;
+    assert!(matches!(dup, Err(StoreError::AlreadyExists { .. })));
+
+    let put = WriteOp::put(
+        t.clone(),
+        id("a"),
+        json!({"n": 2, "x": true}),
+        Some(Version(1)),
+    )
+    .unwrap();
+    let ack = store.write_one(put).await.unwrap().into_ack().unwrap();
+    assert_eq!((ack.version, ack.offset), (Version(2), Offset(2)));
+
+    let stale = WriteOp::put(t.clone(), id("a"), json!({}), Some(Version(1))).unwrap();
+    assert!(matches!(
+        store.write_one(stale).await,
+        Err(StoreError::VersionMismatch {
+            expected: Version(1),
+            actual: Some(Version(2))
+        })
+    ));
+
+    store
+        .write_one(WriteOp::patch(
+            t.clone(),
+            id("a"),
+            json!({"x": null, "y": [1]}),
+            None,
+        ))
+        .await
+        .unwrap();
+    let doc = store.get(&t, &id("a")).unwrap().unwrap();
+    assert_eq!(doc.version, Version(3));
+    assert_eq!(
+        Value::Object(doc.to_map().unwrap()),
+        json!({"id": "a", "n": 2, "y": [1]})
+    );
+
+    store
+        .write_one(WriteOp::delete(t.clone(), id("a"), Some(Version(3))))
+        .await
+        .unwrap();
+    assert!(store.get(&t, &id("a")).unwrap().is_none());
+    assert!(matches!(
+        store
+            .write_one(WriteOp::delete(t.clone(), id("a"), None))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store
+            .write_one(WriteOp::patch(t.clone(), id("a"), json!({}), None))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    let events = all_events(&store);
+    let ops: Vec<_> = events.iter().map(|e| e.op().as_str()).collect();
+    assert_eq!(ops, ["insert", "update", "update", "delete"]);
+    assert_eq!(
+        events.iter().map(|e| e.offset.0).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    match &events[1].body {
+        EventBody::Update {
+            old, doc, changed, ..
+        } => {
+            assert_eq!(Value::Object(old.clone()), json!({"id": "a", "n": 1}));
+            assert_eq!(
+                Value::Object(doc.clone()),
+                json!({"id": "a", "n": 2, "x": true})
+            );
+            assert_eq!(changed, &["n", "x"]);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(events.windows(2).all(|w| w[0].ts <= w[1].ts));
+    assert!(
+        events
+            .iter()
+            .all(|e| e.epoch == store.epoch() && e.topic == "table:posts")
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_failing_batch_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (t, u) = (table("t"), table("u"));
+    store
+        .write_one(WriteOp::insert(t.clone(), json!({"id": "x"})).unwrap())
+        .await
+        .unwrap();
+    let batch = vec![
+        WriteOp::insert(u.clone(), json!({"id": "new"})).unwrap(),
+        WriteOp::put(t.clone(), id("x"), json!({"v": 1}), None).unwrap(),
+        WriteOp::insert(t.clone(), json!({"id": "x"})).unwrap(),
+    ];
+    match store.write(batch).await {
+        Err(StoreError::InBatch { index: 2, source }) => {
+            assert!(matches!(*source, StoreError::AlreadyExists { .. }))
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(store.get(&u, &id("new")).unwrap().is_none());
+    assert_eq!(
+        store.get(&t, &id("x")).unwrap().unwrap().version,
+        Version(1)
+    );
+    assert_eq!(store.head(), Offset(1));
+
+    // Operations inside one batch see each other.
+    let batch = vec![
+        WriteOp::insert(u.clone(), json!({"id": "n", "a": 1})).unwrap(),
+        WriteOp::patch(u.clone(), id("n"), json!({"b": 2}), Some(Version(1))),
+        WriteOp::publish(ChannelName::new("chat:x").unwrap(), json!("hi"), None),
+    ];
+    let written = store.write(batch).await.unwrap();
+    assert_eq!(
+        written.iter().map(|w| w.offset().0).collect::<Vec<_>>(),
+        [2, 3, 4]
+    );
+    assert_eq!(
+        store.get(&u, &id("n")).unwrap().unwrap().version,
+        Version(2)
+    );
+    assert!(matches!(
+        store.write(vec![]).await,
+        Err(StoreError::EmptyBatch)
+    ));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn offsets_and_epoch_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let epoch = store.epoch();
+    for i in 0..5 {
+        store
+            .write_one(WriteOp::insert(table("t"), json!({"i": i})).unwrap())
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    drop(store);
+
+    let store = open(dir.path());
+    assert_eq!(store.epoch(), epoch);
+    assert_eq!(store.head(), Offset(5));
+    let w = store
+        .write_one(WriteOp::insert(table("t"), json!({})).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(w.offset(), Offset(6), "a clean restart leaves no gap");
+    assert_eq!(all_events(&store).len(), 6);
+    store.close().await;
+    assert!(matches!(
+        store
+            .write_one(WriteOp::insert(table("t"), json!({})).unwrap())
+            .await,
+        Err(StoreError::Closed)
+    ));
+    drop(store);
+
+    let other = tempfile::tempdir().unwrap();
+    let fresh = open(other.path());
+    assert_ne!(fresh.epoch(), epoch, "a new directory is a new history");
+}
+
+#[tokio::test]
+async fn scan_pages_through_a_table_in_id_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let ops = (0..25).map(|i| {
+        WriteOp::insert(
+            table("t"),
+            json!({"id": format!("{i:02}"), "even": i % 2 == 0}),
+        )
+        .unwrap()
+    });
+    store.write(ops.collect()).await.unwrap();
+    store
+        .write_one(WriteOp::insert(table("t_other"), json!({"id": "zz"})).unwrap())
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .scan(&table("t"), after.as_deref(), false, 10, |_| true)
+            .unwrap();
+        seen.extend(page.docs.iter().map(|(id, _)| id.clone()));
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..25).map(|i| format!("{i:02}")).collect::<Vec<_>>());
+
+    let rev = store
+        .scan(&table("t"), Some("10"), true, 3, |_| true)
+        .unwrap();
+    assert_eq!(
+        rev.docs
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect::<Vec<_>>(),
+        ["09", "08", "07"]
+    );
+
+    let even = store
+        .scan(&table("t"), None, false, 100, |r| {
+            r.to_map().unwrap()["even"] == json!(true)
+        })
+        .unwrap();
+    assert_eq!(even.docs.len(), 13);
+    assert!(even.next_after.is_none());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn log_reads_select_topics_and_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for i in 0..10 {
+        let op = if i % 2 == 0 {
+            WriteOp::insert(table("t"), json!({"i": i})).unwrap()
+        } else {
+            WriteOp::publish(
+                ChannelName::new("chat:a").unwrap(),
+                json!(i),
+                Some("me".into()),
+            )
+        };
+        store.write_one(op).await.unwrap();
+    }
+    let chat = store
+        .read_log(
+            Offset(2),
+            Some(Offset(8)),
+            &TopicFilter::Exact("chat:a".into()),
+            100,
+        )
+        .unwrap();
+    assert_eq!(
+        chat.records.iter().map(|r| r.offset.0).collect::<Vec<_>>(),
+        [4, 6, 8]
+    );
+    let tables = store
+        .read_log(Offset::ZERO, None, &TopicFilter::AllTables, 2)
+        .unwrap();
+    assert_eq!(tables.records.len(), 2);
+    assert!(!tables.done);
+    let rest = store
+        .read_log(tables.next_after, None, &TopicFilter::AllTables, 100)
+        .unwrap();
+    assert_eq!(rest.records.len(), 3);
+    assert!(rest.done);
+
+    let mut visited = 0;
+    store
+        .for_each_record(Offset(5), |_, _, _, _| visited += 1)
+        .unwrap();
+    assert_eq!(visited, 5);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn position_at_finds_the_first_event_at_or_after_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut times = Vec::new();
+    for i in 0..6 {
+        store
+            .write_one(WriteOp::insert(table("t"), json!({"i": i})).unwrap())
+            .await
+            .unwrap();
+        times.push(all_events(&store).last().unwrap().ts);
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    for (i, ts) in times.iter().enumerate() {
+        let after = store.position_at(*ts).unwrap();
+        // The first event at `ts` is the first with that timestamp.
+        let first = times.iter().position(|t| t == ts).unwrap();
+        assert_eq!(after, Offset(first as u64), "event {i}");
+    }
+    assert_eq!(store.position_at(Timestamp(0)).unwrap(), Offset::ZERO);
+    assert_eq!(store.position_at(Timestamp(u64::MAX)).unwrap(), Offset(6));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn retention_by_size_removes_the_oldest_and_reports_the_earliest() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        retention: RetentionConfig {
+            max_bytes: Some(2_000),
+            ..RetentionConfig::default()
+        },
+        ..StoreConfig::default()
+    };
+    let store = Store::open(dir.path(), config.clone()).unwrap();
+    for i in 0..50 {
+        store
+            .write_one(
+                WriteOp::insert(table("t"), json!({"i": i, "pad": "x".repeat(100)})).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    store.enforce_retention().await.unwrap();
+    let earliest = store.earliest();
+    assert!(earliest.0 > 1 && earliest.0 < 50, "earliest {earliest}");
+    match store.read_log(Offset::ZERO, None, &TopicFilter::All, 100) {
+        Err(StoreError::Unrecoverable { earliest: e, .. }) => assert_eq!(e, earliest),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(matches!(
+        store.position_at(Timestamp(0)),
+        Err(StoreError::Unrecoverable { .. })
+    ));
+    let kept = store
+        .read_log(Offset(earliest.0 - 1), None, &TopicFilter::All, 100)
+        .unwrap();
+    assert_eq!(kept.records.first().unwrap().offset, earliest);
+    assert_eq!(kept.records.last().unwrap().offset, Offset(50));
+    // Documents never expire.
+    assert_eq!(
+        store
+            .scan(&table("t"), None, false, 100, |_| true)
+            .unwrap()
+            .docs
+            .len(),
+        50
+    );
+    store.close().await;
+    drop(store);
+
+    let store = Store::open(dir.path(), config).unwrap();
+    assert_eq!(store.earliest(), earliest, "the retention point is durable");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn concurrent_writers_share_commits_and_get_distinct_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let mut tasks = Vec::new();
+    for w in 0..32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut offsets = Vec::new();
+            for i in 0..50 {
+                let op = WriteOp::insert(table("t"), json!({"id": format!("{w}-{i}")})).unwrap();
+                offsets.push(store.write_one(op).await.unwrap().offset().0);
+            }
+            offsets
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        let offsets = t.await.unwrap();
+        assert!(
+            offsets.windows(2).all(|w| w[0] < w[1]),
+            "one writer's offsets increase"
+        );
+        all.extend(offsets);
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=1600).collect::<Vec<_>>());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn oversize_documents_and_messages_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        max_doc_bytes: 100,
+        ..StoreConfig::default()
+    };
+    let store = Store::open(dir.path(), config).unwrap();
+    let big = json!({"id": "a", "pad": "x".repeat(200)});
+    assert!(matches!(
+        store
+            .write_one(WriteOp::insert(table("t"), big).unwrap())
+            .await,
+        Err(StoreError::DocTooLarge { max: 100, .. })
+    ));
+    store
+        .write_one(WriteOp::insert(table("t"), json!({"id": "a"})).unwrap())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .write_one(WriteOp::patch(
+                table("t"),
+                id("a"),
+                json!({"pad": "x".repeat(200)}),
+                None
+            ))
+            .await,
+        Err(StoreError::DocTooLarge { .. })
+    ));
+    assert!(matches!(
+        store
+            .write_one(WriteOp::publish(
+                ChannelName::new("c").unwrap(),
+                json!("x".repeat(200)),
+                None
+            ))
+            .await,
+        Err(StoreError::DocTooLarge { .. })
+    ));
+    assert_eq!(store.head(), Offset(1));
+    store.close().await;
+}
