@@ -1,1 +1,28 @@
-//! herald-core
+//! Herald's engine, for embedding: open a data directory, write documents,
+//! publish messages, and subscribe to changes in-process.
+//!
+//! ```
+//! # #[tokio::main] async fn main() -> Result<(), herald_core::StoreError> {
+//! use futures_util::StreamExt;
+//! use herald_core::{Herald, SubscribeOptions, Topic};
+//! let dir = tempfile::tempdir().unwrap();
+//! let herald = Herald::open(dir.path())?;
+//! let mut changes = Box::pin(herald.subscribe(Topic::table("posts")?, SubscribeOptions::default()));
+//! herald.insert("posts", serde_json::json!({"id": "p1", "title": "Hello"})).await?;
+//! let event = changes.next().await.unwrap()?;
+//! assert_eq!(event.topic, "table:posts");
+//! herald.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - [`herald`]: the [`Herald`] handle: open, table operations, publish, close.
+//! - [`subscribe`]: [`Topic`], [`SubscribeOptions`] and the subscription stream
+//!   (replay from the log, then live, without gap or duplicate).
+
+pub mod herald;
+pub mod subscribe;
+
+pub use herald::Herald;
+pub use herald_store::{StoreConfig, StoreError};
+pub use subscribe::{SubscribeOptions, Topic};
