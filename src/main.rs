@@ -1,1 +1,67 @@
-fn main() {}
+//! `herald`: the command-line front door. Glue only: parse flags, load the
+//! configuration, start tracing, and hand over to `herald-server`.
+
+mod cli;
+mod settings;
+
+use anyhow::Context;
+use clap::Parser;
+use cli::{Cli, Command, ServeArgs};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = settings::load(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let herald = herald_core::Herald::open_with(&config.data_dir, config.store.clone())
+            .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), "herald serving");
+        // One plain line on stdout, for scripts and tests that start us on port 0.
+        println!("herald listening on http://{addr}");
+        herald_server::run(listener, herald, config.http, shutdown_signal()).await?;
+        tracing::info!("herald stopped cleanly");
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => tracing::info!("SIGINT received; shutting down"),
+        () = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+}

@@ -14,6 +14,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// A document (or merge result) is not a JSON object.
     NotAnObject,
+    /// A channel name breaks the channel naming rules.
+    InvalidChannel,
     /// A table name is not `[A-Za-z0-9_]{1,64}`.
     InvalidTable,
     /// A document id is empty, longer than 256 bytes, or has control characters.
@@ -52,6 +54,7 @@ impl ErrorCode {
             ErrorCode::InvalidJson => "invalid_json",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::NotAnObject => "not_an_object",
+            ErrorCode::InvalidChannel => "invalid_channel",
             ErrorCode::InvalidTable => "invalid_table",
             ErrorCode::InvalidId => "invalid_id",
             ErrorCode::IdMismatch => "id_mismatch",
@@ -75,6 +78,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidJson
             | ErrorCode::NotAnObject
+            | ErrorCode::InvalidChannel
             | ErrorCode::InvalidTable
             | ErrorCode::InvalidId
             | ErrorCode::IdMismatch

@@ -1,0 +1,172 @@
+//! `GET /v1/events`: replay the log as NDJSON, one event envelope per line.
+//!
+//! Errors found before the first byte (bad parameters, a position below
+//! retention, a token from another epoch) are ordinary JSON errors. An error
+//! after streaming started ends the stream with one last line
+//! `{"error":{...}}`.
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::Params;
+use crate::query::DocFilter;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderValue;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, Bytes, BytesMut};
+use herald_proto::{ErrorCode, EventBody, Offset, ResumeToken, Timestamp};
+use herald_store::{ChannelName, LogChunk, Store, StoreError, TableName, TopicFilter};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Records read from the store per step of the stream.
+const CHUNK: usize = 1024;
+
+/// Query parameters of `GET /v1/events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReplayParams {
+    /// `table:<name>`, `table:*`, or a channel. Absent: every event.
+    topic: Option<String>,
+    /// Start after this offset, or after a resume token `<epoch>:<offset>`.
+    from: Option<String>,
+    /// Start at the first event with `ts >= since` (milliseconds).
+    since: Option<u64>,
+    /// Stop after this offset (inclusive).
+    to: Option<u64>,
+    /// Keep only table events whose document matches.
+    filter: Option<String>,
+    /// Stop after this many events.
+    limit: Option<u64>,
+}
+
+/// Streams the selected events.
+pub(crate) async fn replay(
+    State(app): State<AppState>,
+    Params(params): Params<ReplayParams>,
+) -> Result<Response, ApiError> {
+    let store = app.herald.clone();
+    let topics = parse_topic(params.topic.as_deref())?;
+    let filter = Arc::new(DocFilter::parse(params.filter.as_deref())?);
+    let after = match (&params.from, params.since) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidParameter,
+                "give from or since, not both",
+            ));
+        }
+        (Some(from), None) => parse_from(from, store.store())?,
+        (None, Some(since)) => store.store().position_at(Timestamp(since))?,
+        (None, None) => Offset::ZERO,
+    };
+    let to = params.to.map(Offset);
+    let mut remaining = params.limit.unwrap_or(u64::MAX);
+
+    let read = move |after: Offset| {
+        let (herald, topics) = (store.clone(), topics.clone());
+        async move {
+            tokio::task::spawn_blocking(move || herald.store().read_log(after, to, &topics, CHUNK))
+                .await
+                .map_err(|e| StoreError::Corrupt(format!("log reader stopped: {e}")))?
+        }
+    };
+    // Read the first chunk before answering, so its errors get a status.
+    let first = read(after).await?;
+    let body = async_stream::stream! {
+        let mut chunk = Some(first);
+        while let Some(current) = chunk.take() {
+            let (lines, done) = render(&current, &filter, &mut remaining);
+            if !lines.is_empty() {
+                yield Ok::<Bytes, std::convert::Infallible>(lines);
+            }
+            if done || current.done || remaining == 0 {
+                return;
+            }
+            match read(current.next_after).await {
+                Ok(next) => chunk = Some(next),
+                Err(e) => {
+                    let mut line = serde_json::to_vec(&ApiError::from(e).body()).unwrap_or_default();
+                    line.push(b'\n');
+                    yield Ok(Bytes::from(line));
+                    return;
+                }
+            }
+        }
+    };
+    Ok((
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        )],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// Renders a chunk's matching records as NDJSON; `true` when `remaining` ran out.
+fn render(chunk: &LogChunk, filter: &DocFilter, remaining: &mut u64) -> (Bytes, bool) {
+    let mut out = BytesMut::new();
+    for record in &chunk.records {
+        if *remaining == 0 {
+            return (out.freeze(), true);
+        }
+        if !filter.is_empty()
+            && !record
+                .to_event()
+                .is_ok_and(|e| event_matches(&e.body, filter))
+        {
+            continue;
+        }
+        out.put_slice(&record.json);
+        out.put_u8(b'\n');
+        *remaining -= 1;
+    }
+    (out.freeze(), false)
+}
+
+fn event_matches(body: &EventBody, filter: &DocFilter) -> bool {
+    match body {
+        EventBody::Insert { doc, .. } | EventBody::Update { doc, .. } => filter.matches(doc),
+        EventBody::Delete { old, .. } => filter.matches(old),
+        EventBody::Publish { .. } => false,
+    }
+}
+
+fn parse_topic(topic: Option<&str>) -> Result<TopicFilter, ApiError> {
+    Ok(match topic {
+        None => TopicFilter::All,
+        Some("table:*") => TopicFilter::AllTables,
+        Some(t) => match t.strip_prefix("table:") {
+            Some(table) => TopicFilter::Exact(TableName::new(table)?.topic()),
+            None => TopicFilter::Exact(ChannelName::new(t)?.as_str().to_owned()),
+        },
+    })
+}
+
+/// `from` is an offset or a resume token; a token must be of this epoch.
+fn parse_from(from: &str, store: &Store) -> Result<Offset, ApiError> {
+    if let Ok(offset) = from.parse::<u64>() {
+        return Ok(Offset(offset));
+    }
+    let token: ResumeToken = from.parse().map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidParameter,
+            format!("from must be an offset or <epoch>:<offset> token: {e}"),
+        )
+    })?;
+    if token.epoch != store.epoch() {
+        return Err(ApiError {
+            earliest: Some(store.earliest().0),
+            ..ApiError::new(
+                ErrorCode::UnrecoverablePosition,
+                format!(
+                    "the token is from epoch {} but this log is epoch {}: its history is gone; start over from a snapshot",
+                    token.epoch,
+                    store.epoch()
+                ),
+            )
+        });
+    }
+    Ok(token.offset)
+}
