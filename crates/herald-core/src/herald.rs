@@ -1,10 +1,21 @@
 //! The [`Herald`] handle.
 
 use herald_proto::{Offset, Version, WriteAck};
-use herald_store::{ChannelName, DocId, Store, StoreConfig, StoreError, TableName, WriteOp, Written};
+use herald_store::{
+    ChannelName, DocId, Store, StoreConfig, StoreError, TableName, WriteOp, Written,
+};
 use serde_json::{Map, Value};
 use std::path::Path;
 use std::sync::Arc;
+
+/// A stored document with its version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Doc {
+    /// The document's version (1 when created, +1 per write).
+    pub version: Version,
+    /// The document itself, including its `id` field.
+    pub fields: Map<String, Value>,
+}
 
 /// An open Herald engine. Cheap to clone; every clone shares one store.
 #[derive(Debug, Clone)]
@@ -33,31 +44,66 @@ impl Herald {
 
     /// Inserts a document (id from its `id` field, or generated).
     pub async fn insert(&self, table: &str, doc: Value) -> Result<WriteAck, StoreError> {
-        self.write_doc(WriteOp::insert(TableName::new(table)?, doc)?).await
+        self.write_doc(WriteOp::insert(TableName::new(table)?, doc)?)
+            .await
     }
 
     /// Creates or replaces a document; with `expect`, only at that version.
-    pub async fn put(&self, table: &str, id: &str, doc: Value, expect: Option<Version>) -> Result<WriteAck, StoreError> {
-        self.write_doc(WriteOp::put(TableName::new(table)?, DocId::new(id)?, doc, expect)?)
-            .await
+    pub async fn put(
+        &self,
+        table: &str,
+        id: &str,
+        doc: Value,
+        expect: Option<Version>,
+    ) -> Result<WriteAck, StoreError> {
+        self.write_doc(WriteOp::put(
+            TableName::new(table)?,
+            DocId::new(id)?,
+            doc,
+            expect,
+        )?)
+        .await
     }
 
     /// Applies a JSON merge patch to an existing document.
-    pub async fn patch(&self, table: &str, id: &str, patch: Value, expect: Option<Version>) -> Result<WriteAck, StoreError> {
-        self.write_doc(WriteOp::patch(TableName::new(table)?, DocId::new(id)?, patch, expect))
-            .await
+    pub async fn patch(
+        &self,
+        table: &str,
+        id: &str,
+        patch: Value,
+        expect: Option<Version>,
+    ) -> Result<WriteAck, StoreError> {
+        self.write_doc(WriteOp::patch(
+            TableName::new(table)?,
+            DocId::new(id)?,
+            patch,
+            expect,
+        ))
+        .await
     }
 
     /// Deletes a document.
-    pub async fn delete(&self, table: &str, id: &str, expect: Option<Version>) -> Result<WriteAck, StoreError> {
-        self.write_doc(WriteOp::delete(TableName::new(table)?, DocId::new(id)?, expect))
-            .await
+    pub async fn delete(
+        &self,
+        table: &str,
+        id: &str,
+        expect: Option<Version>,
+    ) -> Result<WriteAck, StoreError> {
+        self.write_doc(WriteOp::delete(
+            TableName::new(table)?,
+            DocId::new(id)?,
+            expect,
+        ))
+        .await
     }
 
     /// Reads a document and its version.
-    pub fn get(&self, table: &str, id: &str) -> Result<Option<(Version, Map<String, Value>)>, StoreError> {
+    pub fn get(&self, table: &str, id: &str) -> Result<Option<Doc>, StoreError> {
         match self.store.get(&TableName::new(table)?, &DocId::new(id)?)? {
-            Some(record) => Ok(Some((record.version, record.to_map()?))),
+            Some(record) => Ok(Some(Doc {
+                version: record.version,
+                fields: record.to_map()?,
+            })),
             None => Ok(None),
         }
     }
@@ -76,7 +122,9 @@ impl Herald {
     async fn write_doc(&self, op: WriteOp) -> Result<WriteAck, StoreError> {
         match self.store.write_one(op).await? {
             Written::Doc(ack) => Ok(ack),
-            Written::Message { .. } => Err(StoreError::Corrupt("a document write returned a message".into())),
+            Written::Message { .. } => Err(StoreError::Corrupt(
+                "a document write returned a message".into(),
+            )),
         }
     }
 }

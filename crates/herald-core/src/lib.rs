@@ -23,6 +23,6 @@
 pub mod herald;
 pub mod subscribe;
 
-pub use herald::Herald;
+pub use herald::{Doc, Herald};
 pub use herald_store::{StoreConfig, StoreError};
 pub use subscribe::{SubscribeOptions, Topic};

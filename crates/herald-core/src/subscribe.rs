@@ -74,7 +74,12 @@ impl Herald {
         let mut last = options.from.unwrap_or_else(|| store.head());
         let mut catch_up = options.from.is_some();
         let topics = topic.filter();
-        let wanted = move |event: &Event| options.ops.as_ref().is_none_or(|ops| ops.contains(&event.op()));
+        let wanted = move |event: &Event| {
+            options
+                .ops
+                .as_ref()
+                .is_none_or(|ops| ops.contains(&event.op()))
+        };
         async_stream::stream! {
             loop {
                 while catch_up {

@@ -7,7 +7,11 @@ use serde_json::json;
 use std::time::Duration;
 
 async fn next_offsets(
-    stream: &mut (impl futures_util::Stream<Item = Result<std::sync::Arc<herald_proto::Event>, herald_core::StoreError>> + Unpin),
+    stream: &mut (
+             impl futures_util::Stream<
+        Item = Result<std::sync::Arc<herald_proto::Event>, herald_core::StoreError>,
+    > + Unpin
+         ),
     n: usize,
 ) -> Vec<u64> {
     let mut out = Vec::new();
@@ -27,7 +31,8 @@ async fn live_subscription_sees_only_its_topic_and_ops() {
     let dir = tempfile::tempdir().unwrap();
     let herald = Herald::open(dir.path()).unwrap();
     herald.insert("a", json!({"id": "before"})).await.unwrap();
-    let mut posts = Box::pin(herald.subscribe(Topic::table("a").unwrap(), SubscribeOptions::default()));
+    let mut posts =
+        Box::pin(herald.subscribe(Topic::table("a").unwrap(), SubscribeOptions::default()));
     let mut deletes = Box::pin(herald.subscribe(
         Topic::AllTables,
         SubscribeOptions {
@@ -35,7 +40,8 @@ async fn live_subscription_sees_only_its_topic_and_ops() {
             ..Default::default()
         },
     ));
-    let mut chat = Box::pin(herald.subscribe(Topic::channel("chat").unwrap(), SubscribeOptions::default()));
+    let mut chat =
+        Box::pin(herald.subscribe(Topic::channel("chat").unwrap(), SubscribeOptions::default()));
 
     herald.insert("b", json!({"id": "x"})).await.unwrap(); // 2
     herald.insert("a", json!({"id": "y"})).await.unwrap(); // 3
@@ -81,12 +87,16 @@ async fn resume_from_an_offset_replays_then_goes_live_without_gap_or_duplicate()
 async fn a_subscriber_that_falls_behind_the_live_feed_catches_up_from_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let herald = Herald::open(dir.path()).unwrap();
-    let mut sub = Box::pin(herald.subscribe(Topic::table("t").unwrap(), SubscribeOptions::default()));
+    let mut sub =
+        Box::pin(herald.subscribe(Topic::table("t").unwrap(), SubscribeOptions::default()));
     // Far more commit groups than the live buffer holds, while nobody reads.
     for i in 0..3000 {
         herald.insert("t", json!({"i": i})).await.unwrap();
     }
-    assert_eq!(next_offsets(&mut sub, 3000).await, (1..=3000).collect::<Vec<_>>());
+    assert_eq!(
+        next_offsets(&mut sub, 3000).await,
+        (1..=3000).collect::<Vec<_>>()
+    );
     herald.close().await;
 }
 
@@ -97,7 +107,13 @@ async fn resuming_below_retention_is_an_error_naming_the_earliest_offset() {
     config.retention.max_bytes = Some(1000);
     let herald = Herald::open_with(dir.path(), config).unwrap();
     for i in 0..40 {
-        herald.insert("t", json!({"i": i, "pad": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"})).await.unwrap();
+        herald
+            .insert(
+                "t",
+                json!({"i": i, "pad": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}),
+            )
+            .await
+            .unwrap();
     }
     herald.store().enforce_retention().await.unwrap();
     let mut sub = Box::pin(herald.subscribe(

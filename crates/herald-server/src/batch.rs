@@ -114,7 +114,16 @@ pub(crate) async fn batch(
         })?;
         writes.push(write);
     }
-    let written = app.herald.store().write(writes).await?;
+    let single = writes.len() == 1;
+    let written = app.herald.store().write(writes).await.map_err(|e| {
+        // The store names the failing operation only in multi-op batches.
+        let error = ApiError::from(e);
+        if single {
+            ApiError::new(error.code, format!("ops[0]: {}", error.message))
+        } else {
+            error
+        }
+    })?;
     Ok(Json(BatchResult {
         results: written.into_iter().filter_map(Written::into_ack).collect(),
     }))

@@ -58,7 +58,8 @@ pub(crate) async fn replay(
         }
         (Some(from), None) => parse_from(from, store.store())?,
         (None, Some(since)) => store.store().position_at(Timestamp(since))?,
-        (None, None) => Offset::ZERO,
+        // "Everything": from the earliest event retention kept.
+        (None, None) => Offset(store.store().earliest().0.saturating_sub(1)),
     };
     let to = params.to.map(Offset);
     let mut remaining = params.limit.unwrap_or(u64::MAX);

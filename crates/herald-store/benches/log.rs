@@ -1,1 +1,115 @@
-fn main() {}
+//! Store benchmarks: durable appends under concurrency, and full log replay.
+//!
+//! Run: `cargo bench -p herald-store --bench log`. Results go in BENCHMARKS.md.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use herald_proto::Offset;
+use herald_store::{Durability, Store, StoreConfig, TableName, WriteOp};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+// The same allocator as the `herald` binary, so the figures match the server.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// A document whose JSON is about `size` bytes.
+fn doc(id: u64, size: usize) -> Value {
+    json!({"id": format!("doc-{id:012}"), "tenant": id % 100, "status": "open", "pad": "x".repeat(size.saturating_sub(70))})
+}
+
+fn appends(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("append");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    for (name, durability) in [("fsync", Durability::Fsync), ("os", Durability::Os)] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            durability,
+            ..StoreConfig::default()
+        };
+        let store = Arc::new(Store::open(dir.path(), config).unwrap());
+        let next_id = Arc::new(AtomicU64::new(0));
+        let table = TableName::new("bench").unwrap();
+        group.bench_function(format!("64_writers_1KiB_{name}"), |b| {
+            b.iter_custom(|iters| {
+                let writers = 64;
+                let per_writer = iters.div_ceil(writers);
+                runtime.block_on(async {
+                    let start = Instant::now();
+                    let tasks: Vec<_> = (0..writers)
+                        .map(|_| {
+                            let (store, next_id, table) =
+                                (store.clone(), next_id.clone(), table.clone());
+                            tokio::spawn(async move {
+                                for _ in 0..per_writer {
+                                    let id = next_id.fetch_add(1, Ordering::Relaxed);
+                                    let op = WriteOp::insert(table.clone(), doc(id, 1024)).unwrap();
+                                    store.write_one(op).await.unwrap();
+                                }
+                            })
+                        })
+                        .collect();
+                    for t in tasks {
+                        t.await.unwrap();
+                    }
+                    // Report time per operation actually written.
+                    start
+                        .elapsed()
+                        .mul_f64(iters as f64 / (per_writer * writers) as f64)
+                })
+            });
+        });
+        runtime.block_on(store.close());
+    }
+    group.finish();
+}
+
+fn replay(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("replay");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    for (events, size) in [(500_000u64, 200usize), (200_000, 1024)] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            durability: Durability::Os,
+            ..StoreConfig::default()
+        };
+        let store = Store::open(dir.path(), config).unwrap();
+        let table = TableName::new("bench").unwrap();
+        runtime.block_on(async {
+            for chunk in 0..events / 1000 {
+                let ops = (0..1000)
+                    .map(|i| WriteOp::insert(table.clone(), doc(chunk * 1000 + i, size)).unwrap())
+                    .collect();
+                store.write(ops).await.unwrap();
+            }
+        });
+        group.throughput(Throughput::Elements(events));
+        group.bench_function(format!("full_log_{events}_events_{size}B_docs"), |b| {
+            b.iter(|| {
+                let mut bytes = 0usize;
+                let n = store
+                    .for_each_record(Offset::ZERO, |_, _, _, json| bytes += json.len())
+                    .unwrap();
+                assert_eq!(n, events);
+                bytes
+            });
+        });
+        runtime.block_on(store.close());
+    }
+    group.finish();
+}
+
+criterion_group!(benches, appends, replay);
+criterion_main!(benches);

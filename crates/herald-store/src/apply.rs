@@ -8,15 +8,6 @@ use crate::write::with_id;
 use herald_proto::{EventBody, Version};
 use serde_json::{Map, Value};
 
-/// The new content of a slot after an operation.
-#[derive(Debug)]
-pub(crate) enum NewState {
-    /// The document now has this version and content.
-    Stored(Version, Map<String, Value>),
-    /// The document is gone.
-    Deleted,
-}
-
 /// Checks `expect` against the slot's current version.
 pub(crate) fn check_version(
     expect: Option<Version>,
@@ -47,24 +38,20 @@ pub(crate) fn insert(
     id: &DocId,
     doc: Map<String, Value>,
     exists: bool,
-) -> Result<(NewState, EventBody), StoreError> {
+) -> Result<EventBody, StoreError> {
     if exists {
         return Err(StoreError::AlreadyExists {
             table: table.to_string(),
             id: id.to_string(),
         });
     }
-    let changed = changed_fields(None, Some(&doc));
-    Ok((
-        NewState::Stored(Version(1), doc.clone()),
-        EventBody::Insert {
-            table: table.to_string(),
-            id: id.to_string(),
-            version: Version(1),
-            doc,
-            changed,
-        },
-    ))
+    Ok(EventBody::Insert {
+        table: table.to_string(),
+        id: id.to_string(),
+        version: Version(1),
+        changed: changed_fields(None, Some(&doc)),
+        doc,
+    })
 }
 
 /// Replace (or create) the document.
@@ -74,16 +61,16 @@ pub(crate) fn put(
     doc: Map<String, Value>,
     expect: Option<Version>,
     current: Option<&DocRecord>,
-) -> Result<(NewState, EventBody), StoreError> {
+) -> Result<EventBody, StoreError> {
     check_version(expect, current)?;
     let version = next_version(current);
-    let body = match current {
+    Ok(match current {
         None => EventBody::Insert {
             table: table.to_string(),
             id: id.to_string(),
             version,
             changed: changed_fields(None, Some(&doc)),
-            doc: doc.clone(),
+            doc,
         },
         Some(rec) => {
             let old = rec.to_map()?;
@@ -92,12 +79,11 @@ pub(crate) fn put(
                 id: id.to_string(),
                 version,
                 changed: changed_fields(Some(&old), Some(&doc)),
-                doc: doc.clone(),
+                doc,
                 old,
             }
         }
-    };
-    Ok((NewState::Stored(version, doc), body))
+    })
 }
 
 /// Merge-patch an existing document.
@@ -107,7 +93,7 @@ pub(crate) fn patch(
     patch: &Value,
     expect: Option<Version>,
     current: Option<&DocRecord>,
-) -> Result<(NewState, EventBody), StoreError> {
+) -> Result<EventBody, StoreError> {
     let rec = current.ok_or_else(|| StoreError::NotFound {
         table: table.to_string(),
         id: id.to_string(),
@@ -127,18 +113,14 @@ pub(crate) fn patch(
         });
     }
     let doc = with_id(doc, id)?;
-    let version = next_version(current);
-    Ok((
-        NewState::Stored(version, doc.clone()),
-        EventBody::Update {
-            table: table.to_string(),
-            id: id.to_string(),
-            version,
-            changed: changed_fields(Some(&old), Some(&doc)),
-            doc,
-            old,
-        },
-    ))
+    Ok(EventBody::Update {
+        table: table.to_string(),
+        id: id.to_string(),
+        version: next_version(current),
+        changed: changed_fields(Some(&old), Some(&doc)),
+        doc,
+        old,
+    })
 }
 
 /// Delete an existing document.
@@ -147,23 +129,20 @@ pub(crate) fn delete(
     id: &DocId,
     expect: Option<Version>,
     current: Option<&DocRecord>,
-) -> Result<(NewState, EventBody), StoreError> {
+) -> Result<EventBody, StoreError> {
     let rec = current.ok_or_else(|| StoreError::NotFound {
         table: table.to_string(),
         id: id.to_string(),
     })?;
     check_version(expect, current)?;
     let old = rec.to_map()?;
-    Ok((
-        NewState::Deleted,
-        EventBody::Delete {
-            table: table.to_string(),
-            id: id.to_string(),
-            version: next_version(current),
-            changed: changed_fields(Some(&old), None),
-            old,
-        },
-    ))
+    Ok(EventBody::Delete {
+        table: table.to_string(),
+        id: id.to_string(),
+        version: next_version(current),
+        changed: changed_fields(Some(&old), None),
+        old,
+    })
 }
 
 /// Top-level fields whose value differs between `old` and `new` (a field
@@ -221,7 +200,7 @@ mod tests {
             patch(&t, &id, &json!(5), None, Some(&rec)),
             Err(StoreError::NotAnObject { .. })
         ));
-        let (state, _) = patch(
+        let body = patch(
             &t,
             &id,
             &json!({"x": null, "y": 2}),
@@ -229,11 +208,11 @@ mod tests {
             Some(&rec),
         )
         .unwrap();
-        let NewState::Stored(v, doc) = state else {
+        let EventBody::Update { version, doc, .. } = body else {
             panic!()
         };
         assert_eq!(
-            (v, Value::Object(doc)),
+            (version, Value::Object(doc)),
             (Version(2), json!({"id": "a", "y": 2}))
         );
     }

@@ -25,8 +25,9 @@
 //! loses the tail of the log in a power cut, its offsets are skipped, not reused.
 //! A clean shutdown lowers the floor to the next offset so restarts leave no gap.
 
-use crate::apply::{self, NewState};
+use crate::apply;
 use crate::config::{Durability, StoreConfig};
+use crate::envelope::{self, Raw};
 use crate::error::StoreError;
 use crate::layout::{self, DocRecord, LogRecord};
 use crate::store::{Committed, Shared};
@@ -94,7 +95,21 @@ struct Group {
 /// What one successful request will write.
 struct Pending {
     slots: Overlay,
-    events: Vec<(String, EventBody)>,
+    events: Vec<PendingEvent>,
+}
+
+/// An event waiting for its offset, with the JSON text of its parts that is
+/// already encoded.
+struct PendingEvent {
+    topic: String,
+    body: EventBody,
+    doc: Option<Bytes>,
+    old: Option<Bytes>,
+    data: Option<Bytes>,
+}
+
+fn encode_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(format!("encoding JSON: {e}")))
 }
 
 impl Committer {
@@ -120,10 +135,8 @@ impl Committer {
             if !writes.is_empty() {
                 self.commit_group(writes);
             }
-            if trim {
-                if let Err(e) = self.trim() {
-                    tracing::error!(error = %e, "log retention failed");
-                }
+            if trim && let Err(e) = self.trim() {
+                tracing::error!(error = %e, "log retention failed");
             }
             if let Some(reply) = close {
                 rx.close();
@@ -227,21 +240,28 @@ impl Committer {
         overlay: &Overlay,
         pending: &mut Pending,
     ) -> Result<(), StoreError> {
-        let (key, topic, (state, body)) = match op {
+        // `old` is the stored JSON text of the document before the write.
+        let (key, topic, body, old) = match op {
             Op::Publish {
                 channel,
                 data,
                 from,
             } => {
-                let size = serde_json::to_vec(&data).map_or(0, |v| v.len());
-                self.check_size(size)?;
+                let data_json = Bytes::from(encode_json(&data)?);
+                self.check_size(data_json.len())?;
                 let topic = channel.as_str().to_owned();
                 let body = EventBody::Publish {
                     channel: topic.clone(),
                     data,
                     from,
                 };
-                pending.events.push((topic, body));
+                pending.events.push(PendingEvent {
+                    topic,
+                    body,
+                    doc: None,
+                    old: None,
+                    data: Some(data_json),
+                });
                 return Ok(());
             }
             Op::Insert { table, id, doc } => {
@@ -250,7 +270,12 @@ impl Committer {
                     Some(slot) => slot.is_some(),
                     None => self.docs.contains_key(&key)?,
                 };
-                (key, table.topic(), apply::insert(&table, &id, doc, exists)?)
+                (
+                    key,
+                    table.topic(),
+                    apply::insert(&table, &id, doc, exists)?,
+                    None,
+                )
             }
             Op::Put {
                 table,
@@ -260,11 +285,8 @@ impl Committer {
             } => {
                 let key = layout::doc_key(table.as_str(), id.as_str());
                 let current = self.current(&pending.slots, overlay, &key)?;
-                (
-                    key,
-                    table.topic(),
-                    apply::put(&table, &id, doc, expect, current.as_ref())?,
-                )
+                let body = apply::put(&table, &id, doc, expect, current.as_ref())?;
+                (key, table.topic(), body, current.map(|r| r.json))
             }
             Op::Patch {
                 table,
@@ -274,36 +296,38 @@ impl Committer {
             } => {
                 let key = layout::doc_key(table.as_str(), id.as_str());
                 let current = self.current(&pending.slots, overlay, &key)?;
-                (
-                    key,
-                    table.topic(),
-                    apply::patch(&table, &id, &patch, expect, current.as_ref())?,
-                )
+                let body = apply::patch(&table, &id, &patch, expect, current.as_ref())?;
+                (key, table.topic(), body, current.map(|r| r.json))
             }
             Op::Delete { table, id, expect } => {
                 let key = layout::doc_key(table.as_str(), id.as_str());
                 let current = self.current(&pending.slots, overlay, &key)?;
-                (
-                    key,
-                    table.topic(),
-                    apply::delete(&table, &id, expect, current.as_ref())?,
-                )
+                let body = apply::delete(&table, &id, expect, current.as_ref())?;
+                (key, table.topic(), body, current.map(|r| r.json))
             }
         };
-        let slot = match state {
-            NewState::Stored(version, doc) => {
-                let json = serde_json::to_vec(&doc)
-                    .map_err(|e| StoreError::Corrupt(format!("encoding document: {e}")))?;
+        // The new slot content follows from the event; its JSON is encoded
+        // once, for the document record and for the envelope.
+        let (slot, doc) = match &body {
+            EventBody::Insert { version, doc, .. } | EventBody::Update { version, doc, .. } => {
+                let json = Bytes::from(encode_json(doc)?);
                 self.check_size(json.len())?;
-                Some(DocRecord {
-                    version,
-                    json: Bytes::from(json),
-                })
+                let record = DocRecord {
+                    version: *version,
+                    json: json.clone(),
+                };
+                (Some(record), Some(json))
             }
-            NewState::Deleted => None,
+            EventBody::Delete { .. } | EventBody::Publish { .. } => (None, None),
         };
         pending.slots.insert(key, slot);
-        pending.events.push((topic, body));
+        pending.events.push(PendingEvent {
+            topic,
+            body,
+            doc,
+            old,
+            data: None,
+        });
         Ok(())
     }
 
@@ -349,7 +373,14 @@ impl Committer {
             group.overlay.insert(key, slot);
         }
         let mut written = Vec::with_capacity(pending.events.len());
-        for (topic, body) in pending.events {
+        for pending_event in pending.events {
+            let PendingEvent {
+                topic,
+                body,
+                doc,
+                old,
+                data,
+            } = pending_event;
             let offset = self.assign_offset(group);
             let ts = self.tick();
             let event = Event {
@@ -359,7 +390,12 @@ impl Committer {
                 topic,
                 body,
             };
-            let json = serde_json::to_vec(&event).expect("events always serialize");
+            let raw = Raw {
+                doc: doc.as_deref(),
+                old: old.as_deref(),
+                data: data.as_deref(),
+            };
+            let json = envelope::encode(&event, raw);
             let record = LogRecord::encode(ts, &event.topic, &json);
             self.log_bytes += record.len() as u64;
             group

@@ -84,7 +84,7 @@ pub enum StoreError {
         max: usize,
     },
     /// One operation of a batch failed; nothing in the batch was written.
-    #[error("operation {index} of the batch failed: {source}")]
+    #[error("ops[{index}]: {source}")]
     InBatch {
         /// Zero-based index of the failed operation.
         index: usize,

@@ -24,15 +24,17 @@
 //! - [`store`]: the [`Store`] handle: open and recover, write, read documents and the log.
 //! - `committer`: the single writer thread: group commit, offsets, retention.
 //! - `apply`: what each operation does to a document, as pure functions.
+//! - `envelope`: encoding each event's wire JSON once, reusing encoded documents.
 //! - [`write`]: [`WriteOp`] constructors and outcomes.
 //! - [`names`]: validated table names, document ids and channel names.
 //! - [`layout`]: keyspaces, key encodings and record formats (the on-disk spec).
-//! - [`config`]: [`StoreConfig`].
-//! - [`error`]: [`StoreError`].
+//! - [`config`]: the [`StoreConfig`] tree.
+//! - [`error`]: the [`StoreError`] enum.
 
 mod apply;
 mod committer;
 pub mod config;
+mod envelope;
 pub mod error;
 pub mod layout;
 pub mod names;

@@ -83,6 +83,10 @@ impl DocId {
             Some("it is longer than 256 bytes")
         } else if id.chars().any(char::is_control) {
             Some("it contains a control character")
+        } else if id == "." || id == ".." {
+            // URL parsers resolve these path segments away (even encoded),
+            // so such a document could never be addressed over REST.
+            Some("\".\" and \"..\" are not allowed")
         } else {
             None
         };
@@ -187,6 +191,9 @@ mod tests {
         assert!(DocId::new("x".repeat(257)).is_err());
         assert!(DocId::new("\u{7f}").is_err());
         assert!(DocId::new("a\0b").is_err());
+        assert!(DocId::new(".").is_err());
+        assert!(DocId::new("..").is_err());
+        assert!(DocId::new("...").is_ok());
         assert_ne!(DocId::generate(), DocId::generate());
     }
 
