@@ -42,43 +42,73 @@ async fn start_server(dir: &std::path::Path) -> (Child, String) {
         .expect("the server reopened the store in time (no manual repair)")
         .unwrap()
         .expect("the server printed its address");
-    let base = line.strip_prefix("herald listening on ").expect("address line").to_owned();
+    let base = line
+        .strip_prefix("herald listening on ")
+        .expect("address line")
+        .to_owned();
     (child, base)
 }
 
 /// Writes until the server dies; records what it acknowledged.
-async fn writer(base: String, round: usize, w: usize, acked: Acked, batches: Arc<Mutex<Vec<Vec<String>>>>) {
+async fn writer(
+    base: String,
+    round: usize,
+    w: usize,
+    acked: Acked,
+    batches: Arc<Mutex<Vec<Vec<String>>>>,
+) {
     let client = reqwest::Client::new();
     for i in 0.. {
         let table = if i % 2 == 0 { "alpha" } else { "beta" };
         if i % 3 == 2 {
-            let ids: Vec<String> = (0..BATCH).map(|k| format!("r{round}-w{w}-{i}-b{k}")).collect();
+            let ids: Vec<String> = (0..BATCH)
+                .map(|k| format!("r{round}-w{w}-{i}-b{k}"))
+                .collect();
             batches.lock().unwrap().push(ids.clone());
             let ops: Vec<Value> = ids
                 .iter()
-                .map(|id| json!({"op": "insert", "table": table, "doc": {"id": id, "round": round}}))
+                .map(
+                    |id| json!({"op": "insert", "table": table, "doc": {"id": id, "round": round}}),
+                )
                 .collect();
-            let Ok(resp) = client.post(format!("{base}/v1/batch")).json(&json!({ "ops": ops })).send().await else {
+            let Ok(resp) = client
+                .post(format!("{base}/v1/batch"))
+                .json(&json!({ "ops": ops }))
+                .send()
+                .await
+            else {
                 return;
             };
             if !resp.status().is_success() {
                 return;
             }
-            let Ok(body) = resp.json::<Value>().await else { return };
+            let Ok(body) = resp.json::<Value>().await else {
+                return;
+            };
             let mut acked = acked.lock().unwrap();
             for (id, result) in ids.iter().zip(body["results"].as_array().unwrap()) {
-                acked.insert(id.clone(), (table.to_owned(), result["offset"].as_u64().unwrap()));
+                acked.insert(
+                    id.clone(),
+                    (table.to_owned(), result["offset"].as_u64().unwrap()),
+                );
             }
         } else {
             let id = format!("r{round}-w{w}-{i}");
             let doc = json!({"id": id, "round": round, "pad": "x".repeat(200)});
-            let Ok(resp) = client.post(format!("{base}/v1/tables/{table}/docs")).json(&doc).send().await else {
+            let Ok(resp) = client
+                .post(format!("{base}/v1/tables/{table}/docs"))
+                .json(&doc)
+                .send()
+                .await
+            else {
                 return;
             };
             if resp.status() != 201 {
                 return;
             }
-            let Ok(body) = resp.json::<Value>().await else { return };
+            let Ok(body) = resp.json::<Value>().await else {
+                return;
+            };
             acked
                 .lock()
                 .unwrap()
@@ -98,12 +128,23 @@ async fn sigkill_during_concurrent_writes_loses_no_acknowledged_write() {
         let (mut child, base) = start_server(dir.path()).await;
         let before = acked.lock().unwrap().len();
         let tasks: Vec<_> = (0..WRITERS)
-            .map(|w| tokio::spawn(writer(base.clone(), round, w, acked.clone(), batches.clone())))
+            .map(|w| {
+                tokio::spawn(writer(
+                    base.clone(),
+                    round,
+                    w,
+                    acked.clone(),
+                    batches.clone(),
+                ))
+            })
             .collect();
         // Kill while writes are in flight: after the first acks of this round.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while acked.lock().unwrap().len() == before {
-            assert!(tokio::time::Instant::now() < deadline, "round {round}: no write was acknowledged");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "round {round}: no write was acknowledged"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..150))).await;
@@ -117,46 +158,71 @@ async fn sigkill_during_concurrent_writes_loses_no_acknowledged_write() {
     let herald = Herald::open(dir.path()).expect("the store opens cleanly after the last kill");
     let store = herald.store();
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > ROUNDS * WRITERS, "too few writes to mean anything: {}", acked.len());
+    assert!(
+        acked.len() > ROUNDS * WRITERS,
+        "too few writes to mean anything: {}",
+        acked.len()
+    );
 
     // The whole log, in order.
     let mut events = Vec::new();
     let mut after = Offset::ZERO;
     loop {
-        let chunk = store.read_log(after, None, &TopicFilter::All, 10_000).unwrap();
+        let chunk = store
+            .read_log(after, None, &TopicFilter::All, 10_000)
+            .unwrap();
         events.extend(chunk.records.iter().map(|r| r.to_event().unwrap()));
         after = chunk.next_after;
         if chunk.done {
             break;
         }
     }
-    assert!(events.windows(2).all(|w| w[0].offset < w[1].offset), "log offsets strictly increase");
+    assert!(
+        events.windows(2).all(|w| w[0].offset < w[1].offset),
+        "log offsets strictly increase"
+    );
     let mut by_offset = HashMap::new();
     let mut inserted = HashSet::new();
     for e in &events {
         let EventBody::Insert { id, table, .. } = &e.body else {
             panic!("only inserts were written, got {e:?}");
         };
-        assert!(inserted.insert(id.clone()), "{id} inserted twice: an offset was replayed or reused");
+        assert!(
+            inserted.insert(id.clone()),
+            "{id} inserted twice: an offset was replayed or reused"
+        );
         by_offset.insert(e.offset.0, (id.clone(), table.clone()));
     }
 
     for (id, (table, offset)) in &acked {
-        let (logged_id, logged_table) = by_offset
-            .get(offset)
-            .unwrap_or_else(|| panic!("acknowledged offset {offset} ({id}) is missing from the log"));
-        assert_eq!((logged_id, logged_table), (id, table), "offset {offset} was reused");
+        let (logged_id, logged_table) = by_offset.get(offset).unwrap_or_else(|| {
+            panic!("acknowledged offset {offset} ({id}) is missing from the log")
+        });
+        assert_eq!(
+            (logged_id, logged_table),
+            (id, table),
+            "offset {offset} was reused"
+        );
         let doc = herald.get(table, id).unwrap();
-        assert!(doc.is_some(), "acknowledged document {table}/{id} is missing");
+        assert!(
+            doc.is_some(),
+            "acknowledged document {table}/{id} is missing"
+        );
     }
 
     for ids in batches.lock().unwrap().iter() {
         let present = ids.iter().filter(|id| inserted.contains(*id)).count();
-        assert!(present == 0 || present == ids.len(), "batch {ids:?} is partly present ({present})");
+        assert!(
+            present == 0 || present == ids.len(),
+            "batch {ids:?} is partly present ({present})"
+        );
     }
 
     // The store still takes writes, at offsets above everything before.
-    let ack = herald.insert("alpha", json!({"id": "after-crashes"})).await.unwrap();
+    let ack = herald
+        .insert("alpha", json!({"id": "after-crashes"}))
+        .await
+        .unwrap();
     assert!(ack.offset > events.last().unwrap().offset);
     herald.close().await;
     eprintln!(
