@@ -28,6 +28,21 @@ pub(crate) fn check_version(
     }
 }
 
+/// The content of a document that must exist at the expected version.
+fn existing(
+    table: &TableName,
+    id: &DocId,
+    expect: Option<Version>,
+    current: Option<&DocRecord>,
+) -> Result<Map<String, Value>, StoreError> {
+    let rec = current.ok_or_else(|| StoreError::NotFound {
+        table: table.to_string(),
+        id: id.to_string(),
+    })?;
+    check_version(expect, current)?;
+    rec.to_map()
+}
+
 fn next_version(current: Option<&DocRecord>) -> Version {
     current.map_or(Version(1), |rec| Version(rec.version.0 + 1))
 }
@@ -94,12 +109,7 @@ pub(crate) fn patch(
     expect: Option<Version>,
     current: Option<&DocRecord>,
 ) -> Result<EventBody, StoreError> {
-    let rec = current.ok_or_else(|| StoreError::NotFound {
-        table: table.to_string(),
-        id: id.to_string(),
-    })?;
-    check_version(expect, current)?;
-    let old = rec.to_map()?;
+    let old = existing(table, id, expect, current)?;
     let mut merged = Value::Object(old.clone());
     json_patch::merge(&mut merged, patch);
     let Value::Object(doc) = merged else {
@@ -130,12 +140,7 @@ pub(crate) fn delete(
     expect: Option<Version>,
     current: Option<&DocRecord>,
 ) -> Result<EventBody, StoreError> {
-    let rec = current.ok_or_else(|| StoreError::NotFound {
-        table: table.to_string(),
-        id: id.to_string(),
-    })?;
-    check_version(expect, current)?;
-    let old = rec.to_map()?;
+    let old = existing(table, id, expect, current)?;
     Ok(EventBody::Delete {
         table: table.to_string(),
         id: id.to_string(),

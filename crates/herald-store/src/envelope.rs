@@ -42,9 +42,7 @@ pub(crate) fn encode(event: &Event, raw: Raw<'_>) -> Vec<u8> {
             doc,
             changed,
         } => {
-            field(&mut out, "table", table);
-            field(&mut out, "id", id);
-            field(&mut out, "version", version);
+            doc_header(&mut out, table, id, *version);
             raw_or(&mut out, "doc", raw.doc, doc);
             field(&mut out, "changed", changed);
         }
@@ -56,9 +54,7 @@ pub(crate) fn encode(event: &Event, raw: Raw<'_>) -> Vec<u8> {
             old,
             changed,
         } => {
-            field(&mut out, "table", table);
-            field(&mut out, "id", id);
-            field(&mut out, "version", version);
+            doc_header(&mut out, table, id, *version);
             raw_or(&mut out, "doc", raw.doc, doc);
             raw_or(&mut out, "old", raw.old, old);
             field(&mut out, "changed", changed);
@@ -70,9 +66,7 @@ pub(crate) fn encode(event: &Event, raw: Raw<'_>) -> Vec<u8> {
             old,
             changed,
         } => {
-            field(&mut out, "table", table);
-            field(&mut out, "id", id);
-            field(&mut out, "version", version);
+            doc_header(&mut out, table, id, *version);
             raw_or(&mut out, "old", raw.old, old);
             field(&mut out, "changed", changed);
         }
@@ -90,6 +84,13 @@ pub(crate) fn encode(event: &Event, raw: Raw<'_>) -> Vec<u8> {
     }
     out.push(b'}');
     out
+}
+
+/// The fields every document event starts with.
+fn doc_header(out: &mut Vec<u8>, table: &str, id: &str, version: herald_proto::Version) {
+    field(out, "table", table);
+    field(out, "id", id);
+    field(out, "version", &version);
 }
 
 fn value<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
