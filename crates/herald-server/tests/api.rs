@@ -1687,8 +1687,7 @@ async fn graceful_shutdown_keeps_every_acknowledged_write() {
     // Every acknowledged write is in the reopened directory.
     let herald = Herald::open(dir.path()).expect("reopen");
     let get = |table: &str, id: &str| herald.get(table, id).expect("get");
-    let doc =
-        |(v, d): (herald_proto::Version, serde_json::Map<String, Value>)| (v.0, Value::Object(d));
+    let doc = |d: herald_core::Doc| (d.version.0, Value::Object(d.fields));
     assert_eq!(
         get("t", "a").map(doc),
         Some((1, json!({"id": "a", "n": 1})))

@@ -6,6 +6,7 @@
 
 use crate::error::StoreError;
 use crate::names::{ChannelName, DocId, TableName};
+use bytes::Bytes;
 use herald_proto::{Offset, Version, WriteAck};
 use serde_json::{Map, Value};
 
@@ -20,11 +21,14 @@ pub(crate) enum Op {
         table: TableName,
         id: DocId,
         doc: Map<String, Value>,
+        /// `doc` as JSON text, encoded by the caller's thread, not the committer's.
+        json: Bytes,
     },
     Put {
         table: TableName,
         id: DocId,
         doc: Map<String, Value>,
+        json: Bytes,
         expect: Option<Version>,
     },
     Patch {
@@ -65,7 +69,13 @@ impl WriteOp {
                 });
             }
         };
-        Ok(WriteOp(Op::Insert { table, id, doc }))
+        let json = encode(&doc);
+        Ok(WriteOp(Op::Insert {
+            table,
+            id,
+            doc,
+            json,
+        }))
     }
 
     /// Creates or replaces a document. With `expect`, the stored version must
@@ -77,10 +87,12 @@ impl WriteOp {
         expect: Option<Version>,
     ) -> Result<WriteOp, StoreError> {
         let doc = with_id(into_object(doc, "document")?, &id)?;
+        let json = encode(&doc);
         Ok(WriteOp(Op::Put {
             table,
             id,
             doc,
+            json,
             expect,
         }))
     }
@@ -111,6 +123,12 @@ impl WriteOp {
             from,
         })
     }
+}
+
+/// Encodes a document. Done when the operation is built, on the caller's
+/// thread, so the single committer thread does not spend its time on it.
+fn encode(doc: &Map<String, Value>) -> Bytes {
+    Bytes::from(serde_json::to_vec(doc).expect("JSON maps always serialize"))
 }
 
 fn into_object(value: Value, what: &'static str) -> Result<Map<String, Value>, StoreError> {
