@@ -14,19 +14,30 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// A document whose JSON is about `size` bytes. The padding is pseudo-random
-/// hex (seeded by the id), about as compressible as real JSON text, so the
+/// Pseudo-random hex text, about as compressible as real JSON text, so the
 /// engine's compression does not flatter the figures.
-fn doc(id: u64, size: usize) -> Value {
-    let mut state = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let pad: String = (0..size.saturating_sub(70))
+fn hex_text(seed: u64, len: usize) -> String {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
         .map(|_| {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             char::from(b"0123456789abcdef"[(state & 15) as usize])
         })
-        .collect();
+        .collect()
+}
+
+/// Paddings made once, so building documents costs the benchmark little.
+fn paddings(size: usize) -> Vec<String> {
+    (0..256)
+        .map(|seed| hex_text(seed, size.saturating_sub(70)))
+        .collect()
+}
+
+/// A document whose JSON is about 70 bytes plus its padding.
+fn doc(id: u64, pads: &[String]) -> Value {
+    let pad = &pads[(id % pads.len() as u64) as usize];
     json!({"id": format!("doc-{id:012}"), "tenant": id % 100, "status": "open", "pad": pad})
 }
 
@@ -48,35 +59,49 @@ fn appends(c: &mut Criterion) {
         let store = Arc::new(Store::open(dir.path(), config).unwrap());
         let next_id = Arc::new(AtomicU64::new(0));
         let table = TableName::new("bench").unwrap();
-        group.bench_function(format!("64_writers_1KiB_{name}"), |b| {
-            b.iter_custom(|iters| {
-                let writers = 64;
-                let per_writer = iters.div_ceil(writers);
-                runtime.block_on(async {
-                    let start = Instant::now();
-                    let tasks: Vec<_> = (0..writers)
-                        .map(|_| {
-                            let (store, next_id, table) =
-                                (store.clone(), next_id.clone(), table.clone());
-                            tokio::spawn(async move {
-                                for _ in 0..per_writer {
-                                    let id = next_id.fetch_add(1, Ordering::Relaxed);
-                                    let op = WriteOp::insert(table.clone(), doc(id, 1024)).unwrap();
-                                    store.write_one(op).await.unwrap();
-                                }
+        let pads = Arc::new(paddings(1024));
+        // Each writer waits for its acknowledgement before the next write
+        // (closed loop), one document per write, or eight per atomic batch.
+        for per_write in [1u64, 8] {
+            let label = if per_write == 1 {
+                format!("64_writers_1KiB_{name}")
+            } else {
+                format!("64_writers_batches_of_{per_write}_1KiB_{name}")
+            };
+            group.bench_function(label, |b| {
+                b.iter_custom(|iters| {
+                    let writers = 64;
+                    let writes_per_writer = iters.div_ceil(writers * per_write);
+                    runtime.block_on(async {
+                        let start = Instant::now();
+                        let tasks: Vec<_> = (0..writers)
+                            .map(|_| {
+                                let (store, next_id, table, pads) =
+                                    (store.clone(), next_id.clone(), table.clone(), pads.clone());
+                                tokio::spawn(async move {
+                                    for _ in 0..writes_per_writer {
+                                        let ops = (0..per_write)
+                                            .map(|_| {
+                                                let id = next_id.fetch_add(1, Ordering::Relaxed);
+                                                WriteOp::insert(table.clone(), doc(id, &pads))
+                                                    .unwrap()
+                                            })
+                                            .collect();
+                                        store.write(ops).await.unwrap();
+                                    }
+                                })
                             })
-                        })
-                        .collect();
-                    for t in tasks {
-                        t.await.unwrap();
-                    }
-                    // Report time per operation actually written.
-                    start
-                        .elapsed()
-                        .mul_f64(iters as f64 / (per_writer * writers) as f64)
-                })
+                            .collect();
+                        for t in tasks {
+                            t.await.unwrap();
+                        }
+                        // Report time per event actually written.
+                        let written = writes_per_writer * writers * per_write;
+                        start.elapsed().mul_f64(iters as f64 / written as f64)
+                    })
+                });
             });
-        });
+        }
         runtime.block_on(store.close());
     }
     group.finish();
@@ -98,10 +123,11 @@ fn replay(c: &mut Criterion) {
         };
         let store = Store::open(dir.path(), config).unwrap();
         let table = TableName::new("bench").unwrap();
+        let pads = paddings(size);
         runtime.block_on(async {
             for chunk in 0..events / 1000 {
                 let ops = (0..1000)
-                    .map(|i| WriteOp::insert(table.clone(), doc(chunk * 1000 + i, size)).unwrap())
+                    .map(|i| WriteOp::insert(table.clone(), doc(chunk * 1000 + i, &pads)).unwrap())
                     .collect();
                 store.write(ops).await.unwrap();
             }

@@ -1,0 +1,101 @@
+//! Append load for profiling and A/B tests of the store:
+//! `cargo run --release -p herald-store --example append -- [writers] [docs_per_write] [events] [fsync|os]`.
+//!
+//! Prints events/s and the process's CPU time per event (user + system, from
+//! /proc), which stays comparable when other work shares the machine.
+
+use herald_store::{Durability, Store, StoreConfig, TableName, WriteOp};
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// User + system CPU seconds of this process so far (Linux).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+        f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
+    });
+    ticks / 100.0
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |i: usize, default: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
+    let (writers, per_write, events) = (arg(1, 64), arg(2, 1), arg(3, 200_000));
+    let durability = match args.get(4).map(String::as_str) {
+        Some("os") => Durability::Os,
+        _ => Durability::Fsync,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        durability,
+        ..StoreConfig::default()
+    };
+    let store = Arc::new(Store::open(dir.path(), config).unwrap());
+    let pads: Arc<Vec<String>> = Arc::new(
+        (0..256u64)
+            .map(|seed| {
+                let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                (0..954)
+                    .map(|_| {
+                        s ^= s << 13;
+                        s ^= s >> 7;
+                        s ^= s << 17;
+                        char::from(b"0123456789abcdef"[(s & 15) as usize])
+                    })
+                    .collect()
+            })
+            .collect(),
+    );
+    let next = Arc::new(AtomicU64::new(0));
+    let table = TableName::new("bench").unwrap();
+    let writes_per_writer = events.div_ceil(writers * per_write);
+    let (cpu0, start) = (cpu_seconds(), Instant::now());
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..writers)
+            .map(|_| {
+                let (store, next, table, pads) = (store.clone(), next.clone(), table.clone(), pads.clone());
+                tokio::spawn(async move {
+                    for _ in 0..writes_per_writer {
+                        let ops = (0..per_write)
+                            .map(|_| {
+                                let id = next.fetch_add(1, Ordering::Relaxed);
+                                let pad = &pads[(id % 256) as usize];
+                                let doc = json!({"id": format!("doc-{id:012}"), "tenant": id % 100, "status": "open", "pad": pad});
+                                WriteOp::insert(table.clone(), doc).unwrap()
+                            })
+                            .collect();
+                        store.write(ops).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let (elapsed, cpu) = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
+    let written = (writes_per_writer * writers * per_write) as f64;
+    println!(
+        "{writers} writers x {per_write} docs/write, {written} events, {:?}: {:.0} events/s, {:.1} us CPU/event, {:.2} cores busy",
+        durability,
+        written / elapsed,
+        cpu / written * 1e6,
+        cpu / elapsed
+    );
+    runtime.block_on(store.close());
+}
