@@ -30,8 +30,21 @@ fn field_value() -> impl Strategy<Value = Value> {
 }
 
 fn doc() -> impl Strategy<Value = Value> {
-    prop::collection::vec((prop::sample::select(vec!["a", "b", "tags", "items"]), field_value()), 0..5)
-        .prop_map(|fields| Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<Map<_, _>>()))
+    prop::collection::vec(
+        (
+            prop::sample::select(vec!["a", "b", "tags", "items"]),
+            field_value(),
+        ),
+        0..5,
+    )
+    .prop_map(|fields| {
+        Value::Object(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect::<Map<_, _>>(),
+        )
+    })
 }
 
 /// A filter that can be written both as JSON and as SQL.
@@ -46,7 +59,9 @@ enum Spec {
 
 fn spec() -> impl Strategy<Value = Spec> {
     let field = prop::sample::select(FIELDS.to_vec());
-    let op = prop::sample::select(vec!["$eq", "$eq", "$eq", "$ne", "$gt", "$gte", "$lt", "$lte"]);
+    let op = prop::sample::select(vec![
+        "$eq", "$eq", "$eq", "$ne", "$gt", "$gte", "$lt", "$lte",
+    ]);
     let leaf = prop_oneof![
         4 => (field.clone(), op, scalar()).prop_map(|(f, o, v)| Spec::Cmp(f, o, v)),
         2 => (field, any::<bool>(), prop::collection::vec(scalar(), 0..4)).prop_map(|(f, neg, vs)| Spec::In(f, neg, vs)),
@@ -97,8 +112,18 @@ impl Spec {
                 if *neg { "NOT " } else { "" },
                 vs.iter().map(lit).collect::<Vec<_>>().join(", ")
             ),
-            Self::And(specs) => format!("({})", specs.iter().map(Self::sql).collect::<Vec<_>>().join(" AND ")),
-            Self::Or(specs) => format!("({})", specs.iter().map(Self::sql).collect::<Vec<_>>().join(" OR ")),
+            Self::And(specs) => format!(
+                "({})",
+                specs
+                    .iter()
+                    .map(Self::sql)
+                    .collect::<Vec<_>>()
+                    .join(" AND ")
+            ),
+            Self::Or(specs) => format!(
+                "({})",
+                specs.iter().map(Self::sql).collect::<Vec<_>>().join(" OR ")
+            ),
             Self::Not(spec) => format!("NOT ({})", spec.sql()),
         }
     }
@@ -107,21 +132,45 @@ impl Spec {
 /// Arbitrary JSON, operators included, for the no-panic property.
 fn any_json() -> impl Strategy<Value = Value> {
     let key = prop::sample::select(vec![
-        "a", "b.c", "a.0", "", "$and", "$or", "$nor", "$not", "$eq", "$ne", "$gt", "$in", "$nin", "$all", "$size",
-        "$exists", "$type", "$regex", "$options", "$mod", "$elemMatch", "$foo", "x..y",
+        "a",
+        "b.c",
+        "a.0",
+        "",
+        "$and",
+        "$or",
+        "$nor",
+        "$not",
+        "$eq",
+        "$ne",
+        "$gt",
+        "$in",
+        "$nin",
+        "$all",
+        "$size",
+        "$exists",
+        "$type",
+        "$regex",
+        "$options",
+        "$mod",
+        "$elemMatch",
+        "$foo",
+        "x..y",
     ]);
     let leaf = prop_oneof![
         scalar(),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
         "[a-z(\\\\*+?]{0,6}".prop_map(Value::from),
         prop::sample::select(vec!["i", "msx", "q", "int", "number", "array"]).prop_map(Value::from),
     ];
     leaf.prop_recursive(5, 40, 4, move |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::vec((key.clone(), inner), 0..4)
-                .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+            prop::collection::vec((key.clone(), inner), 0..4).prop_map(|kv| Value::Object(
+                kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+            )),
         ]
     })
 }
