@@ -65,7 +65,9 @@ pub struct SubIndex<K> {
 #[derive(Debug)]
 struct Entry<K> {
     id: K,
-    filter: Arc<Filter>,
+    /// A clone of the caller's filter (one `Arc` hop less than holding the
+    /// `Arc<Filter>`: confirming candidates is bound by memory latency).
+    filter: Filter,
     anchor: Anchor,
 }
 
@@ -277,6 +279,7 @@ impl<K: Copy + Eq + Hash> SubIndex<K> {
                 slot
             }
         };
+        let filter = Filter::clone(&filter);
         let anchor = self.register(slot, filter.root());
         self.entries[slot.0 as usize] = Some(Entry { id, filter, anchor });
         self.slots.insert(id, slot);
