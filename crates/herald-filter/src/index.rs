@@ -1,8 +1,12 @@
 //! [`SubIndex`]: for one event, every matching subscription among very many.
 //!
-//! Each filter is registered under one *anchor*: a predicate from its top-level
-//! AND that every matching document must satisfy, chosen when the filter is
-//! inserted.
+//! A filter that is only a conjunction of scalar equalities (the common
+//! subscription, `{"tenant": "t1", "user": "u7"}`) is indexed exactly by all of
+//! its values (see `conj.rs`): found by one hash lookup, never confirmed.
+//!
+//! Any other filter is registered under one *anchor*: a predicate from its
+//! top-level AND that every matching document must satisfy, chosen when the
+//! filter is inserted.
 //!
 //! - equality or `$in` on scalars → a hash bucket per value at that path;
 //! - a range (`$gt`, `$gte`, `$lt`, `$lte`) on a number or string → an ordered
@@ -25,6 +29,7 @@ use std::sync::Arc;
 use foldhash::fast::RandomState;
 use serde_json::Value;
 
+use crate::conj::{Shape, Tuple, conjunction};
 use crate::eval::{CmpOp, Const, Node, Pred};
 use crate::filter::Filter;
 use crate::keymap::{Key, KeyMap};
@@ -60,6 +65,9 @@ pub struct SubIndex<K> {
     paths: Vec<PathIndex>,
     path_ids: HashMap<Path, usize, RandomState>,
     fallback: Vec<Slot>,
+    /// Conjunctions of equalities, exactly indexed, by shape (their sorted paths).
+    shapes: Vec<Shape<K>>,
+    shape_ids: HashMap<Box<[Path]>, usize, RandomState>,
 }
 
 #[derive(Debug)]
@@ -76,6 +84,10 @@ struct Entry<K> {
 enum Anchor {
     Fallback {
         pos: usize,
+    },
+    Exact {
+        shape: usize,
+        tuple: Tuple,
     },
     Eq {
         path: usize,
@@ -248,6 +260,8 @@ impl<K: Copy + Eq + Hash> SubIndex<K> {
             paths: Vec::new(),
             path_ids: HashMap::default(),
             fallback: Vec::new(),
+            shapes: Vec::new(),
+            shape_ids: HashMap::default(),
         }
     }
 
@@ -280,9 +294,27 @@ impl<K: Copy + Eq + Hash> SubIndex<K> {
             }
         };
         let filter = Filter::clone(&filter);
-        let anchor = self.register(slot, filter.root());
+        let anchor = match conjunction(filter.root()) {
+            Some((paths, tuple)) => self.register_exact(id, paths, tuple),
+            None => self.register(slot, filter.root()),
+        };
         self.entries[slot.0 as usize] = Some(Entry { id, filter, anchor });
         self.slots.insert(id, slot);
+    }
+
+    /// Files a conjunction of equalities under its shape and values.
+    fn register_exact(&mut self, id: K, paths: Vec<Path>, tuple: Tuple) -> Anchor {
+        let paths: Box<[Path]> = paths.into();
+        let shape = match self.shape_ids.get(&paths) {
+            Some(&shape) => shape,
+            None => {
+                self.shapes.push(Shape::new(paths.to_vec()));
+                self.shape_ids.insert(paths, self.shapes.len() - 1);
+                self.shapes.len() - 1
+            }
+        };
+        self.shapes[shape].insert(tuple.clone(), id);
+        Anchor::Exact { shape, tuple }
     }
 
     /// Picks the anchor of a filter and files `slot` under it.
@@ -344,7 +376,9 @@ impl<K: Copy + Eq + Hash> SubIndex<K> {
                     bound,
                 }
             }
-            Anchor::Fallback { .. } => unreachable!("candidates are never fallback"),
+            Anchor::Fallback { .. } | Anchor::Exact { .. } => {
+                unreachable!("candidates are neither")
+            }
         }
     }
 
@@ -372,6 +406,7 @@ impl<K: Copy + Eq + Hash> SubIndex<K> {
             return false;
         };
         match entry.anchor {
+            Anchor::Exact { shape, tuple } => self.shapes[shape].remove(&tuple, id),
             Anchor::Fallback { pos } => {
                 self.fallback.swap_remove(pos);
                 if let Some(&moved) = self.fallback.get(pos)
@@ -410,6 +445,21 @@ impl<K: Copy + Eq + Hash> SubIndex<K> {
     pub fn matches(&self, doc: &Value, out: &mut Vec<K>) {
         for &slot in &self.fallback {
             self.confirm(slot, doc, out, None);
+        }
+        for shape in &self.shapes {
+            if shape.is_empty() {
+                continue;
+            }
+            // A subscription sits in one bucket of one shape: a bucket can only
+            // come twice when the document repeats a value combination.
+            let start = out.len();
+            shape.lookup(doc, &mut |ids, again| {
+                for &id in ids {
+                    if !again || !out[start..].contains(&id) {
+                        out.push(id);
+                    }
+                }
+            });
         }
         for index in &self.paths {
             if index.subs == 0 {

@@ -32,10 +32,12 @@
 //! - `value.rs` — type brackets, numbers by value, the total order of JSON values.
 //! - `keymap.rs` — scalar-keyed hash map looked up by `&Value` (for `$in` and the index).
 //! - `index.rs` — [`SubIndex`]: subscriptions indexed by an anchor predicate each.
+//! - `conj.rs` — the exact part of the index for conjunctions of equalities.
 //! - `changed.rs` — [`ChangedFields`], restricting updates to touched fields.
 //! - `limits.rs`, `error.rs` — [`Limits`] and [`FilterError`].
 
 mod changed;
+mod conj;
 mod error;
 mod eval;
 mod filter;

@@ -12,7 +12,7 @@ use std::fmt;
 use serde_json::Value;
 
 /// One segment of a path, with its array index pre-parsed.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct Segment {
     name: Box<str>,
     index: Option<usize>,
@@ -20,7 +20,7 @@ struct Segment {
 
 /// A field path such as `items.sku`. The empty path addresses the value itself
 /// (used inside value-form `$elemMatch`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub(crate) struct Path {
     segments: Box<[Segment]>,
 }

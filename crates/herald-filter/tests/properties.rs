@@ -129,6 +129,20 @@ impl Spec {
     }
 }
 
+/// Seed-style equality objects (`{"a": 1, "tags": "x"}`): the exactly indexed kind.
+fn equalities() -> impl Strategy<Value = Spec> {
+    prop::collection::vec((prop::sample::select(FIELDS.to_vec()), scalar()), 1..4).prop_map(
+        |pairs| {
+            Spec::And(
+                pairs
+                    .into_iter()
+                    .map(|(f, v)| Spec::Cmp(f, "$eq", v))
+                    .collect(),
+            )
+        },
+    )
+}
+
 /// Arbitrary JSON, operators included, for the no-panic property.
 fn any_json() -> impl Strategy<Value = Value> {
     let key = prop::sample::select(vec![
@@ -180,7 +194,7 @@ proptest! {
 
     #[test]
     fn index_equals_naive_scan(
-        specs in prop::collection::vec(spec(), 1..40),
+        specs in prop::collection::vec(prop_oneof![2 => spec(), 1 => equalities()], 1..40),
         removed in prop::collection::vec(any::<bool>(), 40),
         docs in prop::collection::vec(doc(), 1..8),
     ) {
