@@ -50,13 +50,19 @@ fn eval(c: &mut Criterion) {
 
 /// `subs` subscriptions `{tenant, user}` over `subs / PER_PAIR` pairs, tenants
 /// drawn from 10k; events pick a random pair, so each matches `PER_PAIR`.
-fn index_of(subs: u64) -> (SubIndex<u64>, Vec<Value>) {
+/// With `range`, each filter also has `amount > 0` (true for every event), which
+/// takes it off the exact path: anchored on its rarest value, then confirmed.
+fn index_of(subs: u64, range: bool) -> (SubIndex<u64>, Vec<Value>) {
     let limits = Limits::default();
     let pairs = subs / PER_PAIR;
     let mut index = SubIndex::new();
     for id in 0..subs {
         let pair = id % pairs;
-        let filter = json!({"tenant": format!("t{}", pair % TENANTS), "user": format!("u{pair}")});
+        let mut filter =
+            json!({"tenant": format!("t{}", pair % TENANTS), "user": format!("u{pair}")});
+        if range {
+            filter["amount"] = json!({"$gt": 0});
+        }
         index.insert(id, Arc::new(Filter::from_json(&filter, &limits).unwrap()));
     }
     // A fixed pseudo-random sequence of events (xorshift), cycled by the bench.
@@ -80,13 +86,17 @@ fn sub_index(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4))
         .throughput(Throughput::Elements(1));
-    for subs in [10_000_u64, 100_000, 1_000_000] {
-        let (mut index, events) = index_of(subs);
+    for (subs, range) in [10_000_u64, 100_000, 1_000_000]
+        .into_iter()
+        .flat_map(|n| [(n, false), (n, true)])
+    {
+        let (mut index, events) = index_of(subs, range);
         let mut out = Vec::with_capacity(64);
         index.matches(&events[0], &mut out);
         assert_eq!(out.len() as u64, PER_PAIR);
         let mut i = 0;
-        group.bench_with_input(BenchmarkId::new("match", subs), &index, |b, index| {
+        let name = if range { "match_anchored" } else { "match" };
+        group.bench_with_input(BenchmarkId::new(name, subs), &index, |b, index| {
             b.iter(|| {
                 out.clear();
                 i = (i + 1) % events.len();
@@ -97,6 +107,9 @@ fn sub_index(c: &mut Criterion) {
         let filter = Arc::new(
             Filter::from_json(&json!({"tenant": "t1", "user": "u1"}), &Limits::default()).unwrap(),
         );
+        if range {
+            continue;
+        }
         group.bench_function(BenchmarkId::new("insert_remove", subs), |b| {
             b.iter(|| {
                 index.insert(u64::MAX, filter.clone());

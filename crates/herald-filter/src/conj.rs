@@ -10,48 +10,165 @@
 //! Array semantics still hold: when a path reaches several scalars (array
 //! elements, or arrays of objects), every combination is looked up.
 
+use std::borrow::Borrow;
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use foldhash::fast::RandomState;
-use hashbrown::{Equivalent, HashMap};
 use serde_json::Value;
 
 use crate::eval::{Const, Node, Pred};
-use crate::keymap::{Key, hash_scalar};
 use crate::path::Path;
+use crate::value::Num;
 
 /// Most paths a conjunction may have to be indexed exactly.
 pub(crate) const MAX_PATHS: usize = 4;
 
-/// The value tuple of a filed conjunction, in shape order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Tuple(Box<[Key]>);
+/// Bytes of a tuple kept inline: two short ids (`"t42"`, `"user-1234"`) fit,
+/// so the common lookup reads no memory beyond the hash table itself.
+const INLINE: usize = 62;
 
-impl Hash for Tuple {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.iter().for_each(|k| k.hash(state));
-    }
+/// Bytes of a probe encoded on the stack before spilling to the heap.
+const PROBE: usize = 256;
+
+/// The value tuple of a filed conjunction, in shape order, encoded as bytes:
+/// per value a tag, then the value (strings with their length), so equal
+/// tuples, and only they, have equal bytes. Numbers are encoded in their
+/// normalized form: `1` and `1.0` encode alike.
+#[derive(Debug, Clone)]
+pub(crate) enum Tuple {
+    Inline { len: u8, buf: [u8; INLINE] },
+    Heap(Box<[u8]>),
 }
 
-/// A document's values for a shape, borrowed: looked up without building a [`Tuple`].
-struct Probe<'a, 'd>(&'a [&'d Value]);
+impl Tuple {
+    fn new(bytes: &[u8]) -> Self {
+        match u8::try_from(bytes.len()) {
+            Ok(len) if bytes.len() <= INLINE => {
+                let mut buf = [0; INLINE];
+                buf[..bytes.len()].copy_from_slice(bytes);
+                Self::Inline { len, buf }
+            }
+            _ => Self::Heap(bytes.into()),
+        }
+    }
 
-impl Hash for Probe<'_, '_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        for v in self.0 {
-            hash_scalar(v, state);
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, buf } => &buf[..usize::from(*len)],
+            Self::Heap(bytes) => bytes,
         }
     }
 }
 
-impl Equivalent<Tuple> for Probe<'_, '_> {
-    fn equivalent(&self, key: &Tuple) -> bool {
-        self.0.len() == key.0.len() && key.0.iter().zip(self.0).all(|(k, v)| k.matches(v))
+impl PartialEq for Tuple {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Tuple {}
+
+impl Hash for Tuple {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Must hash as the `[u8]` it borrows as.
+        self.as_bytes().hash(state);
+    }
+}
+
+impl Borrow<[u8]> for Tuple {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+/// A scalar on its way into a tuple's bytes, from a filter constant or a document value.
+#[derive(Clone, Copy)]
+enum Scalar<'a> {
+    Bool(bool),
+    Num(Num),
+    Str(&'a str),
+}
+
+impl<'a> Scalar<'a> {
+    fn of_value(v: &'a Value) -> Option<Self> {
+        match v {
+            Value::Bool(b) => Some(Self::Bool(*b)),
+            Value::Number(n) => Some(Self::Num(Num::of(n))),
+            Value::String(s) => Some(Self::Str(s)),
+            _ => None,
+        }
+    }
+
+    /// Writes the encoding in pieces to `out`.
+    fn encode(self, out: &mut impl FnMut(&[u8])) {
+        match self {
+            Self::Bool(b) => out(&[0, u8::from(b)]),
+            Self::Num(Num::Int(i)) => {
+                out(&[1]);
+                out(&i.to_le_bytes());
+            }
+            Self::Num(Num::Float(f)) => {
+                out(&[2]);
+                out(&f.to_bits().to_le_bytes());
+            }
+            Self::Str(s) => {
+                out(&[3]);
+                // A length that does not fit u32 cannot be a filter key (limits
+                // bound them far lower); saturating keeps the encoding total.
+                out(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_le_bytes());
+                out(s.as_bytes());
+            }
+        }
+    }
+}
+
+/// Encodes a document's tuple on the stack, spilling to the heap only for
+/// unusually long values.
+struct Probe {
+    buf: [u8; PROBE],
+    len: usize,
+    spill: Vec<u8>,
+}
+
+impl Probe {
+    fn encode(values: &[&Value]) -> Self {
+        let mut probe = Self {
+            buf: [0; PROBE],
+            len: 0,
+            spill: Vec::new(),
+        };
+        for v in values {
+            if let Some(s) = Scalar::of_value(v) {
+                s.encode(&mut |bytes| probe.push(bytes));
+            }
+        }
+        probe
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if self.spill.is_empty() && self.len + bytes.len() <= PROBE {
+            self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+        } else {
+            if self.spill.is_empty() {
+                self.spill.extend_from_slice(&self.buf[..self.len]);
+            }
+            self.spill.extend_from_slice(bytes);
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.spill.is_empty() {
+            &self.buf[..self.len]
+        } else {
+            &self.spill
+        }
     }
 }
 
 /// If `root` is a conjunction of scalar equalities on distinct paths, its
-/// paths (sorted) and values in the same order.
+/// paths (sorted) and its value tuple in the same order.
 pub(crate) fn conjunction(root: &Node) -> Option<(Vec<Path>, Tuple)> {
     let clauses = match root {
         Node::And(nodes) => &nodes[..],
@@ -64,9 +181,9 @@ pub(crate) fn conjunction(root: &Node) -> Option<(Vec<Path>, Tuple)> {
         .iter()
         .map(|clause| match clause {
             Node::Field(path, Pred::Eq(c)) => match c {
-                Const::Bool(b) => Some((path, Key::Bool(*b))),
-                Const::Num(n) => Some((path, Key::Num(*n))),
-                Const::Str(s) => Some((path, Key::Str(s.clone()))),
+                Const::Bool(b) => Some((path, Scalar::Bool(*b))),
+                Const::Num(n) => Some((path, Scalar::Num(*n))),
+                Const::Str(s) => Some((path, Scalar::Str(s))),
                 Const::Null | Const::Compound(_) => None,
             },
             _ => None,
@@ -76,9 +193,12 @@ pub(crate) fn conjunction(root: &Node) -> Option<(Vec<Path>, Tuple)> {
     if pairs.windows(2).any(|w| w[0].0 == w[1].0) {
         return None;
     }
-    let (paths, keys): (Vec<Path>, Vec<Key>) =
-        pairs.into_iter().map(|(p, k)| (p.clone(), k)).unzip();
-    Some((paths, Tuple(keys.into())))
+    let mut bytes = Vec::new();
+    for (_, scalar) in &pairs {
+        scalar.encode(&mut |b| bytes.extend_from_slice(b));
+    }
+    let paths = pairs.into_iter().map(|(p, _)| p.clone()).collect();
+    Some((paths, Tuple::new(&bytes)))
 }
 
 /// All conjunctions of one shape.
@@ -135,7 +255,7 @@ impl<K: Copy + PartialEq> Shape<K> {
         found: &mut impl FnMut(&[K], bool),
     ) {
         let Some(path) = self.paths.get(depth) else {
-            if let Some(bucket) = self.buckets.get(&Probe(&tuple[..depth])) {
+            if let Some(bucket) = self.buckets.get(Probe::encode(&tuple[..depth]).bytes()) {
                 found(bucket, *lookups > 0);
             }
             *lookups += 1;
@@ -155,5 +275,70 @@ impl<K: Copy + PartialEq> Shape<K> {
             }
             false
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Filter, Limits};
+    use serde_json::json;
+
+    fn shape_of(filter: &Value) -> (Shape<u8>, Tuple) {
+        let filter = Filter::from_json(filter, &Limits::default()).unwrap();
+        let (paths, tuple) = conjunction(filter.root()).unwrap();
+        let mut shape = Shape::new(paths);
+        shape.insert(tuple.clone(), 1);
+        (shape, tuple)
+    }
+
+    fn found(shape: &Shape<u8>, doc: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        shape.lookup(doc, &mut |ids, _| out.extend_from_slice(ids));
+        out
+    }
+
+    #[test]
+    fn numbers_encode_by_value() {
+        let (shape, _) = shape_of(&json!({"n": 1, "s": "x"}));
+        assert_eq!(found(&shape, &json!({"n": 1.0, "s": "x"})), [1]);
+        assert!(found(&shape, &json!({"n": "1", "s": "x"})).is_empty());
+    }
+
+    #[test]
+    fn long_values_spill_and_still_match() {
+        let long = "x".repeat(PROBE * 2);
+        let (shape, tuple) = shape_of(&json!({"a": long, "b": true}));
+        assert!(matches!(tuple, Tuple::Heap(_)));
+        assert_eq!(found(&shape, &json!({"a": long, "b": true})), [1]);
+    }
+
+    #[test]
+    fn every_combination_is_looked_up() {
+        let (shape, _) = shape_of(&json!({"a": "x", "b": 2}));
+        assert_eq!(found(&shape, &json!({"a": ["y", "x"], "b": [1, 2]})), [1]);
+    }
+
+    #[test]
+    fn removing_empties_the_shape() {
+        let (mut shape, tuple) = shape_of(&json!({"a": "x"}));
+        shape.remove(&tuple, 1);
+        assert!(shape.is_empty());
+    }
+
+    #[test]
+    fn only_equalities_on_distinct_paths_qualify() {
+        let limits = Limits::default();
+        for filter in [
+            json!({"a": null}),
+            json!({"a": {"$gt": 1}}),
+            json!({"$and": [{"a": 1}, {"a": 2}]}),
+            json!({"a": [1]}),
+        ] {
+            assert!(
+                conjunction(Filter::from_json(&filter, &limits).unwrap().root()).is_none(),
+                "{filter}"
+            );
+        }
     }
 }

@@ -3,7 +3,6 @@
 //! a key per lookup.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 
 use foldhash::fast::RandomState;
 use serde_json::Value;
@@ -12,10 +11,7 @@ use crate::value::Num;
 
 /// A hashable scalar: what `$in` sets and the subscription index key on.
 /// Null, arrays and objects have no key; callers handle them without hashing.
-///
-/// `Hash` is written by hand so that [`hash_scalar`] hashes a borrowed
-/// `&Value` to exactly the same bytes (lookups without building a `Key`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Key {
     Bool(bool),
     Num(Num),
@@ -29,45 +25,6 @@ impl Key {
             Value::Number(n) => Some(Self::Num(Num::of(n))),
             Value::String(s) => Some(Self::Str(s.as_str().into())),
             _ => None,
-        }
-    }
-}
-
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        match self {
-            Self::Bool(b) => hash_parts(state, 0, |s| b.hash(s)),
-            Self::Num(n) => hash_parts(state, 1, |s| n.hash(s)),
-            Self::Str(v) => hash_parts(state, 2, |s| (**v).hash(s)),
-        }
-    }
-}
-
-fn hash_parts<H: Hasher>(state: &mut H, tag: u8, rest: impl FnOnce(&mut H)) {
-    state.write_u8(tag);
-    rest(state);
-}
-
-/// Hashes a scalar document value as its [`Key`] would hash; false (and
-/// nothing hashed) for values with no key.
-pub(crate) fn hash_scalar<H: Hasher>(v: &Value, state: &mut H) -> bool {
-    match v {
-        Value::Bool(b) => hash_parts(state, 0, |s| b.hash(s)),
-        Value::Number(n) => hash_parts(state, 1, |s| Num::of(n).hash(s)),
-        Value::String(v) => hash_parts(state, 2, |s| v.as_str().hash(s)),
-        _ => return false,
-    }
-    true
-}
-
-impl Key {
-    /// Whether a document value equals this key.
-    pub(crate) fn matches(&self, v: &Value) -> bool {
-        match (self, v) {
-            (Self::Bool(k), Value::Bool(b)) => k == b,
-            (Self::Num(k), Value::Number(n)) => *k == Num::of(n),
-            (Self::Str(k), Value::String(s)) => **k == **s,
-            _ => false,
         }
     }
 }
@@ -166,20 +123,6 @@ impl<T> KeyMap<T> {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn borrowed_values_hash_like_keys() {
-        use std::hash::BuildHasher;
-        let state = RandomState::default();
-        for v in [json!(true), json!(1), json!(1.0), json!(2.5), json!("x")] {
-            let mut h = state.build_hasher();
-            assert!(hash_scalar(&v, &mut h));
-            let key = Key::of(&v).unwrap();
-            assert_eq!(h.finish(), state.hash_one(&key), "{v}");
-            assert!(key.matches(&v));
-        }
-        assert!(!hash_scalar(&json!(null), &mut state.build_hasher()));
-    }
 
     #[test]
     fn numbers_match_by_value() {

@@ -50,8 +50,9 @@ fn sub_index_matching_does_not_allocate() {
     let limits = Limits::default();
     let mut index = SubIndex::new();
     for i in 0..1000_u64 {
-        let filter = match i % 4 {
+        let filter = match i % 5 {
             0 => json!({"tenant": format!("t{}", i % 50), "amount": {"$gt": 10}}),
+            4 => json!({"tenant": format!("t{}", i % 50), "tags": "gift"}),
             1 => json!({"tags": {"$in": ["gift", format!("x{i}")]}}),
             2 => json!({"amount": {"$gte": i}}),
             _ => json!({"$or": [{"tenant": "t42"}, {"status": "x"}]}),
