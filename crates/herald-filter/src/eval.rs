@@ -108,7 +108,13 @@ impl Const {
 
     #[inline]
     fn eq_value(&self, v: &Value) -> bool {
-        self.cmp_value(v) == Some(Ordering::Equal)
+        // Equality alone is cheaper than ordering for the common scalars.
+        match (self, v) {
+            (Self::Str(c), Value::String(s)) => **c == **s,
+            (Self::Num(c), Value::Number(n)) => *c == Num::of(n),
+            (Self::Bool(c), Value::Bool(b)) => c == b,
+            _ => self.cmp_value(v) == Some(Ordering::Equal),
+        }
     }
 
     pub(crate) fn is_null(&self) -> bool {
@@ -206,6 +212,19 @@ impl Node {
             Self::Or(nodes) => nodes.iter().any(|n| n.matches(doc)),
             Self::Not(node) => !node.matches(doc),
             Self::Field(path, pred) => path.any(doc, &mut |leaf| pred.test(leaf)),
+        }
+    }
+}
+
+impl Node {
+    /// Evaluates a top-level AND without its clause `skip` (known true).
+    pub(crate) fn matches_except(&self, doc: &Value, skip: usize) -> bool {
+        match self {
+            Self::And(nodes) => nodes
+                .iter()
+                .enumerate()
+                .all(|(i, n)| i == skip || n.matches(doc)),
+            other => other.matches(doc),
         }
     }
 }

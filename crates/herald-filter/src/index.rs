@@ -77,6 +77,18 @@ struct Entry<K> {
     /// `Arc<Filter>`: confirming candidates is bound by memory latency).
     filter: Filter,
     anchor: Anchor,
+    confirm: Confirm,
+}
+
+/// What is left to check on a candidate found through its anchor.
+#[derive(Debug, Clone, Copy)]
+enum Confirm {
+    /// The whole filter (range anchors: a bucket holds bounds up to the value).
+    Whole,
+    /// Every top-level clause but this one, proved by the equality probe.
+    AllBut(usize),
+    /// Nothing: the filter is the anchor's equality or `$in`.
+    Nothing,
 }
 
 /// Where an entry is registered, so removal finds it without searching.
@@ -194,7 +206,8 @@ fn remove_slot(bucket: &mut Vec<Slot>, slot: Slot) -> bool {
 
 /// An anchor candidate found in a filter, before a path id is assigned.
 enum Candidate<'f> {
-    Eq(&'f Path, Vec<Key>),
+    /// Equality or `$in` at clause `usize` of the top-level AND.
+    Eq(usize, &'f Path, Vec<Key>),
     Range(&'f Path, Side, RangeBound),
 }
 
@@ -206,15 +219,16 @@ fn candidates(root: &Node) -> Vec<Candidate<'_>> {
     };
     clauses
         .iter()
-        .filter_map(|clause| {
+        .enumerate()
+        .filter_map(|(i, clause)| {
             let Node::Field(path, pred) = clause else {
                 return None;
             };
             match pred {
                 // Null equality also matches a missing field: not indexable.
-                Pred::Eq(c) => const_key(c).map(|k| Candidate::Eq(path, vec![k])),
+                Pred::Eq(c) => const_key(c).map(|k| Candidate::Eq(i, path, vec![k])),
                 Pred::In(set) if !set.has_null && set.compound.is_empty() => {
-                    Some(Candidate::Eq(path, set.keys.keys().collect()))
+                    Some(Candidate::Eq(i, path, set.keys.keys().collect()))
                 }
                 Pred::Cmp(op, c) => {
                     let side = match op {
@@ -294,11 +308,17 @@ impl<K: Copy + Eq + Hash> SubIndex<K> {
             }
         };
         let filter = Filter::clone(&filter);
+        let mut confirm = Confirm::Whole;
         let anchor = match conjunction(filter.root()) {
             Some((paths, tuple)) => self.register_exact(id, paths, tuple),
-            None => self.register(slot, filter.root()),
+            None => self.register(slot, filter.root(), &mut confirm),
         };
-        self.entries[slot.0 as usize] = Some(Entry { id, filter, anchor });
+        self.entries[slot.0 as usize] = Some(Entry {
+            id,
+            filter,
+            anchor,
+            confirm,
+        });
         self.slots.insert(id, slot);
     }
 
@@ -318,12 +338,12 @@ impl<K: Copy + Eq + Hash> SubIndex<K> {
     }
 
     /// Picks the anchor of a filter and files `slot` under it.
-    fn register(&mut self, slot: Slot, root: &Node) -> Anchor {
+    fn register(&mut self, slot: Slot, root: &Node, confirm: &mut Confirm) -> Anchor {
         let mut best: Option<(usize, Candidate<'_>)> = None;
         for candidate in candidates(root) {
             // Equality beats ranges; among equalities, the emptiest buckets win.
             let cost = match &candidate {
-                Candidate::Eq(path, keys) => {
+                Candidate::Eq(_, path, keys) => {
                     let index = self.path_ids.get(*path).map(|&i| &self.paths[i]);
                     keys.iter()
                         .map(|k| 1 + index.and_then(|p| p.eq.get_key(k)).map_or(0, Vec::len))
@@ -341,8 +361,14 @@ impl<K: Copy + Eq + Hash> SubIndex<K> {
                 pos: self.fallback.len() - 1,
             };
         };
+        // A probe that finds an equality bucket has proved that clause true.
+        *confirm = match (&candidate, root) {
+            (Candidate::Eq(..), Node::Field(..)) => Confirm::Nothing,
+            (Candidate::Eq(clause, ..), _) => Confirm::AllBut(*clause),
+            (Candidate::Range(..), _) => Confirm::Whole,
+        };
         let (path, anchor) = match candidate {
-            Candidate::Eq(path, keys) => (
+            Candidate::Eq(_, path, keys) => (
                 path,
                 Anchor::Eq {
                     path: 0,
@@ -501,7 +527,11 @@ impl<K: Copy + Eq + Hash> SubIndex<K> {
     fn confirm(&self, slot: Slot, doc: &Value, out: &mut Vec<K>, dedup: Option<usize>) {
         if let Some(entry) = &self.entries[slot.0 as usize]
             && dedup.is_none_or(|start| !out[start..].contains(&entry.id))
-            && entry.filter.matches(doc)
+            && match entry.confirm {
+                Confirm::Whole => entry.filter.matches(doc),
+                Confirm::AllBut(clause) => entry.filter.root().matches_except(doc, clause),
+                Confirm::Nothing => true,
+            }
         {
             out.push(entry.id);
         }
