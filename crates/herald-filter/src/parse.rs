@@ -444,7 +444,18 @@ pub(crate) fn compile_regex(
             regex::Error::CompiledTooBig(limit) => ErrorKind::RegexTooLarge(format!(
                 "compiled form exceeds the limit of {limit} bytes"
             )),
-            other => ErrorKind::InvalidRegex(other.to_string()),
+            // The engine's message spans lines (pattern, caret, reason): keep the reason.
+            other => ErrorKind::InvalidRegex(
+                other
+                    .to_string()
+                    .lines()
+                    .rev()
+                    .find(|line| !line.trim().is_empty())
+                    .unwrap_or_default()
+                    .trim()
+                    .trim_start_matches("error: ")
+                    .to_owned(),
+            ),
         })
 }
 

@@ -44,7 +44,8 @@ pub(crate) fn compile(clause: &str, params: &[Value], limits: &Limits) -> Result
     let next = parser.peek_token();
     if next.token != Token::EOF {
         return Err(FilterError::new(
-            ErrorKind::SqlSyntax(format!("unexpected {} at {}", next.token, next.span.start)),
+            // `Location` displays as " at Line: l, Column: c".
+            ErrorKind::SqlSyntax(format!("unexpected {}{}", next.token, next.span.start)),
             "",
         ));
     }
@@ -204,13 +205,16 @@ impl Translator<'_> {
                 ));
             }
         };
-        if let Ok(at) = column(left) {
-            let value = self.value(right, &at)?;
-            self.leaf(left, op, &value, depth)
-        } else {
-            let at = column(right)?;
-            let value = self.value(left, &at)?;
-            self.leaf(right, flipped, &value, depth)
+        match (column(left), column(right)) {
+            (Ok(at), _) => {
+                let value = self.value(right, &at)?;
+                self.leaf(left, op, &value, depth)
+            }
+            (Err(_), Ok(at)) => {
+                let value = self.value(left, &at)?;
+                self.leaf(right, flipped, &value, depth)
+            }
+            (Err(err), Err(_)) => Err(err),
         }
     }
 

@@ -139,7 +139,7 @@ fn json_errors_name_code_and_place() {
             "a..b",
             r#"invalid field path "a..b" at a..b"#,
         ),
-        (json!({"a": {"$regex": "(a)\\1"}}), "invalid_regex", "a", ""),
+        (json!({"a": {"$regex": "(a)\\1"}}), "invalid_regex", "a", "invalid regex: backreferences are not supported at a"),
         (json!({"a": {"$regex": "(?=a)"}}), "invalid_regex", "a", ""),
     ];
     for (filter, code, path, message) in table {
@@ -205,9 +205,14 @@ fn limits_each_have_their_error() {
 #[test]
 fn sql_errors_name_the_column() {
     let d = Limits::default();
-    let (code, path, _) = sql_err("amount >= ", &[], &d);
+    let (code, path, msg) = sql_err("amount >=", &[], &d);
     assert_eq!((code.as_str(), path.as_str()), ("sql_syntax", ""));
-    assert_eq!(sql_err("a = 1 b", &[], &d).0, "sql_syntax");
+    assert_eq!(msg, "SQL syntax error: Expected: an expression, found: EOF");
+    assert_eq!(sql_err("a = 1 b", &[], &d).2, "SQL syntax error: unexpected b at Line: 1, Column: 7");
+    assert_eq!(
+        sql_err("amount = lower(x)", &[], &d).2,
+        "unsupported SQL: lower(x) where a value was expected at amount"
+    );
     let (code, path, msg) = sql_err("tenant = $2", &[json!(1)], &d);
     assert_eq!(
         (code.as_str(), path.as_str(), msg.as_str()),
@@ -222,8 +227,9 @@ fn sql_errors_name_the_column() {
         (code.as_str(), path.as_str()),
         ("sql_unsupported", "amount")
     );
-    let (code, path, _) = sql_err("a.b + 1 = 2", &[], &d);
+    let (code, path, msg) = sql_err("a.b + 1 = 2", &[], &d);
     assert_eq!((code.as_str(), path.as_str()), ("sql_unsupported", ""));
+    assert_eq!(msg, "unsupported SQL: a.b + 1 where a column was expected");
 }
 
 #[test]
