@@ -13,6 +13,9 @@ use serde_json::{Value, json};
 const TENANTS: u64 = 10_000;
 /// Subscriptions sharing one (tenant, user) pair: each event matches this many.
 const PER_PAIR: u64 = 10;
+/// Distinct events cycled through: about 1 MiB of documents, as if each had
+/// just been parsed (a hub matches an event right after decoding it).
+const EVENTS: usize = 1024;
 
 fn order(tenant: u64, user: u64) -> Value {
     json!({
@@ -67,7 +70,7 @@ fn index_of(subs: u64, range: bool) -> (SubIndex<u64>, Vec<Value>) {
     }
     // A fixed pseudo-random sequence of events (xorshift), cycled by the bench.
     let mut x = 0x9E37_79B9_7F4A_7C15_u64;
-    let events = (0..4096)
+    let events = (0..EVENTS)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;

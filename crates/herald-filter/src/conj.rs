@@ -24,12 +24,12 @@ use crate::value::Num;
 /// Most paths a conjunction may have to be indexed exactly.
 pub(crate) const MAX_PATHS: usize = 4;
 
-/// Bytes of a tuple kept inline: two short ids (`"t42"`, `"user-1234"`) fit,
+/// Bytes of a tuple kept inline: two short ids (`"t42"`, `"u1234"`) fit,
 /// so the common lookup reads no memory beyond the hash table itself.
-const INLINE: usize = 62;
+const INLINE: usize = 30;
 
 /// Bytes of a probe encoded on the stack before spilling to the heap.
-const PROBE: usize = 256;
+const PROBE: usize = 128;
 
 /// The value tuple of a filed conjunction, in shape order, encoded as bytes:
 /// per value a tag, then the value (strings with their length), so equal

@@ -72,6 +72,15 @@ fn invalid(operator: &str, expected: &'static str, at: &str) -> FilterError {
     )
 }
 
+/// `Ok` when a limit holds, else its error at `at`.
+fn ensure(holds: bool, at: &str, kind: impl FnOnce() -> ErrorKind) -> Result<()> {
+    if holds {
+        Ok(())
+    } else {
+        Err(FilterError::new(kind(), at))
+    }
+}
+
 /// `at` followed by a field name, as error paths are written.
 pub(crate) fn join(at: &str, field: &str) -> String {
     if at.is_empty() {
@@ -113,36 +122,18 @@ impl<'l> Compiler<'l> {
     /// Counts one node against `max_nodes`.
     pub(crate) fn count(&mut self, at: &str) -> Result<()> {
         self.nodes += 1;
-        if self.nodes > self.limits.max_nodes {
-            return Err(FilterError::new(
-                ErrorKind::TooManyNodes(self.limits.max_nodes),
-                at,
-            ));
-        }
-        Ok(())
+        let limit = self.limits.max_nodes;
+        ensure(self.nodes <= limit, at, || ErrorKind::TooManyNodes(limit))
     }
 
     pub(crate) fn depth(&self, depth: usize, at: &str) -> Result<()> {
-        if depth > self.limits.max_depth {
-            return Err(FilterError::new(
-                ErrorKind::TooDeep(self.limits.max_depth),
-                at,
-            ));
-        }
-        Ok(())
+        let limit = self.limits.max_depth;
+        ensure(depth <= limit, at, || ErrorKind::TooDeep(limit))
     }
 
     fn string(&self, s: &str, at: &str) -> Result<()> {
-        if s.len() > self.limits.max_string_len {
-            return Err(FilterError::new(
-                ErrorKind::StringTooLong {
-                    len: s.len(),
-                    limit: self.limits.max_string_len,
-                },
-                at,
-            ));
-        }
-        Ok(())
+        let (len, limit) = (s.len(), self.limits.max_string_len);
+        ensure(len <= limit, at, || ErrorKind::StringTooLong { len, limit })
     }
 
     /// Checks a literal operand: nesting depth and the size of every string in it.
@@ -165,15 +156,8 @@ impl<'l> Compiler<'l> {
         let items = v
             .as_array()
             .ok_or_else(|| invalid(operator, "an array", at))?;
-        if items.len() > self.limits.max_in_list {
-            return Err(FilterError::new(
-                ErrorKind::InListTooLong {
-                    len: items.len(),
-                    limit: self.limits.max_in_list,
-                },
-                at,
-            ));
-        }
+        let (len, limit) = (items.len(), self.limits.max_in_list);
+        ensure(len <= limit, at, || ErrorKind::InListTooLong { len, limit })?;
         Ok(items)
     }
 

@@ -139,7 +139,12 @@ fn json_errors_name_code_and_place() {
             "a..b",
             r#"invalid field path "a..b" at a..b"#,
         ),
-        (json!({"a": {"$regex": "(a)\\1"}}), "invalid_regex", "a", "invalid regex: backreferences are not supported at a"),
+        (
+            json!({"a": {"$regex": "(a)\\1"}}),
+            "invalid_regex",
+            "a",
+            "invalid regex: backreferences are not supported at a",
+        ),
         (json!({"a": {"$regex": "(?=a)"}}), "invalid_regex", "a", ""),
     ];
     for (filter, code, path, message) in table {
@@ -208,7 +213,10 @@ fn sql_errors_name_the_column() {
     let (code, path, msg) = sql_err("amount >=", &[], &d);
     assert_eq!((code.as_str(), path.as_str()), ("sql_syntax", ""));
     assert_eq!(msg, "SQL syntax error: Expected: an expression, found: EOF");
-    assert_eq!(sql_err("a = 1 b", &[], &d).2, "SQL syntax error: unexpected b at Line: 1, Column: 7");
+    assert_eq!(
+        sql_err("a = 1 b", &[], &d).2,
+        "SQL syntax error: unexpected b at Line: 1, Column: 7"
+    );
     assert_eq!(
         sql_err("amount = lower(x)", &[], &d).2,
         "unsupported SQL: lower(x) where a value was expected at amount"
