@@ -32,7 +32,9 @@ pub(crate) enum Node {
 #[derive(Debug, Clone)]
 pub(crate) enum Pred {
     Eq(Const),
-    In(InSet),
+    /// Boxed: a hash set is large, and nodes are kept small so a filter's tree
+    /// spans few cache lines.
+    In(Box<InSet>),
     Cmp(CmpOp, Const),
     Exists,
     Type(TypeSet),
@@ -78,8 +80,8 @@ pub(crate) enum Const {
     Bool(bool),
     Num(Num),
     Str(Box<str>),
-    /// Arrays and objects, compared structurally.
-    Compound(Value),
+    /// Arrays and objects, compared structurally (boxed: rare, and large).
+    Compound(Box<Value>),
 }
 
 impl Const {
@@ -89,7 +91,7 @@ impl Const {
             Value::Bool(b) => Self::Bool(*b),
             Value::Number(n) => Self::Num(Num::of(n)),
             Value::String(s) => Self::Str(s.as_str().into()),
-            Value::Array(_) | Value::Object(_) => Self::Compound(v.clone()),
+            Value::Array(_) | Value::Object(_) => Self::Compound(Box::new(v.clone())),
         }
     }
 
@@ -266,5 +268,21 @@ impl Pred {
                     .any(|item| (!objects_only || item.is_object()) && node.matches(item))
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Confirming index candidates is bound by memory latency: a filter's tree
+    /// should span as few cache lines as possible.
+    #[test]
+    fn nodes_stay_small() {
+        assert!(
+            size_of::<Node>() <= 80,
+            "Node is {} bytes",
+            size_of::<Node>()
+        );
     }
 }

@@ -15,11 +15,13 @@
 //!   fallback list, evaluated for every event.
 //!
 //! Among several equality anchors the one whose bucket is currently smallest
-//! wins, so a filter `{tenant, user}` lands under the rarer value. Matching
-//! walks each indexed path of the event once, probes the buckets of the values
-//! found there (array elements included, as equality needs), and confirms each
-//! candidate with its full filter: the index only has to be *complete*, never
-//! exact. Inserting and removing touch only the filter's own buckets.
+//! wins, so `{tenant, user, amount: {$gt: 0}}` lands under the rarer value.
+//! Matching walks each indexed path of the event once, probes the buckets of
+//! the values found there (array elements included, as equality needs), and
+//! confirms each candidate with the rest of its filter (an equality probe has
+//! already proved its own clause): anchors only have to be *complete*, never
+//! exact. Inserting and removing touch only the filter's own buckets; removal
+//! scans those buckets, so it costs their length.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;

@@ -362,7 +362,13 @@ impl<'l> Compiler<'l> {
         })
     }
 
-    fn in_set(&self, operator: &str, operand: &Value, at: &str, depth: usize) -> Result<InSet> {
+    fn in_set(
+        &self,
+        operator: &str,
+        operand: &Value,
+        at: &str,
+        depth: usize,
+    ) -> Result<Box<InSet>> {
         let items = self.list(operator, operand, at)?;
         let mut set = InSet::default();
         for item in items {
@@ -377,7 +383,7 @@ impl<'l> Compiler<'l> {
                 }
             }
         }
-        Ok(set)
+        Ok(Box::new(set))
     }
 
     fn regex(&self, pattern: &Value, options: Option<&Value>, at: &str) -> Result<regex::Regex> {
