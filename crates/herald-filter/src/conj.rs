@@ -1,11 +1,14 @@
-//! Exact index for the most common subscription: a conjunction of scalar
-//! equalities (`{"tenant": "t1", "user": "u7"}`).
+//! Exact index on a filter's scalar equalities, made for the most common
+//! subscription: a conjunction of them (`{"tenant": "t1", "user": "u7"}`).
 //!
-//! Such a filter is fully described by its paths and their values, so it is
-//! filed under the tuple of its values in a hash map per *shape* (the set of
-//! paths). Matching an event looks up the event's own tuple once per shape:
-//! every subscription in the bucket found matches, none needs confirming, and
-//! the cost does not grow with the number of subscriptions.
+//! The equalities of a filter's top-level AND are described by their paths and
+//! values, so the filter is filed under the tuple of its values in a hash map
+//! per *shape* (the set of paths). Matching an event looks up the event's own
+//! tuple once per shape. When the equalities are the whole filter, every
+//! subscription in the bucket found matches and none needs confirming: the
+//! cost does not grow with the number of subscriptions. Otherwise the bucket
+//! holds exactly the filters whose equalities hold, and only their other
+//! clauses remain to be checked.
 //!
 //! Array semantics still hold: when a path reaches several scalars (array
 //! elements, or arrays of objects), every combination is looked up.
@@ -21,7 +24,7 @@ use crate::eval::{Const, Node, Pred};
 use crate::path::Path;
 use crate::value::Num;
 
-/// Most paths a conjunction may have to be indexed exactly.
+/// Most equalities of one filter in its exact key; the rest are confirmed.
 pub(crate) const MAX_PATHS: usize = 4;
 
 /// Bytes of a tuple kept inline: two short ids (`"t42"`, `"u1234"`) fit,
@@ -167,50 +170,71 @@ impl Probe {
     }
 }
 
-/// If `root` is a conjunction of scalar equalities on distinct paths, its
-/// paths (sorted) and its value tuple in the same order.
-pub(crate) fn conjunction(root: &Node) -> Option<(Vec<Path>, Tuple)> {
+/// The scalar equalities of a filter's top-level AND, as an exact key.
+#[derive(Debug)]
+pub(crate) struct Equalities {
+    /// Their paths, sorted: the shape.
+    pub(crate) paths: Vec<Path>,
+    /// Their values in path order.
+    pub(crate) tuple: Tuple,
+    /// Bit `i` set: top-level clause `i` is one of them (proved by a lookup hit).
+    pub(crate) clauses: u64,
+    /// Whether they are the whole filter (nothing left to confirm).
+    pub(crate) complete: bool,
+}
+
+/// The scalar equalities of `root`'s top-level AND on distinct paths (at most
+/// [`MAX_PATHS`], among the first 64 clauses); `None` if there are none.
+pub(crate) fn equalities(root: &Node) -> Option<Equalities> {
     let clauses = match root {
         Node::And(nodes) => &nodes[..],
         other => std::slice::from_ref(other),
     };
-    if clauses.len() > MAX_PATHS {
+    let mut pairs: Vec<(&Path, Scalar<'_>)> = Vec::new();
+    let mut mask = 0_u64;
+    for (i, clause) in clauses.iter().enumerate().take(64) {
+        let Node::Field(path, Pred::Eq(c)) = clause else {
+            continue;
+        };
+        let scalar = match c {
+            Const::Bool(b) => Scalar::Bool(*b),
+            Const::Num(n) => Scalar::Num(*n),
+            Const::Str(s) => Scalar::Str(s),
+            Const::Null | Const::Compound(_) => continue,
+        };
+        // A second equality on a path already taken stays to be confirmed.
+        if pairs.len() < MAX_PATHS && pairs.iter().all(|(p, _)| *p != path) {
+            pairs.push((path, scalar));
+            mask |= 1 << i;
+        }
+    }
+    if pairs.is_empty() {
         return None;
     }
-    let mut pairs = clauses
-        .iter()
-        .map(|clause| match clause {
-            Node::Field(path, Pred::Eq(c)) => match c {
-                Const::Bool(b) => Some((path, Scalar::Bool(*b))),
-                Const::Num(n) => Some((path, Scalar::Num(*n))),
-                Const::Str(s) => Some((path, Scalar::Str(s))),
-                Const::Null | Const::Compound(_) => None,
-            },
-            _ => None,
-        })
-        .collect::<Option<Vec<_>>>()?;
     pairs.sort_by(|a, b| a.0.cmp(b.0));
-    if pairs.windows(2).any(|w| w[0].0 == w[1].0) {
-        return None;
-    }
     let mut bytes = Vec::new();
     for (_, scalar) in &pairs {
         scalar.encode(&mut |b| bytes.extend_from_slice(b));
     }
-    let paths = pairs.into_iter().map(|(p, _)| p.clone()).collect();
-    Some((paths, Tuple::new(&bytes)))
+    Some(Equalities {
+        complete: pairs.len() == clauses.len(),
+        paths: pairs.into_iter().map(|(p, _)| p.clone()).collect(),
+        tuple: Tuple::new(&bytes),
+        clauses: mask,
+    })
 }
 
-/// All conjunctions of one shape.
+/// All filters whose equalities have one shape, by value tuple.
 #[derive(Debug)]
-pub(crate) struct Shape<K> {
+pub(crate) struct Shape<M> {
     paths: Box<[Path]>,
-    /// Subscription ids by value tuple: ids, not slots, so matching reads
-    /// nothing but this bucket.
-    buckets: HashMap<Tuple, Vec<K>, RandomState>,
+    /// Members by value tuple. A member carries what matching needs (the id,
+    /// and for filters with more than equalities what to confirm), so a
+    /// complete conjunction reads nothing but this bucket.
+    buckets: HashMap<Tuple, Vec<M>, RandomState>,
 }
 
-impl<K: Copy + PartialEq> Shape<K> {
+impl<M> Shape<M> {
     pub(crate) fn new(paths: Vec<Path>) -> Self {
         Self {
             paths: paths.into(),
@@ -222,13 +246,13 @@ impl<K: Copy + PartialEq> Shape<K> {
         self.buckets.is_empty()
     }
 
-    pub(crate) fn insert(&mut self, tuple: Tuple, id: K) {
-        self.buckets.entry(tuple).or_default().push(id);
+    pub(crate) fn insert(&mut self, tuple: Tuple, member: M) {
+        self.buckets.entry(tuple).or_default().push(member);
     }
 
-    pub(crate) fn remove(&mut self, tuple: &Tuple, id: K) {
+    pub(crate) fn remove(&mut self, tuple: &Tuple, is: impl Fn(&M) -> bool) {
         if let Some(bucket) = self.buckets.get_mut(tuple) {
-            if let Some(i) = bucket.iter().position(|s| *s == id) {
+            if let Some(i) = bucket.iter().position(is) {
                 bucket.swap_remove(i);
             }
             if bucket.is_empty() {
@@ -240,7 +264,7 @@ impl<K: Copy + PartialEq> Shape<K> {
     /// Calls `found` with the bucket of every value combination `doc` has for
     /// this shape, and with `true` as second argument from the second lookup on
     /// (when the same bucket might come again).
-    pub(crate) fn lookup(&self, doc: &Value, found: &mut impl FnMut(&[K], bool)) {
+    pub(crate) fn lookup(&self, doc: &Value, found: &mut impl FnMut(&[M], bool)) {
         let mut tuple: [&Value; MAX_PATHS] = [&Value::Null; MAX_PATHS];
         let mut lookups = 0_usize;
         self.combine(doc, 0, &mut tuple, &mut lookups, found);
@@ -252,7 +276,7 @@ impl<K: Copy + PartialEq> Shape<K> {
         depth: usize,
         tuple: &mut [&'d Value; MAX_PATHS],
         lookups: &mut usize,
-        found: &mut impl FnMut(&[K], bool),
+        found: &mut impl FnMut(&[M], bool),
     ) {
         let Some(path) = self.paths.get(depth) else {
             if let Some(bucket) = self.buckets.get(Probe::encode(&tuple[..depth]).bytes()) {
@@ -286,10 +310,11 @@ mod tests {
 
     fn shape_of(filter: &Value) -> (Shape<u8>, Tuple) {
         let filter = Filter::from_json(filter, &Limits::default()).unwrap();
-        let (paths, tuple) = conjunction(filter.root()).unwrap();
-        let mut shape = Shape::new(paths);
-        shape.insert(tuple.clone(), 1);
-        (shape, tuple)
+        let eqs = equalities(filter.root()).unwrap();
+        assert!(eqs.complete);
+        let mut shape = Shape::new(eqs.paths);
+        shape.insert(eqs.tuple.clone(), 1);
+        (shape, eqs.tuple)
     }
 
     fn found(shape: &Shape<u8>, doc: &Value) -> Vec<u8> {
@@ -322,23 +347,27 @@ mod tests {
     #[test]
     fn removing_empties_the_shape() {
         let (mut shape, tuple) = shape_of(&json!({"a": "x"}));
-        shape.remove(&tuple, 1);
+        shape.remove(&tuple, |m| *m == 1);
         assert!(shape.is_empty());
     }
 
     #[test]
-    fn only_equalities_on_distinct_paths_qualify() {
+    fn other_clauses_are_left_to_confirm() {
         let limits = Limits::default();
+        let eqs = |f: Value| equalities(Filter::from_json(&f, &limits).unwrap().root());
         for filter in [
             json!({"a": null}),
             json!({"a": {"$gt": 1}}),
-            json!({"$and": [{"a": 1}, {"a": 2}]}),
             json!({"a": [1]}),
         ] {
-            assert!(
-                conjunction(Filter::from_json(&filter, &limits).unwrap().root()).is_none(),
-                "{filter}"
-            );
+            assert!(eqs(filter.clone()).is_none(), "{filter}");
         }
+        // Clauses are in field order: a, b, c.
+        let partial = eqs(json!({"a": 1, "b": {"$gt": 1}, "c": "x"})).unwrap();
+        assert_eq!((partial.clauses, partial.complete), (0b101, false));
+        let repeated = eqs(json!({"$and": [{"a": 1}, {"a": 2}]})).unwrap();
+        assert_eq!((repeated.clauses, repeated.complete), (0b01, false));
+        let five = eqs(json!({"a": 1, "b": 1, "c": 1, "d": 1, "e": 1})).unwrap();
+        assert_eq!((five.paths.len(), five.complete), (MAX_PATHS, false));
     }
 }

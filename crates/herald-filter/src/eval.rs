@@ -219,14 +219,16 @@ impl Node {
 }
 
 impl Node {
-    /// Evaluates a top-level AND without its clause `skip` (known true).
-    pub(crate) fn matches_except(&self, doc: &Value, skip: usize) -> bool {
+    /// Evaluates a top-level AND without the clauses known to be true
+    /// (bit `i` of `known`: clause `i`).
+    pub(crate) fn matches_except(&self, doc: &Value, known: u64) -> bool {
+        let known = |i: usize| i < 64 && known & (1 << i) != 0;
         match self {
             Self::And(nodes) => nodes
                 .iter()
                 .enumerate()
-                .all(|(i, n)| i == skip || n.matches(doc)),
-            other => other.matches(doc),
+                .all(|(i, n)| known(i) || n.matches(doc)),
+            other => known(0) || other.matches(doc),
         }
     }
 }

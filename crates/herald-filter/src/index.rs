@@ -1,24 +1,24 @@
 //! [`SubIndex`]: for one event, every matching subscription among very many.
 //!
-//! A filter that is only a conjunction of scalar equalities (the common
-//! subscription, `{"tenant": "t1", "user": "u7"}`) is indexed exactly by all of
-//! its values (see `conj.rs`): found by one hash lookup, never confirmed.
+//! A filter with scalar equalities in its top-level AND is filed in the exact
+//! index under their values (see `conj.rs`): one hash lookup of the event's
+//! values finds it. When the equalities are the whole filter (the common
+//! subscription, `{"tenant": "t1", "user": "u7"}`) nothing is left to confirm;
+//! otherwise only its other clauses are checked.
 //!
 //! Any other filter is registered under one *anchor*: a predicate from its
-//! top-level AND that every matching document must satisfy, chosen when the
-//! filter is inserted.
+//! top-level AND that every matching document must satisfy.
 //!
-//! - equality or `$in` on scalars → a hash bucket per value at that path;
+//! - `$in` on scalars → a hash bucket per value at that path (among several,
+//!   the one whose buckets are currently smallest);
 //! - a range (`$gt`, `$gte`, `$lt`, `$lte`) on a number or string → an ordered
 //!   map from the bound to subscriptions, probed with a range query;
 //! - anything else (`$or` at the top, `$ne`, null equality, `$regex`...) → the
 //!   fallback list, evaluated for every event.
 //!
-//! Among several equality anchors the one whose bucket is currently smallest
-//! wins, so `{tenant, user, amount: {$gt: 0}}` lands under the rarer value.
 //! Matching walks each indexed path of the event once, probes the buckets of
 //! the values found there (array elements included, as equality needs), and
-//! confirms each candidate with the rest of its filter (an equality probe has
+//! confirms each candidate with the rest of its filter (a hash probe has
 //! already proved its own clause): anchors only have to be *complete*, never
 //! exact. Inserting and removing touch only the filter's own buckets; removal
 //! scans those buckets, so it costs their length.
@@ -31,7 +31,7 @@ use std::sync::Arc;
 use foldhash::fast::RandomState;
 use serde_json::Value;
 
-use crate::conj::{Shape, Tuple, conjunction};
+use crate::conj::{Shape, Tuple, equalities};
 use crate::eval::{CmpOp, Const, Node, Pred};
 use crate::filter::Filter;
 use crate::keymap::{Key, KeyMap};
@@ -68,7 +68,7 @@ pub struct SubIndex<K> {
     path_ids: HashMap<Path, usize, RandomState>,
     fallback: Vec<Slot>,
     /// Conjunctions of equalities, exactly indexed, by shape (their sorted paths).
-    shapes: Vec<Shape<K>>,
+    shapes: Vec<Shape<Member<K>>>,
     shape_ids: HashMap<Box<[Path]>, usize, RandomState>,
 }
 
@@ -82,13 +82,22 @@ struct Entry<K> {
     confirm: Confirm,
 }
 
+/// A filter filed in the exact index: its id and, unless its equalities are
+/// the whole filter, the slot of the entry whose other clauses to confirm.
+#[derive(Debug, Clone, Copy)]
+struct Member<K> {
+    id: K,
+    confirm: Option<Slot>,
+}
+
 /// What is left to check on a candidate found through its anchor.
 #[derive(Debug, Clone, Copy)]
 enum Confirm {
     /// The whole filter (range anchors: a bucket holds bounds up to the value).
     Whole,
-    /// Every top-level clause but this one, proved by the equality probe.
-    AllBut(usize),
+    /// Every top-level clause but these (bit `i`: clause `i`), which the
+    /// lookup that found the candidate has proved.
+    Except(u64),
     /// Nothing: the filter is the anchor's equality or `$in`.
     Nothing,
 }
@@ -227,8 +236,8 @@ fn candidates(root: &Node) -> Vec<Candidate<'_>> {
                 return None;
             };
             match pred {
-                // Null equality also matches a missing field: not indexable.
-                Pred::Eq(c) => const_key(c).map(|k| Candidate::Eq(i, path, vec![k])),
+                // Scalar equalities went to the exact index; null equality
+                // also matches a missing field, so it is not indexable.
                 Pred::In(set) if !set.has_null && set.compound.is_empty() => {
                     Some(Candidate::Eq(i, path, set.keys.keys().collect()))
                 }
@@ -248,16 +257,6 @@ fn candidates(root: &Node) -> Vec<Candidate<'_>> {
             }
         })
         .collect()
-}
-
-/// The hash key of a scalar constant; `None` for null and compounds.
-fn const_key(c: &Const) -> Option<Key> {
-    match c {
-        Const::Bool(b) => Some(Key::Bool(*b)),
-        Const::Num(n) => Some(Key::Num(*n)),
-        Const::Str(s) => Some(Key::Str(s.clone())),
-        Const::Null | Const::Compound(_) => None,
-    }
 }
 
 impl<K: Copy + Eq + Hash> Default for SubIndex<K> {
@@ -311,8 +310,19 @@ impl<K: Copy + Eq + Hash> SubIndex<K> {
         };
         let filter = Filter::clone(&filter);
         let mut confirm = Confirm::Whole;
-        let anchor = match conjunction(filter.root()) {
-            Some((paths, tuple)) => self.register_exact(id, paths, tuple),
+        let anchor = match equalities(filter.root()) {
+            Some(eqs) => {
+                confirm = if eqs.complete {
+                    Confirm::Nothing
+                } else {
+                    Confirm::Except(eqs.clauses)
+                };
+                let member = Member {
+                    id,
+                    confirm: (!eqs.complete).then_some(slot),
+                };
+                self.register_exact(member, eqs.paths, eqs.tuple)
+            }
             None => self.register(slot, filter.root(), &mut confirm),
         };
         self.entries[slot.0 as usize] = Some(Entry {
@@ -324,8 +334,8 @@ impl<K: Copy + Eq + Hash> SubIndex<K> {
         self.slots.insert(id, slot);
     }
 
-    /// Files a conjunction of equalities under its shape and values.
-    fn register_exact(&mut self, id: K, paths: Vec<Path>, tuple: Tuple) -> Anchor {
+    /// Files a filter under the shape and values of its equalities.
+    fn register_exact(&mut self, member: Member<K>, paths: Vec<Path>, tuple: Tuple) -> Anchor {
         let paths: Box<[Path]> = paths.into();
         let shape = match self.shape_ids.get(&paths) {
             Some(&shape) => shape,
@@ -335,7 +345,7 @@ impl<K: Copy + Eq + Hash> SubIndex<K> {
                 self.shapes.len() - 1
             }
         };
-        self.shapes[shape].insert(tuple.clone(), id);
+        self.shapes[shape].insert(tuple.clone(), member);
         Anchor::Exact { shape, tuple }
     }
 
@@ -366,8 +376,8 @@ impl<K: Copy + Eq + Hash> SubIndex<K> {
         // A probe that finds an equality bucket has proved that clause true.
         *confirm = match (&candidate, root) {
             (Candidate::Eq(..), Node::Field(..)) => Confirm::Nothing,
-            (Candidate::Eq(clause, ..), _) => Confirm::AllBut(*clause),
-            (Candidate::Range(..), _) => Confirm::Whole,
+            (Candidate::Eq(clause, ..), _) if *clause < 64 => Confirm::Except(1 << clause),
+            _ => Confirm::Whole,
         };
         let (path, anchor) = match candidate {
             Candidate::Eq(_, path, keys) => (
@@ -434,7 +444,7 @@ impl<K: Copy + Eq + Hash> SubIndex<K> {
             return false;
         };
         match entry.anchor {
-            Anchor::Exact { shape, tuple } => self.shapes[shape].remove(&tuple, id),
+            Anchor::Exact { shape, tuple } => self.shapes[shape].remove(&tuple, |m| m.id == id),
             Anchor::Fallback { pos } => {
                 self.fallback.swap_remove(pos);
                 if let Some(&moved) = self.fallback.get(pos)
@@ -481,10 +491,12 @@ impl<K: Copy + Eq + Hash> SubIndex<K> {
             // A subscription sits in one bucket of one shape: a bucket can only
             // come twice when the document repeats a value combination.
             let start = out.len();
-            shape.lookup(doc, &mut |ids, again| {
-                for &id in ids {
-                    if !again || !out[start..].contains(&id) {
-                        out.push(id);
+            shape.lookup(doc, &mut |members, again| {
+                for member in members {
+                    match member.confirm {
+                        None if again && out[start..].contains(&member.id) => {}
+                        None => out.push(member.id),
+                        Some(slot) => self.confirm(slot, doc, out, again.then_some(start)),
                     }
                 }
             });
@@ -531,7 +543,7 @@ impl<K: Copy + Eq + Hash> SubIndex<K> {
             && dedup.is_none_or(|start| !out[start..].contains(&entry.id))
             && match entry.confirm {
                 Confirm::Whole => entry.filter.matches(doc),
-                Confirm::AllBut(clause) => entry.filter.root().matches_except(doc, clause),
+                Confirm::Except(clauses) => entry.filter.root().matches_except(doc, clauses),
                 Confirm::Nothing => true,
             }
         {
