@@ -32,7 +32,7 @@
 //! - `value.rs` — type brackets, numbers by value, the total order of JSON values.
 //! - `keymap.rs` — scalar-keyed hash map looked up by `&Value` (for `$in` and the index).
 //! - `index.rs` — [`SubIndex`]: subscriptions indexed by an anchor predicate each.
-//! - `conj.rs` — the exact part of the index for conjunctions of equalities.
+//! - `conj.rs` — the exact part of the index, keyed on a filter's equalities.
 //! - `changed.rs` — [`ChangedFields`], restricting updates to touched fields.
 //! - `limits.rs`, `error.rs` — [`Limits`] and [`FilterError`].
 
