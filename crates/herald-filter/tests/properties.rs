@@ -268,4 +268,15 @@ proptest! {
         let result = Filter::from_json(&filter, &limits);
         prop_assert_eq!(result.is_ok(), depth < 20, "{:?}", result.err());
     }
+
+    #[test]
+    fn node_and_list_limits_hold(fields in 1_usize..60, list in 0_usize..60) {
+        let limits = Limits { max_nodes: 30, max_in_list: 30, ..Limits::default() };
+        let wide: Map<String, Value> = (0..fields).map(|i| (format!("f{i}"), json!(i))).collect();
+        let result = Filter::from_json(&Value::Object(wide), &limits);
+        prop_assert_eq!(result.is_ok(), fields <= 30);
+        let values: Vec<Value> = (0..list).map(Value::from).collect();
+        let result = Filter::from_json(&json!({"a": {"$in": values}}), &limits);
+        prop_assert_eq!(result.map_err(|e| e.code()).err(), (list > 30).then_some("in_list_too_long"));
+    }
 }
