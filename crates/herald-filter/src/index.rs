@@ -479,7 +479,9 @@ impl<K: Copy + Eq + Hash> SubIndex<K> {
 
     /// Appends to `out` the id of every subscription whose filter matches `doc`,
     /// each exactly once, in no particular order. Allocates nothing beyond the
-    /// growth of `out`.
+    /// growth of `out`, except once when the values at an equality-indexed set
+    /// of paths add up to more than 128 bytes (the lookup key then spills to
+    /// the heap).
     pub fn matches(&self, doc: &Value, out: &mut Vec<K>) {
         for &slot in &self.fallback {
             self.confirm(slot, doc, out, None);
