@@ -42,6 +42,9 @@ pub struct HttpConfig {
     pub default_page: usize,
     /// Largest `limit` a query may ask for. Default 1000.
     pub max_page: usize,
+    /// `[http.filter]`: limits on filters in queries and replay (depth, size,
+    /// `$in` length, regex and string sizes); see docs/filters.md.
+    pub filter: herald_filter::Limits,
 }
 
 impl Default for HttpConfig {
@@ -50,6 +53,7 @@ impl Default for HttpConfig {
             max_body_bytes: 8 << 20,
             default_page: 100,
             max_page: 1000,
+            filter: herald_filter::Limits::default(),
         }
     }
 }

@@ -15,7 +15,7 @@ use axum::http::HeaderValue;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
-use herald_proto::{ErrorCode, EventBody, Offset, ResumeToken, Timestamp};
+use herald_proto::{ErrorCode, Offset, ResumeToken, Timestamp};
 use herald_store::{ChannelName, LogChunk, Store, StoreError, TableName, TopicFilter};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -35,8 +35,13 @@ pub(crate) struct ReplayParams {
     since: Option<u64>,
     /// Stop after this offset (inclusive).
     to: Option<u64>,
-    /// Keep only table events whose document matches.
+    /// Keep only events whose document (or message data) matches.
     filter: Option<String>,
+    /// The same in SQL form.
+    #[serde(rename = "where")]
+    where_clause: Option<String>,
+    /// Values for `$1`, `$2`... in `where`.
+    params: Option<String>,
     /// Stop after this many events.
     limit: Option<u64>,
 }
@@ -48,7 +53,12 @@ pub(crate) async fn replay(
 ) -> Result<Response, ApiError> {
     let store = app.herald.clone();
     let topics = parse_topic(params.topic.as_deref())?;
-    let filter = Arc::new(DocFilter::parse(params.filter.as_deref())?);
+    let filter = Arc::new(DocFilter::parse(
+        params.filter.as_deref(),
+        params.where_clause.as_deref(),
+        params.params.as_deref(),
+        &app.http.filter,
+    )?);
     let after = match (&params.from, params.since) {
         (Some(_), Some(_)) => {
             return Err(ApiError::new(
@@ -112,11 +122,7 @@ fn render(chunk: &LogChunk, filter: &DocFilter, remaining: &mut u64) -> (Bytes, 
         if *remaining == 0 {
             return (out.freeze(), true);
         }
-        if !filter.is_empty()
-            && !record
-                .to_event()
-                .is_ok_and(|e| event_matches(&e.body, filter))
-        {
+        if !filter.is_empty() && !event_matches(&record.json, filter) {
             continue;
         }
         out.put_slice(&record.json);
@@ -126,12 +132,18 @@ fn render(chunk: &LogChunk, filter: &DocFilter, remaining: &mut u64) -> (Bytes, 
     (out.freeze(), false)
 }
 
-fn event_matches(body: &EventBody, filter: &DocFilter) -> bool {
-    match body {
-        EventBody::Insert { doc, .. } | EventBody::Update { doc, .. } => filter.matches(doc),
-        EventBody::Delete { old, .. } => filter.matches(old),
-        EventBody::Publish { .. } => false,
-    }
+/// Whether an event's subject matches: the document for inserts and
+/// updates, the old document for deletes, the data of channel messages.
+fn event_matches(json: &[u8], filter: &DocFilter) -> bool {
+    let Ok(event) = serde_json::from_slice::<serde_json::Value>(json) else {
+        return false;
+    };
+    let subject = match event.get("op").and_then(serde_json::Value::as_str) {
+        Some("insert" | "update") => "doc",
+        Some("delete") => "old",
+        _ => "data",
+    };
+    event.get(subject).is_some_and(|doc| filter.matches(doc))
 }
 
 fn parse_topic(topic: Option<&str>) -> Result<TopicFilter, ApiError> {

@@ -1,65 +1,80 @@
-//! The document filter accepted by `GET .../docs?filter=` and replay.
-//!
-//! For now a filter is a JSON object of top-level field → value pairs, all of
-//! which must be equal (`{"status":"published","category":"tech"}`); the full
-//! filter language replaces this behind the same [`DocFilter`] type.
+//! The document filter accepted by queries (`GET .../docs`) and replay
+//! (`GET /v1/events`): `filter=` (MongoDB-style JSON) and/or `where=` (SQL),
+//! with `params=` (a JSON array) for `$1`-style placeholders. Both compile
+//! once, through `herald-filter`, into one [`Filter`]; given both, a document
+//! must match both. The language is in docs/filters.md.
 
 use crate::error::ApiError;
+use herald_filter::{Filter, Limits};
 use herald_proto::ErrorCode;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// A compiled document filter.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct DocFilter {
-    equal: Map<String, Value>,
-}
+#[derive(Debug, Clone)]
+pub(crate) struct DocFilter(Filter);
 
 impl DocFilter {
-    /// Parses the `filter` query parameter.
-    pub(crate) fn parse(text: Option<&str>) -> Result<DocFilter, ApiError> {
-        let Some(text) = text else {
-            return Ok(DocFilter::default());
+    /// Compiles the `filter`, `where` and `params` query parameters.
+    pub(crate) fn parse(
+        filter: Option<&str>,
+        where_clause: Option<&str>,
+        params: Option<&str>,
+        limits: &Limits,
+    ) -> Result<DocFilter, ApiError> {
+        let invalid = |what: &str, e: herald_filter::FilterError| {
+            ApiError::new(
+                ErrorCode::InvalidFilter,
+                format!("{what}: {e} ({})", e.code()),
+            )
         };
-        match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(equal)) => {
-                if let Some((field, _)) = equal
-                    .iter()
-                    .find(|(k, v)| k.starts_with('$') || is_operator_object(v))
-                {
+        let mut compiled = Filter::match_all();
+        if let Some(text) = filter {
+            let json: Value = serde_json::from_str(text).map_err(|e| {
+                ApiError::new(
+                    ErrorCode::InvalidFilter,
+                    format!("filter is not valid JSON: {e}"),
+                )
+            })?;
+            compiled = Filter::from_json(&json, limits).map_err(|e| invalid("filter", e))?;
+        }
+        let params = match params {
+            None => Vec::new(),
+            Some(text) => match serde_json::from_str(text) {
+                Ok(Value::Array(values)) => values,
+                _ => {
                     return Err(ApiError::new(
                         ErrorCode::InvalidFilter,
-                        format!(
-                            "operators are not supported yet at {field}: use field/value equality"
-                        ),
+                        "params must be a JSON array of values for $1, $2, ...",
                     ));
                 }
-                Ok(DocFilter { equal })
+            },
+        };
+        match where_clause {
+            Some(sql) => {
+                let sql =
+                    Filter::from_sql(sql, &params, limits).map_err(|e| invalid("where", e))?;
+                compiled = compiled.and(sql);
             }
-            Ok(_) => Err(ApiError::new(
-                ErrorCode::InvalidFilter,
-                "filter must be a JSON object",
-            )),
-            Err(e) => Err(ApiError::new(
-                ErrorCode::InvalidFilter,
-                format!("filter is not valid JSON: {e}"),
-            )),
+            None if !params.is_empty() => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidFilter,
+                    "params are only used with where=",
+                ));
+            }
+            None => {}
         }
+        Ok(DocFilter(compiled))
     }
 
     /// Whether the filter keeps everything.
     pub(crate) fn is_empty(&self) -> bool {
-        self.equal.is_empty()
+        self.0.is_match_all()
     }
 
     /// Whether `doc` matches.
-    pub(crate) fn matches(&self, doc: &Map<String, Value>) -> bool {
-        self.equal.iter().all(|(k, v)| doc.get(k) == Some(v))
+    pub(crate) fn matches(&self, doc: &Value) -> bool {
+        self.0.matches(doc)
     }
-}
-
-fn is_operator_object(v: &Value) -> bool {
-    v.as_object()
-        .is_some_and(|o| o.keys().any(|k| k.starts_with('$')))
 }
 
 #[cfg(test)]
@@ -67,15 +82,46 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn parse(
+        filter: Option<&str>,
+        sql: Option<&str>,
+        params: Option<&str>,
+    ) -> Result<DocFilter, ApiError> {
+        DocFilter::parse(filter, sql, params, &Limits::default())
+    }
+
     #[test]
-    fn equality_on_every_field() {
-        let f = DocFilter::parse(Some(r#"{"a":1,"b":"x"}"#)).unwrap();
-        let doc = |v: Value| v.as_object().unwrap().clone();
-        assert!(f.matches(&doc(json!({"a": 1, "b": "x", "c": 0}))));
-        assert!(!f.matches(&doc(json!({"a": 1}))));
-        assert!(DocFilter::parse(None).unwrap().is_empty());
-        assert!(DocFilter::parse(Some("[1]")).is_err());
-        assert!(DocFilter::parse(Some("{")).is_err());
-        assert!(DocFilter::parse(Some(r#"{"a":{"$gt":1}}"#)).is_err());
+    fn json_and_sql_combine_with_and() {
+        let f = parse(
+            Some(r#"{"status":"open"}"#),
+            Some("amount >= $1"),
+            Some("[100]"),
+        )
+        .unwrap();
+        assert!(f.matches(&json!({"status": "open", "amount": 150})));
+        assert!(!f.matches(&json!({"status": "open", "amount": 50})));
+        assert!(!f.matches(&json!({"status": "closed", "amount": 150})));
+        assert!(parse(None, None, None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn errors_are_invalid_filter_with_the_place() {
+        for (filter, sql, params) in [
+            (Some("{"), None, None),
+            (Some("[1]"), None, None),
+            (Some(r#"{"$and":[{"a":1},{"b":{"$foo":1}}]}"#), None, None),
+            (None, Some("amount >"), None),
+            (None, Some("a = $1"), Some("{}")),
+            (None, None, Some("[1]")),
+        ] {
+            let e = parse(filter, sql, params).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidFilter, "{filter:?} {sql:?}");
+        }
+        let e = parse(Some(r#"{"$and":[{"a":1},{"b":{"$foo":1}}]}"#), None, None).unwrap_err();
+        assert!(
+            e.message.contains("$foo") && e.message.contains("$and[1].b"),
+            "{}",
+            e.message
+        );
     }
 }

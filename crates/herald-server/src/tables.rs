@@ -98,6 +98,7 @@ pub(crate) struct QueryParams {
     filter: Option<String>,
     #[serde(rename = "where")]
     where_clause: Option<String>,
+    params: Option<String>,
     sort: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
@@ -109,13 +110,12 @@ pub(crate) async fn query(
     TablePath(table): TablePath,
     Params(params): Params<QueryParams>,
 ) -> Result<Response, ApiError> {
-    if params.where_clause.is_some() {
-        return Err(ApiError::new(
-            ErrorCode::InvalidFilter,
-            "the SQL where= form is not available yet; use filter=",
-        ));
-    }
-    let filter = DocFilter::parse(params.filter.as_deref())?;
+    let filter = DocFilter::parse(
+        params.filter.as_deref(),
+        params.where_clause.as_deref(),
+        params.params.as_deref(),
+        &app.http.filter,
+    )?;
     let reverse = match params.sort.as_deref() {
         None | Some("id") => false,
         Some("-id") => true,
@@ -139,7 +139,8 @@ pub(crate) async fn query(
         herald
             .store()
             .scan(&table, after.as_deref(), reverse, limit, |record| {
-                filter.is_empty() || record.to_map().is_ok_and(|doc| filter.matches(&doc))
+                filter.is_empty()
+                    || serde_json::from_slice(&record.json).is_ok_and(|doc| filter.matches(&doc))
             })
     })
     .await

@@ -1030,8 +1030,8 @@ async fn query_rejects_bad_parameters_and_filters() {
         .error(400, "invalid_parameter");
     for filter in [
         "[1]",
-        r#"{"a":{"$gt":1}}"#,
-        r#"{"$or":[{"a":1}]}"#,
+        r#"{"a":{"$foo":1}}"#,
+        r#"{"$or":{"a":1}}"#,
         "not json",
         "{",
         "\"k\"",
@@ -1041,10 +1041,31 @@ async fn query_rejects_bad_parameters_and_filters() {
             .error(400, "invalid_filter");
     }
     let message = s
-        .get_query(docs, &[("where", "k = 'v'")])
+        .get_query(
+            docs,
+            &[("filter", r#"{"$and":[{"k":"v"},{"n":{"$foo":1}}]}"#)],
+        )
         .await
         .error(400, "invalid_filter");
-    assert!(message.contains("where"), "{message}");
+    assert!(
+        message.contains("$and[1].n"),
+        "the error names the place: {message}"
+    );
+    for (sql, params) in [
+        ("k =", "[]"),
+        ("k = $1", "[]"),
+        ("k = $1", "{}"),
+        ("k = 'v'", "not json"),
+    ] {
+        let message = s
+            .get_query(docs, &[("where", sql), ("params", params)])
+            .await
+            .error(400, "invalid_filter");
+        assert!(!message.is_empty());
+    }
+    s.get_query(docs, &[("params", "[1]")])
+        .await
+        .error(400, "invalid_filter");
     s.get("/v1/tables/bad-name/docs")
         .await
         .error(400, "invalid_table");
@@ -1479,11 +1500,14 @@ async fn replay_rejects_bad_positions_and_parameters() {
             .await
             .error(400, "invalid_table");
     }
-    for filter in ["[1]", r#"{"a":{"$gt":1}}"#, "{"] {
+    for filter in ["[1]", r#"{"a":{"$foo":1}}"#, "{"] {
         s.get_query("/v1/events", &[("filter", filter)])
             .await
             .error(400, "invalid_filter");
     }
+    s.get_query("/v1/events", &[("where", "a >")])
+        .await
+        .error(400, "invalid_filter");
     s.stop().await;
 }
 
@@ -1712,5 +1736,95 @@ async fn graceful_shutdown_keeps_every_acknowledged_write() {
     assert_eq!(s.doc("t", "b").await.0, 3);
     let next = s.insert("t", json!({"id": "d"})).await;
     assert!(offset(&next) > last);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn queries_and_replay_speak_the_full_filter_language() {
+    let s = TestServer::start().await;
+    let orders = [
+        json!({"id": "o1", "amount": 50, "status": "pending", "tags": ["a"], "customer": {"tier": "basic"}}),
+        json!({"id": "o2", "amount": 150, "status": "pending", "tags": ["b"], "customer": {"tier": "premium"}}),
+        json!({"id": "o3", "amount": 250, "status": "shipped", "tags": ["a", "b"], "customer": {"tier": "basic"}}),
+        json!({"id": "o4", "amount": 350, "status": "processing", "customer": {"tier": "premium"}, "deleted_at": null}),
+    ];
+    for order in &orders {
+        s.insert("orders", order.clone()).await;
+    }
+    let ids = |page: Value| -> Vec<String> {
+        page["docs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let docs = "/v1/tables/orders/docs";
+    let cases: [(&[(&str, &str)], &[&str]); 6] = [
+        (
+            &[(
+                "filter",
+                r#"{"amount": {"$gte": 100}, "status": {"$in": ["pending", "processing"]}}"#,
+            )],
+            &["o2", "o4"],
+        ),
+        (&[("filter", r#"{"tags": "a"}"#)], &["o1", "o3"]),
+        (
+            &[("filter", r#"{"customer.tier": "premium"}"#)],
+            &["o2", "o4"],
+        ),
+        (
+            &[(
+                "where",
+                "amount >= 100 AND status IN ('pending','processing') AND deleted_at IS NULL",
+            )],
+            &["o2", "o4"],
+        ),
+        (
+            &[
+                ("where", "amount > $1 OR customer.tier = $2"),
+                ("params", r#"[300, "basic"]"#),
+            ],
+            &["o1", "o3", "o4"],
+        ),
+        (
+            &[
+                ("filter", r#"{"status": "pending"}"#),
+                ("where", "amount < 100"),
+            ],
+            &["o1"],
+        ),
+    ];
+    for (params, expected) in cases {
+        let page = s.get_query(docs, params).await.expect(200);
+        assert_eq!(ids(page), expected, "{params:?}");
+    }
+
+    // Replay filters the same way: the document of inserts and updates, the
+    // old document of deletes.
+    s.delete("/v1/tables/orders/docs/o2").await.expect(200);
+    let events = s
+        .events(&[
+            ("topic", "table:orders"),
+            ("where", "customer.tier = 'premium'"),
+        ])
+        .await;
+    let seen: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["op"].as_str().unwrap().to_owned(),
+                e["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("insert".to_owned(), "o2".to_owned()),
+            ("insert".to_owned(), "o4".to_owned()),
+            ("delete".to_owned(), "o2".to_owned())
+        ]
+    );
     s.stop().await;
 }
