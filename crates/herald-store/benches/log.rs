@@ -2,10 +2,12 @@
 //!
 //! Run: `cargo bench -p herald-store --bench log`. Results go in BENCHMARKS.md.
 
+#[allow(dead_code, unreachable_pub)]
+mod docs;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use herald_proto::Offset;
 use herald_store::{Durability, Store, StoreConfig, TableName, WriteOp};
-use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -13,33 +15,6 @@ use std::time::{Duration, Instant};
 // The same allocator as the `herald` binary, so the figures match the server.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Pseudo-random hex text, about as compressible as real JSON text, so the
-/// engine's compression does not flatter the figures.
-fn hex_text(seed: u64, len: usize) -> String {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            char::from(b"0123456789abcdef"[(state & 15) as usize])
-        })
-        .collect()
-}
-
-/// Paddings made once, so building documents costs the benchmark little.
-fn paddings(size: usize) -> Vec<String> {
-    (0..256)
-        .map(|seed| hex_text(seed, size.saturating_sub(70)))
-        .collect()
-}
-
-/// A document whose JSON is about 70 bytes plus its padding.
-fn doc(id: u64, pads: &[String]) -> Value {
-    let pad = &pads[(id % pads.len() as u64) as usize];
-    json!({"id": format!("doc-{id:012}"), "tenant": id % 100, "status": "open", "pad": pad})
-}
 
 fn appends(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -59,7 +34,7 @@ fn appends(c: &mut Criterion) {
         let store = Arc::new(Store::open(dir.path(), config).unwrap());
         let next_id = Arc::new(AtomicU64::new(0));
         let table = TableName::new("bench").unwrap();
-        let pads = Arc::new(paddings(1024));
+        let pads = Arc::new(docs::paddings(1024));
         // Each writer waits for its acknowledgement before the next write
         // (closed loop), one document per write, or eight per atomic batch.
         for per_write in [1u64, 8] {
@@ -83,7 +58,7 @@ fn appends(c: &mut Criterion) {
                                         let ops = (0..per_write)
                                             .map(|_| {
                                                 let id = next_id.fetch_add(1, Ordering::Relaxed);
-                                                WriteOp::insert(table.clone(), doc(id, &pads))
+                                                WriteOp::insert(table.clone(), docs::doc(id, &pads))
                                                     .unwrap()
                                             })
                                             .collect();
@@ -123,11 +98,13 @@ fn replay(c: &mut Criterion) {
         };
         let store = Store::open(dir.path(), config).unwrap();
         let table = TableName::new("bench").unwrap();
-        let pads = paddings(size);
+        let pads = docs::paddings(size);
         runtime.block_on(async {
             for chunk in 0..events / 1000 {
                 let ops = (0..1000)
-                    .map(|i| WriteOp::insert(table.clone(), doc(chunk * 1000 + i, &pads)).unwrap())
+                    .map(|i| {
+                        WriteOp::insert(table.clone(), docs::doc(chunk * 1000 + i, &pads)).unwrap()
+                    })
                     .collect();
                 store.write(ops).await.unwrap();
             }

@@ -4,8 +4,11 @@
 //! Prints events/s and the process's CPU time per event (user + system, from
 //! /proc), which stays comparable when other work shares the machine.
 
+#[path = "../benches/docs.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod docs;
+
 use herald_store::{Durability, Store, StoreConfig, TableName, WriteOp};
-use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -46,21 +49,7 @@ fn main() {
         ..StoreConfig::default()
     };
     let store = Arc::new(Store::open(dir.path(), config).unwrap());
-    let pads: Arc<Vec<String>> = Arc::new(
-        (0..256u64)
-            .map(|seed| {
-                let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-                (0..954)
-                    .map(|_| {
-                        s ^= s << 13;
-                        s ^= s >> 7;
-                        s ^= s << 17;
-                        char::from(b"0123456789abcdef"[(s & 15) as usize])
-                    })
-                    .collect()
-            })
-            .collect(),
-    );
+    let pads: Arc<Vec<String>> = Arc::new(docs::paddings(1024));
     let next = Arc::new(AtomicU64::new(0));
     let table = TableName::new("bench").unwrap();
     let writes_per_writer = events.div_ceil(writers * per_write);
@@ -68,15 +57,14 @@ fn main() {
     runtime.block_on(async {
         let tasks: Vec<_> = (0..writers)
             .map(|_| {
-                let (store, next, table, pads) = (store.clone(), next.clone(), table.clone(), pads.clone());
+                let (store, next, table, pads) =
+                    (store.clone(), next.clone(), table.clone(), pads.clone());
                 tokio::spawn(async move {
                     for _ in 0..writes_per_writer {
                         let ops = (0..per_write)
                             .map(|_| {
                                 let id = next.fetch_add(1, Ordering::Relaxed);
-                                let pad = &pads[(id % 256) as usize];
-                                let doc = json!({"id": format!("doc-{id:012}"), "tenant": id % 100, "status": "open", "pad": pad});
-                                WriteOp::insert(table.clone(), doc).unwrap()
+                                WriteOp::insert(table.clone(), docs::doc(id, &pads)).unwrap()
                             })
                             .collect();
                         store.write(ops).await.unwrap();
