@@ -7,6 +7,7 @@ mod settings;
 use anyhow::Context;
 use clap::Parser;
 use cli::{Cli, Command, ServeArgs};
+use std::process::ExitCode;
 
 // Documents are built on request threads and freed on the committer thread;
 // glibc's allocator spends a large share of the committer's time on such
@@ -14,17 +15,28 @@ use cli::{Cli, Command, ServeArgs};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let outcome = match cli.command {
         Command::Serve(args) => serve(args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The cause chain on one line; no backtrace: this is for users.
+            eprintln!("herald: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // The storage engine's own info lines (file ingestion, ...) are
+            // noise for operators; RUST_LOG=lsm_tree=info brings them back.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,fjall=warn,lsm_tree=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
