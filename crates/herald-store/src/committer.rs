@@ -4,8 +4,8 @@
 //! (the next offset, the offset floor, log size, the last timestamp) removes
 //! every lock from the write path and makes group commit natural:
 //!
-//! 1. Take the first queued request, then drain whatever else is queued (up
-//!    to [`MAX_GROUP`]) into one group.
+//! 1. Take the first queued request, then whatever else is queued (up to
+//!    [`MAX_GROUP`]) into one group, applying each as soon as it is taken.
 //! 2. Apply each request to an overlay of the documents it touches. A request
 //!    whose operation fails is dropped whole (its operations are atomic) and
 //!    leaves no trace; later requests in the group do not see it.
@@ -123,7 +123,10 @@ impl Committer {
     pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         let mut usual_group = 1usize;
         while let Some(first) = rx.blocking_recv() {
-            let mut writes = Vec::new();
+            // Each write is applied as soon as it is taken from the queue, so
+            // applying overlaps with the other writers still preparing theirs.
+            let mut group = self.open_group();
+            let mut replies: Vec<(Reply, Result<Vec<Written>, StoreError>)> = Vec::new();
             let mut trim = false;
             let mut close = None;
             let mut next = Some(first);
@@ -132,18 +135,21 @@ impl Committer {
             // order they were queued.
             while let Some(request) = next.take() {
                 match request {
-                    Request::Write { ops, reply } => writes.push((ops, reply)),
+                    Request::Write { ops, reply } => {
+                        let outcome = self.apply_request(&mut group, ops);
+                        replies.push((reply, outcome));
+                    }
                     Request::Trim => trim = true,
                     Request::Close { reply } => close = Some(reply),
                 }
-                if trim || close.is_some() || writes.len() >= MAX_GROUP {
+                if trim || close.is_some() || replies.len() >= MAX_GROUP {
                     break;
                 }
-                next = self.next_for_group(&mut rx, writes.len(), usual_group, gather_until);
+                next = self.next_for_group(&mut rx, replies.len(), usual_group, gather_until);
             }
-            usual_group = (usual_group * 15 / 16).max(writes.len()).max(1);
-            if !writes.is_empty() {
-                self.commit_group(writes);
+            usual_group = (usual_group * 15 / 16).max(replies.len()).max(1);
+            if !replies.is_empty() {
+                self.commit_group(group, replies);
             }
             if trim && let Err(e) = self.trim() {
                 tracing::error!(error = %e, "log retention failed");
@@ -191,18 +197,22 @@ impl Committer {
         }
     }
 
-    fn commit_group(&mut self, writes: Vec<(Vec<WriteOp>, Reply)>) {
-        let mut group = Group {
+    fn open_group(&self) -> Group {
+        Group {
             batch: self.db.batch(),
             overlay: Overlay::new(),
             committed: Vec::new(),
             force_sync: false,
-        };
-        let mut replies = Vec::with_capacity(writes.len());
-        for (ops, reply) in writes {
-            let outcome = self.apply_request(&mut group, ops);
-            replies.push((reply, outcome));
         }
+    }
+
+    /// Commits an applied group with one sync, then answers its requests and
+    /// broadcasts its events.
+    fn commit_group(
+        &mut self,
+        mut group: Group,
+        replies: Vec<(Reply, Result<Vec<Written>, StoreError>)>,
+    ) {
         if !group.committed.is_empty() {
             group.batch.insert(
                 &self.meta,
