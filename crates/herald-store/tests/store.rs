@@ -547,3 +547,57 @@ async fn concurrent_compare_and_swap_on_one_document_never_loses_an_update() {
     );
     store.close().await;
 }
+
+/// Age-based retention, enforced by the store's own ticker (no explicit
+/// call): events older than `max_age` go, newer ones and documents stay.
+#[tokio::test]
+async fn retention_by_age_runs_on_its_own_and_keeps_recent_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        retention: RetentionConfig {
+            max_age: Some(std::time::Duration::from_millis(1500)),
+            check_interval: std::time::Duration::from_millis(50),
+            ..RetentionConfig::default()
+        },
+        ..StoreConfig::default()
+    };
+    let store = Store::open(dir.path(), config).unwrap();
+    for i in 0..5 {
+        store
+            .write_one(WriteOp::insert(table("t"), json!({"i": i})).unwrap())
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    store
+        .write_one(WriteOp::insert(table("t"), json!({"i": 5})).unwrap())
+        .await
+        .unwrap();
+    // The ticker trims on its own; wait for it (bounded).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.earliest() < Offset(6) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "retention never ran: earliest {}",
+            store.earliest()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.earliest(), Offset(6), "the fresh event is kept");
+    let kept = store
+        .read_log(Offset(5), None, &TopicFilter::All, 10)
+        .unwrap();
+    assert_eq!(
+        kept.records.iter().map(|r| r.offset.0).collect::<Vec<_>>(),
+        [6]
+    );
+    assert_eq!(
+        store
+            .scan(&table("t"), None, false, 10, |_| true)
+            .unwrap()
+            .docs
+            .len(),
+        6
+    );
+    store.close().await;
+}
