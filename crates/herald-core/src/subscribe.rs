@@ -63,7 +63,7 @@ impl Herald {
     ///
     /// The stream ends with an error when `from` is older than retention
     /// ([`StoreError::Unrecoverable`], naming the earliest offset), and ends
-    /// when the store closes.
+    /// when the store closes, after delivering every event committed before.
     pub fn subscribe(
         &self,
         topic: Topic,
@@ -73,6 +73,8 @@ impl Herald {
         let mut live = store.committed();
         let mut last = options.from.unwrap_or_else(|| store.head());
         let mut catch_up = options.from.is_some();
+        let mut closed = store.closed();
+        let mut closing = false;
         let topics = topic.filter();
         let wanted = move |event: &Event| {
             options
@@ -110,7 +112,21 @@ impl Herald {
                     last = chunk.next_after;
                     catch_up = !chunk.done;
                 }
-                match live.recv().await {
+                if closing {
+                    return;
+                }
+                let received = tokio::select! {
+                    biased;
+                    received = live.recv() => received,
+                    _ = closed.wait_for(|closed| *closed) => {
+                        // Nothing more will be committed: deliver what was,
+                        // from the log, then end.
+                        closing = true;
+                        catch_up = true;
+                        continue;
+                    }
+                };
+                match received {
                     Ok(group) => {
                         for committed in group.iter() {
                             let event = &committed.event;

@@ -131,3 +131,22 @@ async fn resuming_below_retention_is_an_error_naming_the_earliest_offset() {
     }
     herald.close().await;
 }
+
+/// Regression: a live subscription used to wait forever after `close`.
+#[tokio::test]
+async fn subscriptions_deliver_what_was_committed_then_end_when_the_store_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let herald = Herald::open(dir.path()).unwrap();
+    let mut sub =
+        Box::pin(herald.subscribe(Topic::table("t").unwrap(), SubscribeOptions::default()));
+    for i in 0..3 {
+        herald.insert("t", json!({"i": i})).await.unwrap();
+    }
+    herald.close().await;
+    let rest: Vec<_> =
+        tokio::time::timeout(Duration::from_secs(10), sub.by_ref().collect::<Vec<_>>())
+            .await
+            .expect("the stream ends after close");
+    let offsets: Vec<u64> = rest.into_iter().map(|e| e.unwrap().offset.0).collect();
+    assert_eq!(offsets, [1, 2, 3]);
+}

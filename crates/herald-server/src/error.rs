@@ -62,6 +62,7 @@ impl From<StoreError> for ApiError {
             StoreError::Closed => ErrorCode::ShuttingDown,
             StoreError::InBatch { .. }
             | StoreError::CommitFailed { .. }
+            | StoreError::InvalidConfig(_)
             | StoreError::Engine(_)
             | StoreError::Corrupt(_)
             | StoreError::Io { .. } => {

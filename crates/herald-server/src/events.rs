@@ -83,11 +83,26 @@ pub(crate) async fn replay(
         }
     };
     // Read the first chunk before answering, so its errors get a status.
-    let first = read(after).await?;
+    let mut first = read(after).await;
+    // "From the earliest": if retention moved the earliest meanwhile, start
+    // from the new one; the client never named a position that is now gone.
+    let everything = params.from.is_none() && params.since.is_none();
+    for _ in 0..3 {
+        match first {
+            Err(StoreError::Unrecoverable { earliest, .. }) if everything => {
+                first = read(Offset(earliest.0.saturating_sub(1))).await;
+            }
+            _ => break,
+        }
+    }
+    let first = first?;
+    // Events committed after `position_at` answered can still be older than
+    // `since` (it returns the head when nothing is that recent).
+    let since = params.since.map(Timestamp);
     let body = async_stream::stream! {
         let mut chunk = Some(first);
         while let Some(current) = chunk.take() {
-            let (lines, done) = render(&current, &filter, &mut remaining);
+            let (lines, done) = render(&current, &filter, since, &mut remaining);
             if !lines.is_empty() {
                 yield Ok::<Bytes, std::convert::Infallible>(lines);
             }
@@ -116,11 +131,19 @@ pub(crate) async fn replay(
 }
 
 /// Renders a chunk's matching records as NDJSON; `true` when `remaining` ran out.
-fn render(chunk: &LogChunk, filter: &DocFilter, remaining: &mut u64) -> (Bytes, bool) {
+fn render(
+    chunk: &LogChunk,
+    filter: &DocFilter,
+    since: Option<Timestamp>,
+    remaining: &mut u64,
+) -> (Bytes, bool) {
     let mut out = BytesMut::new();
     for record in &chunk.records {
         if *remaining == 0 {
             return (out.freeze(), true);
+        }
+        if since.is_some_and(|since| record.ts < since) {
+            continue;
         }
         if !filter.is_empty() && !event_matches(&record.json, filter) {
             continue;

@@ -542,8 +542,10 @@ impl Committer {
             let start = last.next();
             // Announce the new start before removing anything, so a reader that
             // raced the removal notices it (see `Store::read_log`).
-            self.shared.log_start.store(start.0, Ordering::SeqCst);
+            // `trimmed_ts` first: a reader that sees the new start then also
+            // sees the new timestamp (see `Store::position_at`).
             self.shared.trimmed_ts.store(last_ts.0, Ordering::SeqCst);
+            self.shared.log_start.store(start.0, Ordering::SeqCst);
             self.log_start = start;
             self.log_bytes -= freed;
             batch.insert(&self.meta, layout::META_LOG_START, start.0.to_be_bytes());
@@ -560,6 +562,8 @@ impl Committer {
 
     /// Persists everything and lowers the floor so a clean restart has no gap.
     fn shutdown(&mut self) {
+        // Subscriptions end once they have delivered what was committed.
+        self.shared.closed.send_replace(true);
         let mut batch = self.db.batch();
         batch.insert(
             &self.meta,

@@ -104,12 +104,16 @@ pub enum StoreError {
     /// The store is closed or closing.
     #[error("the store is closed")]
     Closed,
-    /// The group commit failed; the write was not stored.
-    #[error("commit failed: {reason}")]
+    /// The group commit failed. The outcome is unknown: the write may have
+    /// reached the journal before the failure and reappear after a restart.
+    #[error("commit failed, the write may or may not be stored: {reason}")]
     CommitFailed {
         /// The engine's error.
         reason: String,
     },
+    /// The configuration is invalid; says which setting and why.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
     /// The storage engine failed.
     #[error("storage engine: {0}")]
     Engine(#[from] fjall::Error),

@@ -12,10 +12,15 @@ use herald_proto::{Epoch, Event, Offset, Timestamp};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 /// Requests waiting for the committer; writers wait (async) when it is full.
 const QUEUE: usize = 4096;
+/// Most bytes of records one `read_log` or `scan` call returns (past the
+/// first), whatever its `limit`: client-driven reads stay bounded in memory.
+const MAX_STEP_BYTES: usize = 8 << 20;
+/// Retention checks more often than this would only steal commit groups.
+const MIN_RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 /// Committed groups kept for live subscribers; a slower one reads the log.
 const BROADCAST: usize = 1024;
 
@@ -41,6 +46,9 @@ pub(crate) struct Shared {
     pub(crate) trimmed_ts: AtomicU64,
     /// Every committed group, in order.
     pub(crate) events: broadcast::Sender<Arc<[Committed]>>,
+    /// Becomes `true` when the committer has stopped: nothing more will be
+    /// committed, so live subscriptions can end.
+    pub(crate) closed: watch::Sender<bool>,
 }
 
 /// An embedded store of JSON documents and its change log.
@@ -117,6 +125,12 @@ impl Store {
     /// Recovery is automatic: the engine replays its journal, and the next
     /// offset is derived from the log and the persisted offset floor.
     pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store, StoreError> {
+        if config.retention.is_enabled() && config.retention.check_interval < MIN_RETENTION_INTERVAL
+        {
+            return Err(StoreError::InvalidConfig(format!(
+                "store.retention.check_interval must be at least {MIN_RETENTION_INTERVAL:?}"
+            )));
+        }
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             path: dir.display().to_string(),
@@ -145,19 +159,23 @@ impl Store {
                 epoch
             }
         };
-        let (last_offset, last_ts) = match log.last_key_value() {
+        let last_record = match log.last_key_value() {
             Some(guard) => {
                 let (key, value) = guard.into_inner()?;
                 let (ts, _, _) = LogRecord::split(&value)?;
-                (layout::decode_log_key(&key)?, ts)
+                Some((layout::decode_log_key(&key)?, ts))
             }
-            None => (Offset::ZERO, Timestamp(0)),
+            None => None,
         };
-        let floor = read_meta(layout::META_OFFSET_FLOOR)?.unwrap_or(1);
-        let next = Offset(floor.max(last_offset.0 + 1));
         let log_start = Offset(read_meta(layout::META_LOG_START)?.unwrap_or(1));
         let log_bytes = read_meta(layout::META_LOG_BYTES)?.unwrap_or(0);
         let trimmed_ts = read_meta(layout::META_TRIMMED_TS)?.unwrap_or(0);
+        // With the log emptied by retention, the head and the clock continue
+        // from what was trimmed.
+        let (last_offset, last_ts) =
+            last_record.unwrap_or((Offset(log_start.0.saturating_sub(1)), Timestamp(trimmed_ts)));
+        let floor = read_meta(layout::META_OFFSET_FLOOR)?.unwrap_or(1);
+        let next = Offset(floor.max(last_offset.0 + 1));
 
         let (events, _) = broadcast::channel(BROADCAST);
         let shared = Arc::new(Shared {
@@ -165,6 +183,7 @@ impl Store {
             log_start: AtomicU64::new(log_start.0),
             trimmed_ts: AtomicU64::new(trimmed_ts),
             events,
+            closed: watch::Sender::new(false),
         });
         let committer = Committer {
             db: db.clone(),
@@ -261,7 +280,8 @@ impl Store {
     }
 
     /// Reads documents of a table in id order (or reverse), starting after
-    /// the id `after`, keeping those `keep` accepts, until `limit` are kept.
+    /// the id `after`, keeping those `keep` accepts, until `limit` are kept
+    /// or 8 MiB of them are; `next_after` is set whenever there may be more.
     pub fn scan(
         &self,
         table: &TableName,
@@ -291,8 +311,11 @@ impl Store {
         };
         let mut docs = Vec::new();
         let mut last_seen = None;
+        let mut bytes = 0usize;
+        let mut more = false;
         for guard in iter {
-            if docs.len() >= limit {
+            if docs.len() >= limit || bytes >= MAX_STEP_BYTES {
+                more = true;
                 break;
             }
             let (key, value) = guard.into_inner()?;
@@ -302,15 +325,17 @@ impl Store {
             let record = DocRecord::decode(&value)?;
             last_seen = Some(id.clone());
             if keep(&record) {
+                bytes += record.json.len();
                 docs.push((id, record));
             }
         }
-        let next_after = if docs.len() >= limit { last_seen } else { None };
+        let next_after = if more { last_seen } else { None };
         Ok(Page { docs, next_after })
     }
 
     /// Reads the log after `after` (exclusive) up to `to` (inclusive), keeping
-    /// records whose topic `topics` selects, at most `limit` of them.
+    /// records whose topic `topics` selects, at most `limit` of them and about
+    /// 8 MiB.
     ///
     /// Fails with [`StoreError::Unrecoverable`] when retention has removed
     /// events after `after`. Call again with `next_after` until `done`.
@@ -324,6 +349,7 @@ impl Store {
         self.check_recoverable(after)?;
         let end = to.map_or(u64::MAX, |t| t.0);
         let mut records = Vec::new();
+        let mut bytes = 0usize;
         let mut next_after = after;
         let mut done = true;
         if after.0 < end {
@@ -331,7 +357,7 @@ impl Store {
                 .log
                 .range(layout::log_key(after.next())..=layout::log_key(Offset(end)))
             {
-                if records.len() >= limit {
+                if records.len() >= limit || bytes >= MAX_STEP_BYTES {
                     done = false;
                     break;
                 }
@@ -340,6 +366,7 @@ impl Store {
                 next_after = offset;
                 let (_, topic, _) = LogRecord::split(&value)?;
                 if topics.matches(topic) {
+                    bytes += value.len();
                     records.push(LogRecord::decode(offset, &value)?);
                 }
             }
@@ -379,8 +406,10 @@ impl Store {
     /// Fails with [`StoreError::Unrecoverable`] if retention removed events at
     /// or after `at`.
     pub fn position_at(&self, at: Timestamp) -> Result<Offset, StoreError> {
-        let trimmed = self.shared.trimmed_ts.load(Ordering::SeqCst);
+        // `earliest` before `trimmed_ts`: retention stores them in the other
+        // order, so a new `earliest` here implies a new `trimmed_ts`.
         let earliest = self.earliest();
+        let trimmed = self.shared.trimmed_ts.load(Ordering::SeqCst);
         if trimmed > 0 && at.0 <= trimmed {
             return Err(StoreError::Unrecoverable {
                 requested: Offset(earliest.0.saturating_sub(1)),
@@ -449,6 +478,12 @@ impl Store {
     #[must_use]
     pub fn config(&self) -> &StoreConfig {
         &self.config
+    }
+
+    /// Resolves to `true` once the store has stopped committing (closed).
+    #[must_use]
+    pub fn closed(&self) -> watch::Receiver<bool> {
+        self.shared.closed.subscribe()
     }
 
     /// Receives every group of events committed from now on.

@@ -601,3 +601,72 @@ async fn retention_by_age_runs_on_its_own_and_keeps_recent_events() {
     );
     store.close().await;
 }
+
+/// A read step stops at about 8 MiB whatever its count limit, so a client
+/// asking for many large documents cannot make the server hold them all.
+#[tokio::test]
+async fn reads_are_bounded_in_bytes_and_page_through_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let pad = "x".repeat(600_000);
+    for i in 0..20 {
+        store
+            .write_one(
+                WriteOp::insert(table("big"), json!({"id": format!("{i:02}"), "pad": pad}))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let first = store
+        .scan(&table("big"), None, false, 1000, |_| true)
+        .unwrap();
+    let bytes: usize = first.docs.iter().map(|(_, r)| r.json.len()).sum();
+    assert!(
+        first.docs.len() < 20 && bytes < 9 << 20,
+        "{} docs, {bytes} bytes",
+        first.docs.len()
+    );
+    let rest = store
+        .scan(
+            &table("big"),
+            first.next_after.as_deref(),
+            false,
+            1000,
+            |_| true,
+        )
+        .unwrap();
+    assert_eq!(first.docs.len() + rest.docs.len(), 20);
+    assert!(
+        rest.next_after.is_none(),
+        "no cursor once the table is exhausted"
+    );
+
+    let chunk = store
+        .read_log(Offset::ZERO, None, &TopicFilter::All, 1000)
+        .unwrap();
+    assert!(!chunk.done && chunk.records.len() < 20);
+    let more = store
+        .read_log(chunk.next_after, None, &TopicFilter::All, 1000)
+        .unwrap();
+    assert!(more.done);
+    assert_eq!(chunk.records.len() + more.records.len(), 20);
+    store.close().await;
+}
+
+#[test]
+fn a_retention_check_interval_of_zero_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        retention: RetentionConfig {
+            max_bytes: Some(1),
+            check_interval: std::time::Duration::ZERO,
+            ..RetentionConfig::default()
+        },
+        ..StoreConfig::default()
+    };
+    assert!(matches!(
+        Store::open(dir.path(), config),
+        Err(StoreError::InvalidConfig(_))
+    ));
+}
