@@ -670,3 +670,45 @@ fn a_retention_check_interval_of_zero_is_refused() {
         Err(StoreError::InvalidConfig(_))
     ));
 }
+
+/// Regression: after retention emptied the log, a reopened store reported
+/// head 0 (below its earliest offset) and restarted its clock at 0.
+#[tokio::test]
+async fn a_log_emptied_by_retention_keeps_its_head_and_clock_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        retention: RetentionConfig {
+            max_bytes: Some(0),
+            ..RetentionConfig::default()
+        },
+        ..StoreConfig::default()
+    };
+    let store = Store::open(dir.path(), config.clone()).unwrap();
+    for i in 0..5 {
+        store
+            .write_one(WriteOp::insert(table("t"), json!({"i": i})).unwrap())
+            .await
+            .unwrap();
+    }
+    store.enforce_retention().await.unwrap();
+    assert_eq!(store.earliest(), Offset(6), "everything was trimmed");
+    store.close().await;
+    drop(store);
+
+    let store = Store::open(dir.path(), config).unwrap();
+    assert_eq!(store.head(), Offset(5));
+    assert_eq!(store.earliest(), Offset(6));
+    let chunk = store
+        .read_log(store.head(), None, &TopicFilter::All, 10)
+        .unwrap();
+    assert!(
+        chunk.records.is_empty() && chunk.done,
+        "reading from the head is fine"
+    );
+    let w = store
+        .write_one(WriteOp::insert(table("t"), json!({"i": 5})).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(w.offset(), Offset(6));
+    store.close().await;
+}
