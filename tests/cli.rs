@@ -87,6 +87,8 @@ fn config_file_environment_and_flags_layer_in_that_order() {
         addr.starts_with("127.0.0.1:") && !addr.ends_with(":1"),
         "{addr}"
     );
+    // SIGTERM right after the ready line: the handlers must already be in
+    // place (regression: they used to be registered after it, so this killed).
     assert!(terminate(&mut child).success(), "SIGTERM is a clean exit");
     assert!(data_from_env.exists(), "HERALD_DATA_DIR was used");
     assert!(
