@@ -119,7 +119,8 @@ impl Herald {
         self.store.close().await;
     }
 
-    async fn write_doc(&self, op: WriteOp) -> Result<WriteAck, StoreError> {
+    /// Applies one document operation; its acknowledgement.
+    pub async fn write_doc(&self, op: WriteOp) -> Result<WriteAck, StoreError> {
         match self.store.write_one(op).await? {
             Written::Doc(ack) => Ok(ack),
             Written::Message { .. } => Err(StoreError::Corrupt(

@@ -117,20 +117,6 @@ pub struct ErrorDetail {
     pub earliest: Option<u64>,
 }
 
-impl ErrorBody {
-    /// An error body with a code and message.
-    #[must_use]
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
-        ErrorBody {
-            error: ErrorDetail {
-                code,
-                message: message.into(),
-                earliest: None,
-            },
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -118,18 +118,6 @@ impl Op {
             Op::Publish => "publish",
         }
     }
-
-    /// Parses a wire name.
-    #[must_use]
-    pub fn parse(s: &str) -> Option<Op> {
-        match s {
-            "insert" => Some(Op::Insert),
-            "update" => Some(Op::Update),
-            "delete" => Some(Op::Delete),
-            "publish" => Some(Op::Publish),
-            _ => None,
-        }
-    }
 }
 
 /// The answer to a successful document write.

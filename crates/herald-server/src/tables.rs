@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use herald_proto::{ErrorCode, WriteAck};
-use herald_store::{StoreError, WriteOp, Written};
+use herald_store::{StoreError, WriteOp};
 use serde::Deserialize;
 
 /// `POST /v1/tables/{table}/docs`: insert; 201 with the ack and a `Location`.
@@ -186,13 +186,7 @@ fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
 }
 
 async fn write(app: &AppState, op: WriteOp) -> Result<WriteAck, ApiError> {
-    match app.herald.store().write_one(op).await? {
-        Written::Doc(ack) => Ok(ack),
-        Written::Message { .. } => Err(ApiError::new(
-            ErrorCode::Internal,
-            "a document write returned a message",
-        )),
-    }
+    Ok(app.herald.write_doc(op).await?)
 }
 
 /// Percent-encodes an id for a URL path segment.

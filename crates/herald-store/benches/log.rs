@@ -3,13 +3,12 @@
 //! Run: `cargo bench -p herald-store --bench log`. Results go in BENCHMARKS.md.
 
 #[allow(dead_code, unreachable_pub)]
-mod docs;
+mod load;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use herald_proto::Offset;
 use herald_store::{Durability, Store, StoreConfig, TableName, WriteOp};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 // The same allocator as the `herald` binary, so the figures match the server.
@@ -32,9 +31,7 @@ fn appends(c: &mut Criterion) {
             ..StoreConfig::default()
         };
         let store = Arc::new(Store::open(dir.path(), config).unwrap());
-        let next_id = Arc::new(AtomicU64::new(0));
-        let table = TableName::new("bench").unwrap();
-        let pads = Arc::new(docs::paddings(1024));
+        let docs = load::Docs::new(1024);
         // Each writer waits for its acknowledgement before the next write
         // (closed loop), one document per write, or eight per atomic batch.
         for per_write in [1u64, 8] {
@@ -49,29 +46,10 @@ fn appends(c: &mut Criterion) {
                     let writes_per_writer = iters.div_ceil(writers * per_write);
                     runtime.block_on(async {
                         let start = Instant::now();
-                        let tasks: Vec<_> = (0..writers)
-                            .map(|_| {
-                                let (store, next_id, table, pads) =
-                                    (store.clone(), next_id.clone(), table.clone(), pads.clone());
-                                tokio::spawn(async move {
-                                    for _ in 0..writes_per_writer {
-                                        let ops = (0..per_write)
-                                            .map(|_| {
-                                                let id = next_id.fetch_add(1, Ordering::Relaxed);
-                                                WriteOp::insert(table.clone(), docs::doc(id, &pads))
-                                                    .unwrap()
-                                            })
-                                            .collect();
-                                        store.write(ops).await.unwrap();
-                                    }
-                                })
-                            })
-                            .collect();
-                        for t in tasks {
-                            t.await.unwrap();
-                        }
+                        let written =
+                            load::write_load(&store, &docs, writers, per_write, writes_per_writer)
+                                .await;
                         // Report time per event actually written.
-                        let written = writes_per_writer * writers * per_write;
                         start.elapsed().mul_f64(iters as f64 / written as f64)
                     })
                 });
@@ -98,12 +76,12 @@ fn replay(c: &mut Criterion) {
         };
         let store = Store::open(dir.path(), config).unwrap();
         let table = TableName::new("bench").unwrap();
-        let pads = docs::paddings(size);
+        let pads = load::paddings(size);
         runtime.block_on(async {
             for chunk in 0..events / 1000 {
                 let ops = (0..1000)
                     .map(|i| {
-                        WriteOp::insert(table.clone(), docs::doc(chunk * 1000 + i, &pads)).unwrap()
+                        WriteOp::insert(table.clone(), load::doc(chunk * 1000 + i, &pads)).unwrap()
                     })
                     .collect();
                 store.write(ops).await.unwrap();

@@ -4,13 +4,12 @@
 //! Prints events/s and the process's CPU time per event (user + system, from
 //! /proc), which stays comparable when other work shares the machine.
 
-#[path = "../benches/docs.rs"]
+#[path = "../benches/load.rs"]
 #[allow(dead_code, unreachable_pub)]
-mod docs;
+mod load;
 
-use herald_store::{Durability, Store, StoreConfig, TableName, WriteOp};
+use herald_store::{Durability, Store, StoreConfig};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 #[global_allocator]
@@ -49,35 +48,18 @@ fn main() {
         ..StoreConfig::default()
     };
     let store = Arc::new(Store::open(dir.path(), config).unwrap());
-    let pads: Arc<Vec<String>> = Arc::new(docs::paddings(1024));
-    let next = Arc::new(AtomicU64::new(0));
-    let table = TableName::new("bench").unwrap();
+    let docs = load::Docs::new(1024);
     let writes_per_writer = events.div_ceil(writers * per_write);
     let (cpu0, start) = (cpu_seconds(), Instant::now());
-    runtime.block_on(async {
-        let tasks: Vec<_> = (0..writers)
-            .map(|_| {
-                let (store, next, table, pads) =
-                    (store.clone(), next.clone(), table.clone(), pads.clone());
-                tokio::spawn(async move {
-                    for _ in 0..writes_per_writer {
-                        let ops = (0..per_write)
-                            .map(|_| {
-                                let id = next.fetch_add(1, Ordering::Relaxed);
-                                WriteOp::insert(table.clone(), docs::doc(id, &pads)).unwrap()
-                            })
-                            .collect();
-                        store.write(ops).await.unwrap();
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
-    });
+    let written = runtime.block_on(load::write_load(
+        &store,
+        &docs,
+        writers,
+        per_write,
+        writes_per_writer,
+    ));
     let (elapsed, cpu) = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
-    let written = (writes_per_writer * writers * per_write) as f64;
+    let written = written as f64;
     println!(
         "{writers} writers x {per_write} docs/write, {written} events, {:?}: {:.0} events/s, {:.1} us CPU/event, {:.2} cores busy",
         durability,

@@ -81,7 +81,6 @@ pub(crate) struct Committer {
     pub(crate) floor: u64,
     /// Timestamps never go backwards along the log.
     pub(crate) last_ts: Timestamp,
-    pub(crate) log_start: Offset,
     pub(crate) log_bytes: u64,
 }
 
@@ -499,6 +498,11 @@ impl Committer {
         offset
     }
 
+    /// The first offset retention kept; the committer is its only writer.
+    fn log_start(&self) -> Offset {
+        Offset(self.shared.log_start.load(Ordering::SeqCst))
+    }
+
     fn tick(&mut self) -> Timestamp {
         self.last_ts = self.last_ts.max(Timestamp::now());
         self.last_ts
@@ -520,7 +524,7 @@ impl Committer {
             let mut last = None;
             for guard in self
                 .log
-                .range(layout::log_key(self.log_start)..)
+                .range(layout::log_key(self.log_start())..)
                 .take(TRIM_CHUNK)
             {
                 let (key, value) = guard.into_inner()?;
@@ -546,7 +550,6 @@ impl Committer {
             // sees the new timestamp (see `Store::position_at`).
             self.shared.trimmed_ts.store(last_ts.0, Ordering::SeqCst);
             self.shared.log_start.store(start.0, Ordering::SeqCst);
-            self.log_start = start;
             self.log_bytes -= freed;
             batch.insert(&self.meta, layout::META_LOG_START, start.0.to_be_bytes());
             batch.insert(&self.meta, layout::META_TRIMMED_TS, last_ts.0.to_be_bytes());

@@ -107,12 +107,6 @@ impl DocId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// The id as an owned string.
-    #[must_use]
-    pub fn into_string(self) -> String {
-        self.0
-    }
 }
 
 impl fmt::Display for DocId {

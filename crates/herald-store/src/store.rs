@@ -61,7 +61,6 @@ pub struct Store {
     docs: Keyspace,
     log: Keyspace,
     epoch: Epoch,
-    config: StoreConfig,
     // Kept so the engine stays open as long as the handle.
     _db: Database,
 }
@@ -196,7 +195,6 @@ impl Store {
             next,
             floor,
             last_ts,
-            log_start,
             log_bytes,
         };
         let (requests, rx) = mpsc::channel(QUEUE);
@@ -217,7 +215,6 @@ impl Store {
             docs,
             log,
             epoch,
-            config,
             _db: db,
         })
     }
@@ -364,10 +361,10 @@ impl Store {
                 let (key, value) = guard.into_inner()?;
                 let offset = layout::decode_log_key(&key)?;
                 next_after = offset;
-                let (_, topic, _) = LogRecord::split(&value)?;
+                let (ts, topic, json) = LogRecord::split(&value)?;
                 if topics.matches(topic) {
                     bytes += value.len();
-                    records.push(LogRecord::decode(offset, &value)?);
+                    records.push(LogRecord::from_parts(offset, ts, topic, json));
                 }
             }
         }
@@ -472,12 +469,6 @@ impl Store {
     #[must_use]
     pub fn earliest(&self) -> Offset {
         Offset(self.shared.log_start.load(Ordering::SeqCst))
-    }
-
-    /// The configuration the store was opened with.
-    #[must_use]
-    pub fn config(&self) -> &StoreConfig {
-        &self.config
     }
 
     /// Resolves to `true` once the store has stopped committing (closed).
