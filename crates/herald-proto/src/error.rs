@@ -42,6 +42,21 @@ pub enum ErrorCode {
     UnrecoverablePosition,
     /// The server is shutting down and takes no more writes.
     ShuttingDown,
+    /// A WebSocket message is not JSON, has an unknown `type`, or lacks or
+    /// misnames a field.
+    InvalidMessage,
+    /// The connection already holds the most subscriptions allowed.
+    TooManySubscriptions,
+    /// The connection already has a subscription with this id.
+    SubscriptionExists,
+    /// The connection has no subscription with this id.
+    UnknownSubscription,
+    /// The server holds the most connections allowed.
+    TooManyConnections,
+    /// The connection fell too far behind its events and was closed.
+    SlowConsumer,
+    /// The client did not answer the server's pings in time.
+    HeartbeatTimeout,
     /// Something failed inside the server; details are in its log.
     Internal,
 }
@@ -68,6 +83,13 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::UnrecoverablePosition => "unrecoverable_position",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::InvalidMessage => "invalid_message",
+            ErrorCode::TooManySubscriptions => "too_many_subscriptions",
+            ErrorCode::SubscriptionExists => "subscription_exists",
+            ErrorCode::UnknownSubscription => "unknown_subscription",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::SlowConsumer => "slow_consumer",
+            ErrorCode::HeartbeatTimeout => "heartbeat_timeout",
             ErrorCode::Internal => "internal",
         }
     }
@@ -84,15 +106,18 @@ impl ErrorCode {
             | ErrorCode::IdMismatch
             | ErrorCode::InvalidParameter
             | ErrorCode::InvalidFilter
-            | ErrorCode::InvalidBatch => 400,
-            ErrorCode::NotFound => 404,
+            | ErrorCode::InvalidBatch
+            | ErrorCode::InvalidMessage => 400,
+            ErrorCode::NotFound | ErrorCode::UnknownSubscription => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::AlreadyExists => 409,
+            ErrorCode::AlreadyExists | ErrorCode::SubscriptionExists => 409,
             ErrorCode::UnrecoverablePosition => 410,
             ErrorCode::VersionMismatch => 412,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
-            ErrorCode::ShuttingDown => 503,
+            ErrorCode::TooManySubscriptions => 429,
+            ErrorCode::ShuttingDown | ErrorCode::TooManyConnections => 503,
+            ErrorCode::SlowConsumer | ErrorCode::HeartbeatTimeout => 408,
             ErrorCode::Internal => 500,
         }
     }
@@ -128,6 +153,13 @@ mod tests {
             ErrorCode::UnsupportedMediaType,
             ErrorCode::VersionMismatch,
             ErrorCode::UnrecoverablePosition,
+            ErrorCode::InvalidMessage,
+            ErrorCode::TooManySubscriptions,
+            ErrorCode::SubscriptionExists,
+            ErrorCode::UnknownSubscription,
+            ErrorCode::TooManyConnections,
+            ErrorCode::SlowConsumer,
+            ErrorCode::HeartbeatTimeout,
             ErrorCode::Internal,
         ] {
             let json = serde_json::to_string(&code).unwrap();

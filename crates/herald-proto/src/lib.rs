@@ -8,12 +8,17 @@
 //! # Layout
 //! - [`position`]: offsets, epochs, timestamps, versions and the resume token.
 //! - [`event`]: the event envelope sent on every transport and stored in the log.
+//! - [`message`]: WebSocket messages in both directions and close codes.
 //! - [`error`]: error codes and the JSON error body.
 
 pub mod error;
 pub mod event;
+pub mod message;
 pub mod position;
 
 pub use error::{ErrorBody, ErrorCode};
 pub use event::{Event, EventBody, Op, WriteAck};
+pub use message::{
+    ClientMessage, CloseCode, LagPolicy, ServerMessage, StartFrom, Subscribe, SubscriptionInfo,
+};
 pub use position::{Epoch, Offset, ResumeToken, Timestamp, Version};

@@ -1,0 +1,401 @@
+//! WebSocket messages: what clients send ([`ClientMessage`]) and what the
+//! server answers ([`ServerMessage`]), plus the close codes it ends with.
+//!
+//! Every message is a JSON object with a `type` field. The full protocol,
+//! with examples, is in `docs/protocol.md`.
+
+use crate::error::ErrorCode;
+use crate::event::{Event, Op};
+use crate::position::{Epoch, Offset, ResumeToken, Timestamp};
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A message from a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// Start a subscription.
+    Subscribe(Subscribe),
+    /// End a subscription.
+    Unsubscribe {
+        /// The subscription's id.
+        id: String,
+    },
+    /// Publish a message to a channel.
+    Publish {
+        /// The channel.
+        channel: String,
+        /// The payload, any JSON value.
+        data: Value,
+        /// Echoed in the `published` answer (or the `error`).
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    /// Ask for a `pong`.
+    Ping {
+        /// Echoed in the `pong`.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    /// Ask for the connection's subscriptions.
+    ListSubscriptions {
+        /// Echoed in the `subscriptions` answer.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    /// Present a token (accepted and ignored until authentication exists).
+    Auth {
+        /// The token.
+        token: String,
+    },
+}
+
+/// The body of a `subscribe` message.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscribe {
+    /// Chosen by the client, unique on its connection; events name it in `subs`.
+    pub id: String,
+    /// A table name, or `"*"` for every table. Exactly one of `table` and
+    /// `channel` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// A channel name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// Only these operations (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ops: Option<Vec<Op>>,
+    /// A MongoDB-style filter on the document (or on a message's `data`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Value>,
+    /// An SQL `WHERE` clause, instead of `filter`.
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub where_clause: Option<String>,
+    /// Values for `$1`, `$2`, ... in `where`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Vec<Value>>,
+    /// Updates are delivered only when one of these top-level fields changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<Vec<String>>,
+    /// Where to start (default: now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<StartFrom>,
+    /// Send the matching documents first (tables only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub snapshot: bool,
+    /// What to do when this connection falls behind (default: close).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_lag: Option<LagPolicy>,
+}
+
+/// Where a subscription starts.
+///
+/// On the wire: `"now"`, an offset (`42`, meaning "after offset 42"), a
+/// resume token (`"00ab…:42"`, checked against the server's epoch), or
+/// `{"ts": <unix ms>}` for every event appended at or after that time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    /// Only events appended from now on.
+    Now,
+    /// Every event after this offset.
+    After(Offset),
+    /// Every event after this position, which must be of the server's epoch.
+    Token(ResumeToken),
+    /// Every event appended at or after this time.
+    Time(Timestamp),
+}
+
+impl Serialize for StartFrom {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            StartFrom::Now => s.serialize_str("now"),
+            StartFrom::After(o) => s.serialize_u64(o.0),
+            StartFrom::Token(t) => s.collect_str(t),
+            StartFrom::Time(ts) => {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("ts", &ts.0)?;
+                m.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StartFrom {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Offset(u64),
+            Text(String),
+            Time { ts: u64 },
+        }
+        const EXPECTED: &str =
+            r#""now", an offset, a resume token "epoch:offset" or {"ts": unix_ms}"#;
+        match Raw::deserialize(d)
+            .map_err(|_| de::Error::custom(format!("`from` must be {EXPECTED}")))?
+        {
+            Raw::Offset(o) => Ok(StartFrom::After(Offset(o))),
+            Raw::Text(t) if t == "now" => Ok(StartFrom::Now),
+            Raw::Text(t) => t
+                .parse::<ResumeToken>()
+                .map(StartFrom::Token)
+                .map_err(|e| de::Error::custom(format!("`from`: {e}; expected {EXPECTED}"))),
+            Raw::Time { ts } => Ok(StartFrom::Time(Timestamp(ts))),
+        }
+    }
+}
+
+/// What happens to a subscription whose connection cannot keep up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LagPolicy {
+    /// Close the connection with [`CloseCode::SlowConsumer`] and the offset to
+    /// resume from.
+    #[default]
+    Close,
+    /// Drop this subscription's events until the connection has room, then
+    /// send `lagged` with the offset to replay from.
+    Skip,
+}
+
+/// A message from the server.
+///
+/// `event` messages are built without this type (the envelope is serialized
+/// once and shared); [`ServerMessage::Event`] exists so clients can parse them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// First message on every connection.
+    Welcome {
+        /// The connection's id (for logs and support).
+        connection: String,
+        /// The log's epoch.
+        epoch: Epoch,
+        /// The log's head when the connection opened.
+        offset: Offset,
+        /// How often the server pings; answer within two intervals.
+        heartbeat_ms: u64,
+        /// Largest message the server accepts, in bytes.
+        max_message_bytes: usize,
+        /// Most subscriptions one connection may hold.
+        max_subscriptions: usize,
+    },
+    /// A subscription is live: every matching event after `offset` follows.
+    Subscribed {
+        /// The subscription.
+        id: String,
+        /// Events up to here were sent as history (or are before `now`).
+        offset: Offset,
+    },
+    /// One chunk of a subscription's initial documents.
+    Snapshot {
+        /// The subscription.
+        id: String,
+        /// Documents as stored (each with its `id`), in id order.
+        docs: Vec<Value>,
+        /// This chunk's number, from 1.
+        chunk: u32,
+        /// How many chunks the snapshot has (at least 1).
+        chunks: u32,
+        /// The documents are exactly the state after this offset.
+        offset: Offset,
+    },
+    /// A change or message, for the subscriptions named in `subs`.
+    Event {
+        /// The connection's subscriptions this event matches.
+        subs: Vec<String>,
+        /// The envelope.
+        #[serde(flatten)]
+        event: Event,
+    },
+    /// Events of a subscription were skipped (`on_lag: "skip"`).
+    Lagged {
+        /// The subscription.
+        id: String,
+        /// Replay after this offset to get what was skipped.
+        resume_from: Offset,
+        /// The first offset delivered again after the gap: events in
+        /// `(resume_from, until)` were skipped.
+        until: Offset,
+    },
+    /// A subscription ended.
+    Unsubscribed {
+        /// The subscription.
+        id: String,
+    },
+    /// A `publish` was appended.
+    Published {
+        /// The `ref` of the `publish`.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+        /// The message's offset.
+        offset: Offset,
+        /// Subscriptions it was routed to on this server.
+        receivers: u64,
+    },
+    /// The answer to `ping`.
+    Pong {
+        /// The `ref` of the `ping`.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    /// The answer to `list_subscriptions`.
+    Subscriptions {
+        /// The `ref` of the request.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+        /// Every subscription of the connection.
+        subscriptions: Vec<SubscriptionInfo>,
+    },
+    /// A request failed; the connection stays open.
+    Error {
+        /// The `ref` of the failed request, if it had one.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+        /// The subscription concerned, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// Machine-readable reason.
+        code: ErrorCode,
+        /// Human-readable explanation.
+        message: String,
+        /// For `unrecoverable_position`: the earliest offset available.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        earliest: Option<Offset>,
+    },
+}
+
+/// One entry of a `subscriptions` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionInfo {
+    /// The subscription's id.
+    pub id: String,
+    /// Its topic: `table:<name>`, `table:*` or a channel name.
+    pub topic: String,
+    /// Its operations, if restricted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ops: Option<Vec<Op>>,
+    /// Its filter as given (`filter` or `where`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Value>,
+    /// Whether it is live yet (false while history or a snapshot is sent).
+    pub live: bool,
+}
+
+/// WebSocket close codes the server uses, beyond the standard ones
+/// (1000 normal, 1001 going away, 1009 message too big, 1011 internal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum CloseCode {
+    /// Normal closure.
+    Normal = 1000,
+    /// The server is shutting down; reconnect elsewhere or later.
+    GoingAway = 1001,
+    /// The protocol was violated (e.g. a binary frame).
+    Protocol = 1002,
+    /// A message exceeded the size limit.
+    MessageTooBig = 1009,
+    /// The server failed.
+    Internal = 1011,
+    /// The connection fell too far behind its events. The reason is
+    /// `{"code":"slow_consumer","resume_from":<offset>}`: every subscription
+    /// that was live got every matching event up to `resume_from`.
+    SlowConsumer = 4000,
+    /// The client did not answer pings in time.
+    HeartbeatTimeout = 4001,
+}
+
+impl CloseCode {
+    /// The numeric code.
+    #[must_use]
+    pub fn code(self) -> u16 {
+        self as u16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn subscribe_parses_every_start_position() {
+        let parse = |from: Value| -> Result<ClientMessage, serde_json::Error> {
+            serde_json::from_value(
+                json!({"type": "subscribe", "id": "a", "table": "t", "from": from}),
+            )
+        };
+        let start = |m: ClientMessage| match m {
+            ClientMessage::Subscribe(s) => s.from.unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(start(parse(json!("now")).unwrap()), StartFrom::Now);
+        assert_eq!(start(parse(json!(7)).unwrap()), StartFrom::After(Offset(7)));
+        assert_eq!(
+            start(parse(json!({"ts": 5})).unwrap()),
+            StartFrom::Time(Timestamp(5))
+        );
+        assert_eq!(
+            start(parse(json!("000000000000000a:9")).unwrap()),
+            StartFrom::Token(ResumeToken {
+                epoch: Epoch(10),
+                offset: Offset(9)
+            })
+        );
+        let err = parse(json!("yesterday")).unwrap_err().to_string();
+        assert!(err.contains("`from`"), "{err}");
+        assert!(parse(json!(-1)).is_err());
+    }
+
+    #[test]
+    fn start_positions_round_trip() {
+        for from in [
+            StartFrom::Now,
+            StartFrom::After(Offset(3)),
+            StartFrom::Time(Timestamp(9)),
+            StartFrom::Token(ResumeToken {
+                epoch: Epoch(1),
+                offset: Offset(2),
+            }),
+        ] {
+            let text = serde_json::to_string(&from).unwrap();
+            assert_eq!(serde_json::from_str::<StartFrom>(&text).unwrap(), from);
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_types_are_rejected() {
+        let bad = serde_json::from_value::<ClientMessage>(
+            json!({"type": "subscribe", "id": "a", "table": "t", "filtr": {}}),
+        );
+        assert!(bad.unwrap_err().to_string().contains("filtr"));
+        let bad = serde_json::from_value::<ClientMessage>(json!({"type": "dance"}));
+        assert!(bad.unwrap_err().to_string().contains("dance"));
+    }
+
+    #[test]
+    fn server_messages_carry_ref_and_type() {
+        let m = ServerMessage::Pong {
+            reference: Some("r1".into()),
+        };
+        assert_eq!(
+            serde_json::to_value(&m).unwrap(),
+            json!({"type": "pong", "ref": "r1"})
+        );
+        let e: ServerMessage = serde_json::from_value(json!({
+            "type": "event", "subs": ["a", "b"], "offset": 3, "epoch": "0000000000000001",
+            "ts": 1, "topic": "chat:x", "op": "publish", "channel": "chat:x", "data": 1
+        }))
+        .unwrap();
+        match e {
+            ServerMessage::Event { subs, event } => {
+                assert_eq!(subs, ["a", "b"]);
+                assert_eq!(event.offset, Offset(3));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
