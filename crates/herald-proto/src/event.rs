@@ -2,7 +2,7 @@
 
 use crate::position::{Epoch, Offset, Timestamp, Version};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// One entry of the change log.
 ///
@@ -48,8 +48,8 @@ pub enum EventBody {
         id: String,
         /// The new version (always 1 after an insert into an empty slot).
         version: Version,
-        /// The document as stored.
-        doc: Map<String, Value>,
+        /// The document as stored (always an object).
+        doc: Value,
         /// Top-level fields that differ from before (all of them, for an insert).
         changed: Vec<String>,
     },
@@ -61,10 +61,10 @@ pub enum EventBody {
         id: String,
         /// The new version.
         version: Version,
-        /// The document after the write.
-        doc: Map<String, Value>,
-        /// The document before the write.
-        old: Map<String, Value>,
+        /// The document after the write (an object).
+        doc: Value,
+        /// The document before the write (an object).
+        old: Value,
         /// Top-level fields whose value differs between `old` and `doc`.
         changed: Vec<String>,
     },
@@ -76,8 +76,8 @@ pub enum EventBody {
         id: String,
         /// The version the deletion was recorded at (last version + 1).
         version: Version,
-        /// The document before it was deleted.
-        old: Map<String, Value>,
+        /// The document before it was deleted (an object).
+        old: Value,
         /// Top-level fields that were removed (all of them).
         changed: Vec<String>,
     },
@@ -147,7 +147,7 @@ mod tests {
                 table: "posts".into(),
                 id: "a".into(),
                 version: Version(1),
-                doc: json!({"id": "a"}).as_object().unwrap().clone(),
+                doc: json!({"id": "a"}),
                 changed: vec!["id".into()],
             },
         };

@@ -65,7 +65,7 @@ pub(crate) fn insert(
         id: id.to_string(),
         version: Version(1),
         changed: changed_fields(None, Some(&doc)),
-        doc,
+        doc: Value::Object(doc),
     })
 }
 
@@ -85,7 +85,7 @@ pub(crate) fn put(
             id: id.to_string(),
             version,
             changed: changed_fields(None, Some(&doc)),
-            doc,
+            doc: Value::Object(doc),
         },
         Some(rec) => {
             let old = rec.to_map()?;
@@ -94,8 +94,8 @@ pub(crate) fn put(
                 id: id.to_string(),
                 version,
                 changed: changed_fields(Some(&old), Some(&doc)),
-                doc,
-                old,
+                doc: Value::Object(doc),
+                old: Value::Object(old),
             }
         }
     })
@@ -128,8 +128,8 @@ pub(crate) fn patch(
         id: id.to_string(),
         version: next_version(current),
         changed: changed_fields(Some(&old), Some(&doc)),
-        doc,
-        old,
+        doc: Value::Object(doc),
+        old: Value::Object(old),
     })
 }
 
@@ -146,7 +146,7 @@ pub(crate) fn delete(
         id: id.to_string(),
         version: next_version(current),
         changed: changed_fields(Some(&old), None),
-        old,
+        old: Value::Object(old),
     })
 }
 
@@ -217,7 +217,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            (version, Value::Object(doc)),
+            (version, doc),
             (Version(2), json!({"id": "a", "y": 2}))
         );
     }

@@ -120,15 +120,11 @@ fn raw_or<T: Serialize + ?Sized>(out: &mut Vec<u8>, name: &str, raw: Option<&[u8
 mod tests {
     use super::*;
     use herald_proto::{Epoch, Offset, Timestamp, Version};
-    use serde_json::{Map, Value, json};
-
-    fn obj(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
+    use serde_json::json;
 
     fn events() -> Vec<Event> {
-        let doc = obj(json!({"id": "a\"b", "n": 1.5, "s": "é\n", "nested": {"x": [1, null]}}));
-        let old = obj(json!({"id": "a\"b", "n": 1}));
+        let doc = json!({"id": "a\"b", "n": 1.5, "s": "é\n", "nested": {"x": [1, null]}});
+        let old = json!({"id": "a\"b", "n": 1});
         let bodies = vec![
             EventBody::Insert {
                 table: "t".into(),

@@ -188,7 +188,7 @@ impl Model {
                         id: id.clone(),
                         version: Version(version + 1),
                         changed: changed_fields(&old, &Doc::new()),
-                        old,
+                        old: Value::Object(old),
                     },
                 );
                 Ok(Written::Doc(WriteAck {
@@ -232,15 +232,15 @@ impl Model {
                 id: id.to_owned(),
                 version: Version(version),
                 changed: changed_fields(&Doc::new(), &doc),
-                doc,
+                doc: Value::Object(doc),
             },
             Some(old) => EventBody::Update {
                 table: table.to_owned(),
                 id: id.to_owned(),
                 version: Version(version),
                 changed: changed_fields(&old, &doc),
-                doc,
-                old,
+                doc: Value::Object(doc),
+                old: Value::Object(old),
             },
         };
         let offset = self.append(format!("table:{table}"), body);
