@@ -1760,7 +1760,8 @@ async fn queries_and_replay_speak_the_full_filter_language() {
             .collect()
     };
     let docs = "/v1/tables/orders/docs";
-    let cases: [(&[(&str, &str)], &[&str]); 6] = [
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case; 6] = [
         (
             &[(
                 "filter",
