@@ -216,10 +216,7 @@ mod tests {
         let EventBody::Update { version, doc, .. } = body else {
             panic!()
         };
-        assert_eq!(
-            (version, doc),
-            (Version(2), json!({"id": "a", "y": 2}))
-        );
+        assert_eq!((version, doc), (Version(2), json!({"id": "a", "y": 2})));
     }
 
     #[test]

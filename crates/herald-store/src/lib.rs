@@ -45,5 +45,5 @@ pub use config::{Durability, RetentionConfig, StoreConfig};
 pub use error::StoreError;
 pub use layout::{DocRecord, LogRecord};
 pub use names::{ChannelName, DocId, TableName};
-pub use store::{Committed, LogChunk, Page, Store, TopicFilter};
+pub use store::{Committed, DocSnapshot, LogChunk, Page, Store, TopicFilter};
 pub use write::{WriteOp, Written};

@@ -7,7 +7,7 @@ use crate::layout::{self, DocRecord, LogRecord};
 use crate::names::{DocId, TableName};
 use crate::write::{WriteOp, Written};
 use bytes::Bytes;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, Readable};
 use herald_proto::{Epoch, Event, Offset, Timestamp};
 use std::path::Path;
 use std::sync::Arc;
@@ -61,8 +61,8 @@ pub struct Store {
     docs: Keyspace,
     log: Keyspace,
     epoch: Epoch,
-    // Kept so the engine stays open as long as the handle.
-    _db: Database,
+    // Keeps the engine open as long as the handle; also opens snapshots.
+    db: Database,
 }
 
 impl std::fmt::Debug for Store {
@@ -215,7 +215,7 @@ impl Store {
             docs,
             log,
             epoch,
-            _db: db,
+            db,
         })
     }
 
@@ -285,49 +285,35 @@ impl Store {
         after: Option<&str>,
         reverse: bool,
         limit: usize,
-        mut keep: impl FnMut(&DocRecord) -> bool,
+        keep: impl FnMut(&DocRecord) -> bool,
     ) -> Result<Page, StoreError> {
-        let prefix = layout::table_prefix(table.as_str());
-        let mut end = prefix.clone();
-        *end.last_mut().expect("prefix ends with the separator") = 1;
-        let range = match (after, reverse) {
-            (None, _) => self.docs.range(prefix.clone()..end),
-            (Some(a), false) => {
-                let mut from = layout::doc_key(table.as_str(), a);
-                from.push(0);
-                self.docs.range(from..end)
-            }
-            (Some(a), true) => self
-                .docs
-                .range(prefix.clone()..layout::doc_key(table.as_str(), a)),
+        scan_docs(
+            |range| self.docs.range(range),
+            table,
+            after,
+            reverse,
+            limit,
+            keep,
+        )
+    }
+
+    /// A consistent view of every document as of one log offset, for
+    /// snapshots that must line up exactly with the events that follow.
+    ///
+    /// The view may include a write whose group is not yet durable; wait
+    /// until [`Store::head`] reaches [`DocSnapshot::offset`] before showing it.
+    pub fn snapshot(&self) -> Result<DocSnapshot, StoreError> {
+        let snapshot = self.db.snapshot();
+        let offset = match snapshot.last_key_value(&self.log) {
+            Some(guard) => layout::decode_log_key(&guard.key()?)?,
+            // An empty log (never written, or emptied by retention).
+            None => Offset(self.earliest().0.saturating_sub(1)),
         };
-        let iter: Box<dyn Iterator<Item = fjall::Guard>> = if reverse {
-            Box::new(range.rev())
-        } else {
-            Box::new(range)
-        };
-        let mut docs = Vec::new();
-        let mut last_seen = None;
-        let mut bytes = 0usize;
-        let mut more = false;
-        for guard in iter {
-            if docs.len() >= limit || bytes >= MAX_STEP_BYTES {
-                more = true;
-                break;
-            }
-            let (key, value) = guard.into_inner()?;
-            let id = std::str::from_utf8(&key[prefix.len()..])
-                .map_err(|_| StoreError::Corrupt("document key is not UTF-8".into()))?
-                .to_owned();
-            let record = DocRecord::decode(&value)?;
-            last_seen = Some(id.clone());
-            if keep(&record) {
-                bytes += record.json.len();
-                docs.push((id, record));
-            }
-        }
-        let next_after = if more { last_seen } else { None };
-        Ok(Page { docs, next_after })
+        Ok(DocSnapshot {
+            snapshot,
+            docs: self.docs.clone(),
+            offset,
+        })
     }
 
     /// Reads the log after `after` (exclusive) up to `to` (inclusive), keeping
@@ -485,6 +471,100 @@ impl Store {
     pub fn committed(&self) -> broadcast::Receiver<Arc<[Committed]>> {
         self.shared.events.subscribe()
     }
+}
+
+/// A consistent, read-only view of the documents at one log offset; see
+/// [`Store::snapshot`]. Holding it pins old versions in the engine: keep it
+/// short-lived.
+pub struct DocSnapshot {
+    snapshot: fjall::Snapshot,
+    docs: Keyspace,
+    offset: Offset,
+}
+
+impl std::fmt::Debug for DocSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocSnapshot")
+            .field("offset", &self.offset)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DocSnapshot {
+    /// The view holds exactly the effects of the events up to this offset.
+    #[must_use]
+    pub fn offset(&self) -> Offset {
+        self.offset
+    }
+
+    /// [`Store::scan`], in this view.
+    pub fn scan(
+        &self,
+        table: &TableName,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl FnMut(&DocRecord) -> bool,
+    ) -> Result<Page, StoreError> {
+        scan_docs(
+            |range| self.snapshot.range(&self.docs, range),
+            table,
+            after,
+            false,
+            limit,
+            keep,
+        )
+    }
+}
+
+/// The body of [`Store::scan`] and [`DocSnapshot::scan`]: `range` opens an
+/// iterator over document keys in the live store or in a snapshot.
+fn scan_docs(
+    range: impl Fn(std::ops::Range<Vec<u8>>) -> fjall::Iter,
+    table: &TableName,
+    after: Option<&str>,
+    reverse: bool,
+    limit: usize,
+    mut keep: impl FnMut(&DocRecord) -> bool,
+) -> Result<Page, StoreError> {
+    let prefix = layout::table_prefix(table.as_str());
+    let mut end = prefix.clone();
+    *end.last_mut().expect("prefix ends with the separator") = 1;
+    let range = match (after, reverse) {
+        (None, _) => range(prefix.clone()..end),
+        (Some(a), false) => {
+            let mut from = layout::doc_key(table.as_str(), a);
+            from.push(0);
+            range(from..end)
+        }
+        (Some(a), true) => range(prefix.clone()..layout::doc_key(table.as_str(), a)),
+    };
+    let iter: Box<dyn Iterator<Item = fjall::Guard>> = if reverse {
+        Box::new(range.rev())
+    } else {
+        Box::new(range)
+    };
+    let mut docs = Vec::new();
+    let mut last_seen = None;
+    let mut bytes = 0usize;
+    let mut more = false;
+    for guard in iter {
+        if docs.len() >= limit || bytes >= MAX_STEP_BYTES {
+            more = true;
+            break;
+        }
+        let (key, value) = guard.into_inner()?;
+        let id = std::str::from_utf8(&key[prefix.len()..])
+            .map_err(|_| StoreError::Corrupt("document key is not UTF-8".into()))?
+            .to_owned();
+        let record = DocRecord::decode(&value)?;
+        last_seen = Some(id.clone());
+        if keep(&record) {
+            bytes += record.json.len();
+            docs.push((id, record));
+        }
+    }
+    let next_after = if more { last_seen } else { None };
+    Ok(Page { docs, next_after })
 }
 
 /// Sends a `Trim` request every `interval` until the store is gone.

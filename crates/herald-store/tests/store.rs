@@ -266,6 +266,53 @@ async fn scan_pages_through_a_table_in_id_order() {
 }
 
 #[tokio::test]
+async fn a_snapshot_keeps_the_documents_of_its_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    assert_eq!(store.snapshot().unwrap().offset(), Offset(0));
+    let put = |id: &str, n: i64| {
+        WriteOp::put(table("t"), DocId::new(id).unwrap(), json!({"n": n}), None).unwrap()
+    };
+    store.write(vec![put("a", 1), put("b", 1)]).await.unwrap();
+    let snapshot = store.snapshot().unwrap();
+    assert_eq!(snapshot.offset(), store.head());
+    let before = snapshot.offset();
+
+    store.write(vec![put("a", 2), put("c", 1)]).await.unwrap();
+    store
+        .write_one(WriteOp::delete(table("t"), id("b"), None))
+        .await
+        .unwrap();
+    let seen = |page: herald_store::Page| -> Vec<(String, Value)> {
+        page.docs
+            .into_iter()
+            .map(|(id, r)| (id, serde_json::from_slice(&r.json).unwrap()))
+            .collect()
+    };
+    let old = snapshot.scan(&table("t"), None, 10, |_| true).unwrap();
+    assert_eq!(
+        seen(old),
+        vec![
+            ("a".to_owned(), json!({"id": "a", "n": 1})),
+            ("b".to_owned(), json!({"id": "b", "n": 1}))
+        ]
+    );
+    assert_eq!(snapshot.offset(), before);
+    let page = snapshot.scan(&table("t"), Some("a"), 10, |_| true).unwrap();
+    assert_eq!(page.docs.len(), 1);
+    let now = store.snapshot().unwrap();
+    assert_eq!(now.offset(), store.head());
+    let ids: Vec<String> = now
+        .scan(&table("t"), None, 10, |_| true)
+        .unwrap()
+        .docs
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, ["a", "c"]);
+}
+
+#[tokio::test]
 async fn log_reads_select_topics_and_ranges() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
