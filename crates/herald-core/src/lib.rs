@@ -19,10 +19,17 @@
 //! - [`herald`]: the [`Herald`] handle: open, table operations, publish, close.
 //! - [`subscribe`]: [`Topic`], [`SubscribeOptions`] and the subscription stream
 //!   (replay from the log, then live, without gap or duplicate).
+//! - [`hub`]: routes committed events to many connections' subscriptions
+//!   (filter index per topic, sharded), with snapshots and history.
+//! - [`outbox`]: a connection's bounded outbound queue.
 
 pub mod herald;
+pub mod hub;
+pub mod outbox;
 pub mod subscribe;
 
 pub use herald::{Doc, Herald};
 pub use herald_store::{StoreConfig, StoreError};
+pub use hub::{Connection, Hub, HubConfig, HubError, SubscriptionSpec};
+pub use outbox::{End, Outbox, Outgoing, Pushed};
 pub use subscribe::{SubscribeOptions, Topic};

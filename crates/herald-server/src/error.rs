@@ -42,38 +42,19 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
-        let code = match e.root() {
-            StoreError::InvalidTable { .. } => ErrorCode::InvalidTable,
-            StoreError::InvalidId { .. } => ErrorCode::InvalidId,
-            StoreError::InvalidChannel { .. } => ErrorCode::InvalidChannel,
-            StoreError::NotAnObject { .. } => ErrorCode::NotAnObject,
-            StoreError::IdMismatch { .. } => ErrorCode::IdMismatch,
-            StoreError::DocTooLarge { .. } => ErrorCode::PayloadTooLarge,
-            StoreError::AlreadyExists { .. } => ErrorCode::AlreadyExists,
-            StoreError::NotFound { .. } => ErrorCode::NotFound,
-            StoreError::VersionMismatch { .. } => ErrorCode::VersionMismatch,
-            StoreError::EmptyBatch | StoreError::BatchTooLarge { .. } => ErrorCode::InvalidBatch,
-            StoreError::Unrecoverable { earliest, .. } => {
-                return ApiError {
-                    earliest: Some(earliest.0),
-                    ..ApiError::new(ErrorCode::UnrecoverablePosition, e.to_string())
-                };
-            }
-            StoreError::Closed => ErrorCode::ShuttingDown,
-            StoreError::InBatch { .. }
-            | StoreError::CommitFailed { .. }
-            | StoreError::InvalidConfig(_)
-            | StoreError::Engine(_)
-            | StoreError::Corrupt(_)
-            | StoreError::Io { .. } => {
+        match e.code() {
+            ErrorCode::Internal => {
                 tracing::error!(error = %e, "storage failure");
-                return ApiError::new(
+                ApiError::new(
                     ErrorCode::Internal,
                     "internal storage error; see the server log",
-                );
+                )
             }
-        };
-        ApiError::new(code, e.to_string())
+            code => ApiError {
+                earliest: e.earliest().map(|o| o.0),
+                ..ApiError::new(code, e.to_string())
+            },
+        }
     }
 }
 

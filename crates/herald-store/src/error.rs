@@ -1,6 +1,6 @@
 //! The store's one error type.
 
-use herald_proto::{Offset, Version};
+use herald_proto::{ErrorCode, Offset, Version};
 
 /// Everything that can go wrong in the store. Expected conditions (a missing
 /// document, a version mismatch) are variants; the server maps each to a code.
@@ -144,6 +144,43 @@ impl StoreError {
         match self {
             StoreError::InBatch { source, .. } => source.root(),
             other => other,
+        }
+    }
+
+    /// The error code a client sees for this error (that of its root).
+    /// [`ErrorCode::Internal`] means a server-side failure whose details
+    /// belong in the server's log, not in the answer.
+    #[must_use]
+    pub fn code(&self) -> ErrorCode {
+        match self.root() {
+            StoreError::InvalidTable { .. } => ErrorCode::InvalidTable,
+            StoreError::InvalidId { .. } => ErrorCode::InvalidId,
+            StoreError::InvalidChannel { .. } => ErrorCode::InvalidChannel,
+            StoreError::NotAnObject { .. } => ErrorCode::NotAnObject,
+            StoreError::IdMismatch { .. } => ErrorCode::IdMismatch,
+            StoreError::DocTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            StoreError::AlreadyExists { .. } => ErrorCode::AlreadyExists,
+            StoreError::NotFound { .. } => ErrorCode::NotFound,
+            StoreError::VersionMismatch { .. } => ErrorCode::VersionMismatch,
+            StoreError::EmptyBatch | StoreError::BatchTooLarge { .. } => ErrorCode::InvalidBatch,
+            StoreError::Unrecoverable { .. } => ErrorCode::UnrecoverablePosition,
+            StoreError::Closed => ErrorCode::ShuttingDown,
+            StoreError::InBatch { .. }
+            | StoreError::CommitFailed { .. }
+            | StoreError::InvalidConfig(_)
+            | StoreError::Engine(_)
+            | StoreError::Corrupt(_)
+            | StoreError::Io { .. } => ErrorCode::Internal,
+        }
+    }
+
+    /// For [`StoreError::Unrecoverable`] (also inside a batch): the earliest
+    /// offset still in the log.
+    #[must_use]
+    pub fn earliest(&self) -> Option<Offset> {
+        match self.root() {
+            StoreError::Unrecoverable { earliest, .. } => Some(*earliest),
+            _ => None,
         }
     }
 }

@@ -1,0 +1,373 @@
+//! The hub: routes every committed event to the subscriptions it matches.
+//!
+//! Connections are spread over shards by id. Each shard is one task that
+//! owns its connections' subscriptions outright — a [`SubIndex`] per topic,
+//! no lock — and receives every committed group from the store. So a storm
+//! of subscribes or disconnects on one shard delays only that shard's
+//! deliveries, and matching runs on several cores.
+//!
+//! A subscription is live once it is in its shard's index. Starting from a
+//! past offset, it first gets its history: recent events from the shard's
+//! in-memory window, older ones read from the log by a task of its own
+//! (`history.rs`), which then asks the shard to switch it to live at the
+//! exact offset it reached — no gap, no duplicate.
+//!
+//! [`SubIndex`]: herald_filter::SubIndex
+
+mod history;
+mod shard;
+
+use crate::herald::Herald;
+use crate::outbox::Outbox;
+use crate::subscribe::Topic;
+use herald_filter::{ChangedFields, Filter};
+use herald_proto::{
+    ErrorCode, LagPolicy, Offset, Op, ServerMessage, StartFrom, SubscriptionInfo,
+};
+use herald_store::StoreError;
+use serde_json::Value;
+use shard::{Command, Receivers, Shard};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// How the hub is sized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubConfig {
+    /// Shards (tasks that match events); 0 means one per CPU core.
+    pub shards: usize,
+    /// Bytes each connection may have queued before it is a slow consumer.
+    pub outbox_bytes: usize,
+    /// Bytes of recent events each shard keeps in memory, so that resuming
+    /// subscribers close to the head need not read the log.
+    pub recent_bytes: usize,
+    /// Most subscriptions on one connection.
+    pub max_subscriptions: usize,
+    /// Most documents in one snapshot chunk.
+    pub snapshot_chunk_docs: usize,
+    /// Most bytes of documents in one snapshot chunk (past the first document).
+    pub snapshot_chunk_bytes: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            shards: 0,
+            outbox_bytes: 1 << 20,
+            recent_bytes: 4 << 20,
+            max_subscriptions: 256,
+            snapshot_chunk_docs: 500,
+            snapshot_chunk_bytes: 256 << 10,
+        }
+    }
+}
+
+/// The hub; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    herald: Herald,
+    config: HubConfig,
+    shards: Vec<ShardHandle>,
+    next_connection: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+struct ShardHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    routed: watch::Receiver<Offset>,
+    receivers: Arc<Receivers>,
+}
+
+impl Hub {
+    /// Starts the shards; call inside a Tokio runtime. They stop when the
+    /// last handle (and connection) is dropped.
+    #[must_use]
+    pub fn start(herald: Herald, config: HubConfig) -> Hub {
+        let count = match config.shards {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        let shards = (0..count)
+            .map(|_| Shard::spawn(herald.store.clone(), config.clone()))
+            .collect();
+        Hub {
+            inner: Arc::new(Inner {
+                herald,
+                config,
+                shards,
+                next_connection: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The engine behind the hub.
+    #[must_use]
+    pub fn herald(&self) -> &Herald {
+        &self.inner.herald
+    }
+
+    /// Its configuration.
+    #[must_use]
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// A new connection with an empty outbox.
+    #[must_use]
+    pub fn connect(&self) -> Connection {
+        let id = self.inner.next_connection.fetch_add(1, Ordering::Relaxed);
+        let shard = &self.inner.shards[(id % self.inner.shards.len() as u64) as usize];
+        Connection {
+            id,
+            outbox: Arc::new(Outbox::new(self.inner.config.outbox_bytes)),
+            commands: shard.commands.clone(),
+            hub: self.clone(),
+        }
+    }
+
+    /// How many subscriptions the event at `offset` (a channel message) was
+    /// delivered to. Waits (briefly) until every shard has routed it.
+    pub async fn receivers(&self, offset: Offset) -> u64 {
+        let mut total = 0;
+        for shard in &self.inner.shards {
+            let mut routed = shard.routed.clone();
+            let reached = tokio::time::timeout(
+                Duration::from_secs(1),
+                routed.wait_for(|&r| r >= offset),
+            )
+            .await;
+            if matches!(reached, Ok(Ok(_))) {
+                total += shard.receivers.get(offset);
+            }
+        }
+        total
+    }
+}
+
+/// A failure to subscribe, unsubscribe or list, as the client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubError {
+    /// Machine-readable reason.
+    pub code: ErrorCode,
+    /// Explanation.
+    pub message: String,
+    /// For `unrecoverable_position`: the earliest offset available.
+    pub earliest: Option<Offset>,
+}
+
+impl HubError {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> HubError {
+        HubError {
+            code,
+            message: message.into(),
+            earliest: None,
+        }
+    }
+
+    /// The `error` message for subscription `id`.
+    #[must_use]
+    pub fn to_message(&self, id: Option<String>, reference: Option<String>) -> ServerMessage {
+        ServerMessage::Error {
+            reference,
+            id,
+            code: self.code,
+            message: self.message.clone(),
+            earliest: self.earliest,
+        }
+    }
+}
+
+impl std::fmt::Display for HubError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for HubError {}
+
+impl From<StoreError> for HubError {
+    fn from(e: StoreError) -> HubError {
+        match e.code() {
+            ErrorCode::Internal => {
+                tracing::error!(error = %e, "storage failure in a subscription");
+                HubError::new(ErrorCode::Internal, "internal storage error; see the server log")
+            }
+            code => HubError {
+                code,
+                message: e.to_string(),
+                earliest: e.earliest(),
+            },
+        }
+    }
+}
+
+/// A subscription, validated and compiled.
+#[derive(Debug, Clone)]
+pub struct SubscriptionSpec {
+    /// The client's id for it.
+    pub id: String,
+    /// What it listens to.
+    pub topic: Topic,
+    /// Only these operations (`None`: all).
+    pub ops: Option<Vec<Op>>,
+    /// The filter on the document (or message data).
+    pub filter: Arc<Filter>,
+    /// The filter as the client gave it, for listings.
+    pub filter_source: Option<Value>,
+    /// Updates only when one of these fields changed.
+    pub changed: Option<ChangedFields>,
+    /// Where it starts.
+    pub from: StartFrom,
+    /// Send the matching documents first (table topics only).
+    pub snapshot: bool,
+    /// What happens when the connection falls behind.
+    pub on_lag: LagPolicy,
+}
+
+/// One client connection's handle on the hub. Dropping it removes every
+/// subscription it holds.
+#[derive(Debug)]
+pub struct Connection {
+    id: u64,
+    outbox: Arc<Outbox>,
+    commands: mpsc::UnboundedSender<Command>,
+    hub: Hub,
+}
+
+impl Connection {
+    /// The connection's id, unique in this process.
+    #[must_use]
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The queue the transport writes from.
+    #[must_use]
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
+    /// The hub it belongs to.
+    #[must_use]
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Starts a subscription. Returns once it is accepted; its snapshot,
+    /// history, `subscribed` message and events then arrive in the outbox in
+    /// that order. Errors arrive here, except for failures while reading
+    /// history, which arrive in the outbox as an `error` for the id.
+    pub async fn subscribe(&self, spec: SubscriptionSpec) -> Result<(), HubError> {
+        let store = &self.hub.inner.herald.store;
+        if spec.snapshot && !matches!(spec.topic, Topic::Table(_)) {
+            return Err(HubError::new(
+                ErrorCode::InvalidParameter,
+                "`snapshot` is only for a single table",
+            ));
+        }
+        let start = match spec.from {
+            StartFrom::Now => None,
+            StartFrom::After(offset) => Some(offset),
+            StartFrom::Token(token) => {
+                if token.epoch != store.epoch() {
+                    return Err(HubError {
+                        code: ErrorCode::UnrecoverablePosition,
+                        message: format!(
+                            "the resume token is from epoch {}, but the log is now epoch {}: \
+                             its history is gone; take a new snapshot",
+                            token.epoch,
+                            store.epoch()
+                        ),
+                        earliest: Some(store.earliest()),
+                    });
+                }
+                Some(token.offset)
+            }
+            StartFrom::Time(ts) => {
+                let reader = store.clone();
+                Some(
+                    tokio::task::spawn_blocking(move || reader.position_at(ts))
+                        .await
+                        .map_err(|e| HubError::new(ErrorCode::Internal, e.to_string()))??,
+                )
+            }
+        };
+        if let Some(after) = start {
+            let head = store.head();
+            if after > head {
+                return Err(HubError::new(
+                    ErrorCode::InvalidParameter,
+                    format!("`from` {after} is ahead of the log's head {head}"),
+                ));
+            }
+            if after.0.saturating_add(1) < store.earliest().0 {
+                return Err(StoreError::Unrecoverable {
+                    requested: after,
+                    earliest: store.earliest(),
+                }
+                .into());
+            }
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Subscribe {
+            conn: self.id,
+            outbox: self.outbox.clone(),
+            spec: Box::new(spec),
+            start,
+            reply,
+        })?;
+        let pending = answer.await.map_err(|_| stopped())??;
+        if let Some(pending) = pending {
+            tokio::spawn(history::run(
+                store.clone(),
+                self.hub.inner.config.clone(),
+                self.commands.clone(),
+                self.outbox.clone(),
+                *pending,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Ends a subscription; an `unsubscribed` message follows in the outbox
+    /// after anything already queued for it.
+    pub async fn unsubscribe(&self, id: &str) -> Result<(), HubError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Unsubscribe {
+            conn: self.id,
+            id: id.to_owned(),
+            reply,
+        })?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Every subscription of this connection, in id order.
+    pub async fn subscriptions(&self) -> Result<Vec<SubscriptionInfo>, HubError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::List {
+            conn: self.id,
+            reply,
+        })?;
+        answer.await.map_err(|_| stopped())
+    }
+
+    fn send(&self, command: Command) -> Result<(), HubError> {
+        self.commands.send(command).map_err(|_| stopped())
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Disconnect { conn: self.id });
+    }
+}
+
+fn stopped() -> HubError {
+    HubError::new(ErrorCode::ShuttingDown, "the hub has stopped")
+}

@@ -1,0 +1,820 @@
+//! One shard of the hub: a task owning some connections' subscriptions.
+//!
+//! Commands (subscribe, activate, unsubscribe, list, disconnect) and
+//! committed groups arrive on two channels and are handled one at a time,
+//! so the shard's state needs no lock. Routing an event costs a probe of the
+//! topic's index (and of `table:*` for table changes), then one push per
+//! recipient connection — the envelope's bytes are shared, and one event
+//! matching several subscriptions of a connection is queued once with all
+//! their ids.
+
+use super::{HubConfig, HubError, SubscriptionSpec, history};
+use crate::outbox::{End, Outbox, Outgoing, Pushed};
+use crate::subscribe::Topic;
+use bytes::Bytes;
+use herald_filter::{ChangedFields, Filter, SubIndex};
+use herald_proto::{
+    ErrorCode, Event, EventBody, LagPolicy, Offset, Op, ServerMessage, SubscriptionInfo,
+};
+use herald_store::{Committed, Store, StoreError, TopicFilter};
+use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+/// The topic key of `table:*` subscriptions.
+const ALL_TABLES: &str = "table:*";
+/// Log records per read when the shard itself fell behind the broadcast.
+const RECOVER_CHUNK: usize = 1024;
+/// Publish receiver counts kept for acknowledgements.
+const RECEIVER_COUNTS: usize = 4096;
+
+pub(super) enum Command {
+    Subscribe {
+        conn: u64,
+        outbox: Arc<Outbox>,
+        spec: Box<SubscriptionSpec>,
+        /// `None`: from now.
+        start: Option<Offset>,
+        /// `Some` when history must be read before it is live.
+        reply: oneshot::Sender<Result<Option<Box<history::Pending>>, HubError>>,
+    },
+    /// From a history reader: it has sent everything up to `after`.
+    Activate {
+        conn: u64,
+        id: Arc<str>,
+        nonce: u64,
+        after: Offset,
+        reply: oneshot::Sender<Activated>,
+    },
+    /// From a history reader that failed: drop the subscription quietly
+    /// (the reader has queued the `error`).
+    Fail { conn: u64, id: Arc<str>, nonce: u64 },
+    Unsubscribe {
+        conn: u64,
+        id: String,
+        reply: oneshot::Sender<Result<(), HubError>>,
+    },
+    List {
+        conn: u64,
+        reply: oneshot::Sender<Vec<SubscriptionInfo>>,
+    },
+    Disconnect {
+        conn: u64,
+    },
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Command::Subscribe { .. } => "Subscribe",
+            Command::Activate { .. } => "Activate",
+            Command::Fail { .. } => "Fail",
+            Command::Unsubscribe { .. } => "Unsubscribe",
+            Command::List { .. } => "List",
+            Command::Disconnect { .. } => "Disconnect",
+        };
+        f.write_str(name)
+    }
+}
+
+/// The answer to [`Command::Activate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Activated {
+    /// The subscription is live.
+    Live,
+    /// The shard's recent window starts after `after`: read more log first.
+    Behind,
+    /// The subscription no longer exists.
+    Gone,
+}
+
+/// How many subscriptions recent channel messages were delivered to.
+#[derive(Debug, Default)]
+pub(super) struct Receivers {
+    counts: Mutex<VecDeque<(Offset, u64)>>,
+}
+
+impl Receivers {
+    fn record(&self, offset: Offset, count: u64) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if counts.len() == RECEIVER_COUNTS {
+            counts.pop_front();
+        }
+        counts.push_back((offset, count));
+    }
+
+    pub(super) fn get(&self, offset: Offset) -> u64 {
+        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts
+            .binary_search_by_key(&offset, |&(o, _)| o)
+            .map_or(0, |i| counts[i].1)
+    }
+}
+
+/// Operations as a bit set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OpSet(u8);
+
+impl OpSet {
+    const ALL: OpSet = OpSet(0b1111);
+
+    fn of(ops: Option<&[Op]>) -> OpSet {
+        ops.map_or(OpSet::ALL, |ops| {
+            OpSet(ops.iter().fold(0, |bits, &op| bits | OpSet::bit(op)))
+        })
+    }
+
+    fn bit(op: Op) -> u8 {
+        match op {
+            Op::Insert => 1,
+            Op::Update => 2,
+            Op::Delete => 4,
+            Op::Publish => 8,
+        }
+    }
+
+    fn contains(self, op: Op) -> bool {
+        self.0 & OpSet::bit(op) != 0
+    }
+}
+
+/// What a subscription takes from its topic: operations, changed fields and
+/// its filter.
+#[derive(Debug, Clone)]
+pub(super) struct Selector {
+    ops: OpSet,
+    changed: Option<ChangedFields>,
+    filter: Arc<Filter>,
+}
+
+impl Selector {
+    pub(super) fn new(spec: &SubscriptionSpec) -> Selector {
+        Selector {
+            ops: OpSet::of(spec.ops.as_deref()),
+            changed: spec.changed.clone(),
+            filter: spec.filter.clone(),
+        }
+    }
+
+    /// Operations and changed fields (the index has checked the filter).
+    fn admits(&self, event: &Event) -> bool {
+        self.ops.contains(event.op())
+            && match (&self.changed, &event.body) {
+                (Some(watch), EventBody::Update { changed, .. }) => watch.touches(changed),
+                _ => true,
+            }
+    }
+
+    pub(super) fn filter(&self) -> &Arc<Filter> {
+        &self.filter
+    }
+
+    /// Everything, filter included.
+    pub(super) fn selects(&self, event: &Event) -> bool {
+        self.admits(event) && self.filter.matches(filter_target(event))
+    }
+}
+
+/// What a subscription needs at routing time, and what listings show.
+#[derive(Debug)]
+pub(super) struct Sub {
+    conn: u64,
+    nonce: u64,
+    id: Arc<str>,
+    /// The id as a JSON string, and as a one-element `subs` array.
+    id_json: Bytes,
+    subs_json: Bytes,
+    topic: String,
+    selector: Selector,
+    filter_source: Option<Value>,
+    ops_list: Option<Vec<Op>>,
+    on_lag: LagPolicy,
+    /// Events at or below this offset are not for it (history covered them).
+    after: Offset,
+    live: bool,
+    /// Skipping events (`on_lag: skip`) since this offset.
+    lagging: Option<Offset>,
+    outbox: Arc<Outbox>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Sub {
+    /// Whether `event` (already matched by the index, or by
+    /// [`Sub::matches`]) should go to this subscription now.
+    fn wants(&self, event: &Event) -> bool {
+        event.offset > self.after && self.lagging.is_none() && self.selector.admits(event)
+    }
+
+    fn info(&self) -> SubscriptionInfo {
+        SubscriptionInfo {
+            id: self.id.to_string(),
+            topic: self.topic.clone(),
+            ops: self.ops_list.clone(),
+            filter: self.filter_source.clone(),
+            live: self.live,
+        }
+    }
+}
+
+/// The value a subscription's filter is evaluated on: the document for
+/// inserts and updates (its new state — a subscriber never sees a row it
+/// does not match), the old document for deletes, the data of a message.
+pub(super) fn filter_target(event: &Event) -> &Value {
+    match &event.body {
+        EventBody::Insert { doc, .. } | EventBody::Update { doc, .. } => doc,
+        EventBody::Delete { old, .. } => old,
+        EventBody::Publish { data, .. } => data,
+    }
+}
+
+/// Whether a subscription topic key selects an event topic.
+pub(super) fn topic_selects(key: &str, topic: &str) -> bool {
+    key == topic || (key == ALL_TABLES && topic.starts_with("table:"))
+}
+
+/// The topic key of a subscription.
+pub(super) fn topic_key(topic: &Topic) -> String {
+    match topic {
+        Topic::Table(t) => t.topic(),
+        Topic::AllTables => ALL_TABLES.to_owned(),
+        Topic::Channel(c) => c.as_str().to_owned(),
+    }
+}
+
+/// The store's topic selection for a subscription topic.
+pub(super) fn topic_filter(topic: &Topic) -> TopicFilter {
+    match topic {
+        Topic::AllTables => TopicFilter::AllTables,
+        other => TopicFilter::Exact(topic_key(other)),
+    }
+}
+
+/// A JSON string.
+pub(super) fn json_string(s: &str) -> Bytes {
+    Bytes::from(serde_json::to_vec(s).expect("strings serialize"))
+}
+
+/// A server message as an outbox item.
+pub(super) fn message(m: &ServerMessage, position: Option<Offset>) -> Outgoing {
+    let kind = match m {
+        ServerMessage::Welcome { .. } => "welcome",
+        ServerMessage::Subscribed { .. } => "subscribed",
+        ServerMessage::Snapshot { .. } => "snapshot",
+        ServerMessage::Event { .. } => "event",
+        ServerMessage::Lagged { .. } => "lagged",
+        ServerMessage::Unsubscribed { .. } => "unsubscribed",
+        ServerMessage::Published { .. } => "published",
+        ServerMessage::Pong { .. } => "pong",
+        ServerMessage::Subscriptions { .. } => "subscriptions",
+        ServerMessage::Error { .. } => "error",
+    };
+    Outgoing::Message {
+        kind,
+        json: Bytes::from(serde_json::to_vec(m).expect("server messages serialize")),
+        position,
+    }
+}
+
+#[derive(Debug)]
+struct Conn {
+    outbox: Arc<Outbox>,
+    subs: HashMap<Arc<str>, usize>,
+}
+
+/// The last committed groups, so subscriptions resuming near the head need
+/// not read the log.
+#[derive(Debug)]
+struct Recent {
+    groups: VecDeque<Arc<[Committed]>>,
+    bytes: usize,
+    limit: usize,
+    /// Every event after this offset is in `groups` (or not routed yet).
+    floor: Offset,
+}
+
+impl Recent {
+    fn push(&mut self, group: Arc<[Committed]>) {
+        self.bytes += group.iter().map(|c| c.json.len()).sum::<usize>();
+        self.groups.push_back(group);
+        while self.bytes > self.limit {
+            let Some(old) = self.groups.pop_front() else {
+                break;
+            };
+            self.bytes -= old.iter().map(|c| c.json.len()).sum::<usize>();
+            if let Some(last) = old.last() {
+                self.floor = last.event.offset;
+            }
+        }
+    }
+
+    fn after(&self, after: Offset) -> impl Iterator<Item = &Committed> {
+        self.groups
+            .iter()
+            .flat_map(|g| g.iter())
+            .filter(move |c| c.event.offset > after)
+    }
+}
+
+pub(super) struct Shard {
+    store: Arc<Store>,
+    config: HubConfig,
+    commands: mpsc::UnboundedReceiver<Command>,
+    live: broadcast::Receiver<Arc<[Committed]>>,
+    /// The last offset routed.
+    head: Offset,
+    recent: Recent,
+    subs: slab::Slab<Sub>,
+    conns: HashMap<u64, Conn>,
+    topics: HashMap<String, SubIndex<usize>>,
+    /// Subscriptions skipping events until their connection has room.
+    lagging: Vec<usize>,
+    next_nonce: u64,
+    routed: watch::Sender<Offset>,
+    receivers: Arc<Receivers>,
+    matched: Vec<usize>,
+    deliveries: Vec<(u64, usize)>,
+}
+
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard")
+            .field("head", &self.head)
+            .field("subs", &self.subs.len())
+            .field("conns", &self.conns.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shard {
+    /// Starts a shard task; its handle.
+    pub(super) fn spawn(store: Arc<Store>, config: HubConfig) -> super::ShardHandle {
+        // Receive first, then read the head: every group not yet routed at
+        // `head` is then in the receiver (groups at or below it are skipped).
+        let live = store.committed();
+        let head = store.head();
+        let (commands_tx, commands) = mpsc::unbounded_channel();
+        let (routed, routed_rx) = watch::channel(head);
+        let receivers = Arc::new(Receivers::default());
+        let shard = Shard {
+            recent: Recent {
+                groups: VecDeque::new(),
+                bytes: 0,
+                limit: config.recent_bytes,
+                floor: head,
+            },
+            store,
+            config,
+            commands,
+            live,
+            head,
+            subs: slab::Slab::new(),
+            conns: HashMap::new(),
+            topics: HashMap::new(),
+            lagging: Vec::new(),
+            next_nonce: 1,
+            routed,
+            receivers: receivers.clone(),
+            matched: Vec::new(),
+            deliveries: Vec::new(),
+        };
+        tokio::spawn(shard.run());
+        super::ShardHandle {
+            commands: commands_tx,
+            routed: routed_rx,
+            receivers,
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(command) => self.handle(command),
+                    // Every hub handle and connection is gone.
+                    None => return,
+                },
+                group = self.live.recv() => match group {
+                    Ok(group) => self.route_group(group),
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "hub shard fell behind the commit feed; reading the log");
+                        if let Err(e) = self.recover().await {
+                            tracing::error!(error = %e, "hub shard could not read the log; closing its connections");
+                            self.end_all();
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+            }
+        }
+    }
+
+    /// Routes what the broadcast dropped, from the log, up to the store's head.
+    async fn recover(&mut self) -> Result<(), StoreError> {
+        loop {
+            let (store, after) = (self.store.clone(), self.head);
+            let chunk = tokio::task::spawn_blocking(move || {
+                store.read_log(after, None, &TopicFilter::All, RECOVER_CHUNK)
+            })
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("log reader stopped: {e}")))??;
+            let group = chunk
+                .records
+                .iter()
+                .map(|r| {
+                    Ok(Committed {
+                        event: Arc::new(r.to_event()?),
+                        json: r.json.clone(),
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            if !group.is_empty() {
+                self.route_group(group.into());
+            }
+            self.head = self.head.max(chunk.next_after);
+            if chunk.done {
+                return Ok(());
+            }
+        }
+    }
+
+    fn route_group(&mut self, group: Arc<[Committed]>) {
+        let Some(last) = group.last() else { return };
+        if last.event.offset <= self.head {
+            return;
+        }
+        for committed in group.iter() {
+            if committed.event.offset > self.head {
+                self.route(committed);
+                self.head = committed.event.offset;
+            }
+        }
+        self.recent.push(group);
+        if !self.lagging.is_empty() {
+            self.resume_lagging();
+        }
+        self.routed.send_replace(self.head);
+    }
+
+    fn route(&mut self, committed: &Committed) {
+        let event = &*committed.event;
+        self.matched.clear();
+        let target = filter_target(event);
+        if let Some(index) = self.topics.get(&event.topic) {
+            index.matches(target, &mut self.matched);
+        }
+        if event.topic.starts_with("table:")
+            && let Some(index) = self.topics.get(ALL_TABLES)
+        {
+            index.matches(target, &mut self.matched);
+        }
+        self.deliveries.clear();
+        for &slot in &self.matched {
+            let sub = &self.subs[slot];
+            if sub.wants(event) {
+                self.deliveries.push((sub.conn, slot));
+            }
+        }
+        if matches!(event.body, EventBody::Publish { .. }) {
+            self.receivers
+                .record(event.offset, self.deliveries.len() as u64);
+        }
+        if self.deliveries.is_empty() {
+            return;
+        }
+        // Group by connection: one queued item per connection.
+        self.deliveries.sort_unstable();
+        let deliveries = std::mem::take(&mut self.deliveries);
+        for group in deliveries.chunk_by(|a, b| a.0 == b.0) {
+            self.deliver(group, committed);
+        }
+        self.deliveries = deliveries;
+    }
+
+    /// Queues `committed` once for the subscriptions in `group` (all of one
+    /// connection).
+    fn deliver(&mut self, group: &[(u64, usize)], committed: &Committed) {
+        let first = &self.subs[group[0].1];
+        let subs = if group.len() == 1 {
+            first.subs_json.clone()
+        } else {
+            let mut list = Vec::with_capacity(group.len() * 8 + 2);
+            list.push(b'[');
+            for (i, &(_, slot)) in group.iter().enumerate() {
+                if i > 0 {
+                    list.push(b',');
+                }
+                list.extend_from_slice(&self.subs[slot].id_json);
+            }
+            list.push(b']');
+            Bytes::from(list)
+        };
+        let item = Outgoing::Event {
+            subs,
+            offset: committed.event.offset,
+            json: committed.json.clone(),
+        };
+        let outbox = first.outbox.clone();
+        if outbox.push(item) == Pushed::Full {
+            let slots: Vec<usize> = group.iter().map(|&(_, s)| s).collect();
+            self.overflow(group[0].0, &slots, committed.event.offset);
+        }
+    }
+
+    /// Connection `conn` has no room for the event at `offset`, meant for
+    /// `slots`: skip it for `skip` subscriptions, or end the connection.
+    fn overflow(&mut self, conn: u64, slots: &[usize], offset: Offset) {
+        let resume_from = Offset(offset.0 - 1);
+        if slots
+            .iter()
+            .any(|&s| self.subs[s].on_lag == LagPolicy::Close)
+        {
+            if let Some(c) = self.conns.get(&conn) {
+                c.outbox.end(End::SlowConsumer { resume_from });
+            }
+            tracing::info!(conn, %resume_from, "slow consumer: closing the connection");
+            self.remove_conn(conn);
+            return;
+        }
+        for &slot in slots {
+            let sub = &mut self.subs[slot];
+            if sub.lagging.is_none() {
+                sub.lagging = Some(resume_from);
+                self.lagging.push(slot);
+            }
+        }
+    }
+
+    /// Tells lagging subscriptions whose connection has room again where
+    /// their gap is, and delivers to them from the next event on.
+    fn resume_lagging(&mut self) {
+        let until = self.head.next();
+        let mut still = Vec::new();
+        for slot in std::mem::take(&mut self.lagging) {
+            let Some(sub) = self.subs.get_mut(slot) else {
+                continue;
+            };
+            let Some(resume_from) = sub.lagging else {
+                continue;
+            };
+            if sub.outbox.bytes() > sub.outbox.limit() / 2 {
+                still.push(slot);
+                continue;
+            }
+            let lagged = message(
+                &ServerMessage::Lagged {
+                    id: sub.id.to_string(),
+                    resume_from,
+                    until,
+                },
+                None,
+            );
+            match sub.outbox.push_control(lagged, resume_from) {
+                Pushed::Queued => sub.lagging = None,
+                Pushed::Full | Pushed::Ended => still.push(slot),
+            }
+        }
+        self.lagging = still;
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Subscribe {
+                conn,
+                outbox,
+                spec,
+                start,
+                reply,
+            } => {
+                let answer = self.subscribe(conn, outbox, *spec, start);
+                let _ = reply.send(answer);
+            }
+            Command::Activate {
+                conn,
+                id,
+                nonce,
+                after,
+                reply,
+            } => {
+                let answer = match self.find(conn, &id, nonce) {
+                    Some(slot) => self.activate(slot, after),
+                    None => Activated::Gone,
+                };
+                let _ = reply.send(answer);
+            }
+            Command::Fail { conn, id, nonce } => {
+                if let Some(slot) = self.find(conn, &id, nonce) {
+                    self.remove_sub(slot);
+                }
+            }
+            Command::Unsubscribe { conn, id, reply } => {
+                let slot = self
+                    .conns
+                    .get(&conn)
+                    .and_then(|c| c.subs.get(id.as_str()).copied());
+                let answer = match slot {
+                    Some(slot) => {
+                        let sub = self.remove_sub(slot);
+                        let done = message(&ServerMessage::Unsubscribed { id }, None);
+                        let _ = sub.outbox.push_control(done, self.head);
+                        Ok(())
+                    }
+                    None => Err(HubError::new(
+                        ErrorCode::UnknownSubscription,
+                        format!("no subscription {id:?} on this connection"),
+                    )),
+                };
+                let _ = reply.send(answer);
+            }
+            Command::List { conn, reply } => {
+                let mut list: Vec<SubscriptionInfo> = self
+                    .conns
+                    .get(&conn)
+                    .map(|c| c.subs.values().map(|&s| self.subs[s].info()).collect())
+                    .unwrap_or_default();
+                list.sort_by(|a, b| a.id.cmp(&b.id));
+                let _ = reply.send(list);
+            }
+            Command::Disconnect { conn } => self.remove_conn(conn),
+        }
+    }
+
+    fn find(&self, conn: u64, id: &str, nonce: u64) -> Option<usize> {
+        let slot = *self.conns.get(&conn)?.subs.get(id)?;
+        (self.subs[slot].nonce == nonce).then_some(slot)
+    }
+
+    fn subscribe(
+        &mut self,
+        conn: u64,
+        outbox: Arc<Outbox>,
+        spec: SubscriptionSpec,
+        start: Option<Offset>,
+    ) -> Result<Option<Box<history::Pending>>, HubError> {
+        let entry = self.conns.entry(conn).or_insert_with(|| Conn {
+            outbox: outbox.clone(),
+            subs: HashMap::new(),
+        });
+        if entry.subs.contains_key(spec.id.as_str()) {
+            return Err(HubError::new(
+                ErrorCode::SubscriptionExists,
+                format!("this connection already has a subscription {:?}", spec.id),
+            ));
+        }
+        if entry.subs.len() >= self.config.max_subscriptions {
+            return Err(HubError::new(
+                ErrorCode::TooManySubscriptions,
+                format!(
+                    "a connection may hold at most {} subscriptions",
+                    self.config.max_subscriptions
+                ),
+            ));
+        }
+        let id: Arc<str> = spec.id.as_str().into();
+        let id_json = json_string(&spec.id);
+        let mut subs_json = Vec::with_capacity(id_json.len() + 2);
+        subs_json.push(b'[');
+        subs_json.extend_from_slice(&id_json);
+        subs_json.push(b']');
+        let nonce = self.next_nonce;
+        self.next_nonce += 1;
+        let sub = Sub {
+            conn,
+            nonce,
+            id: id.clone(),
+            id_json,
+            subs_json: subs_json.into(),
+            topic: topic_key(&spec.topic),
+            selector: Selector::new(&spec),
+            filter_source: spec.filter_source.clone(),
+            ops_list: spec.ops.clone(),
+            on_lag: spec.on_lag,
+            after: start.unwrap_or(self.head),
+            live: false,
+            lagging: None,
+            outbox,
+            cancel: Arc::new(AtomicBool::new(false)),
+        };
+        let pending = history::Pending {
+            conn,
+            id: id.clone(),
+            nonce,
+            subs_json: sub.subs_json.clone(),
+            id_json: sub.id_json.clone(),
+            topic: spec.topic.clone(),
+            selector: Selector::new(&spec),
+            snapshot: spec.snapshot,
+            after: start.unwrap_or(self.head),
+            cancel: sub.cancel.clone(),
+        };
+        let slot = self.subs.insert(sub);
+        entry.subs.insert(id, slot);
+        match start {
+            _ if spec.snapshot => Ok(Some(Box::new(pending))),
+            None => {
+                self.go_live(slot, self.head);
+                Ok(None)
+            }
+            Some(after) if after >= self.recent.floor => {
+                self.activate(slot, after);
+                Ok(None)
+            }
+            Some(_) => Ok(Some(Box::new(pending))),
+        }
+    }
+
+    /// Delivers the recent events after `after` to a pending subscription,
+    /// then makes it live.
+    fn activate(&mut self, slot: usize, after: Offset) -> Activated {
+        if after < self.recent.floor {
+            return Activated::Behind;
+        }
+        let sub = &self.subs[slot];
+        let mut overflowed = None;
+        for committed in self.recent.after(after) {
+            let event = &*committed.event;
+            if !(topic_selects(&sub.topic, &event.topic) && sub.selector.selects(event)) {
+                continue;
+            }
+            let item = Outgoing::Event {
+                subs: sub.subs_json.clone(),
+                offset: event.offset,
+                json: committed.json.clone(),
+            };
+            if sub.outbox.push(item) != Pushed::Queued {
+                overflowed = Some(event.offset);
+                break;
+            }
+        }
+        if let Some(offset) = overflowed {
+            let conn = sub.conn;
+            self.overflow(conn, &[slot], offset);
+            if !self.subs.contains(slot) {
+                return Activated::Gone;
+            }
+        }
+        self.go_live(slot, after.max(self.head));
+        Activated::Live
+    }
+
+    fn go_live(&mut self, slot: usize, at: Offset) {
+        let sub = &mut self.subs[slot];
+        sub.after = sub.after.max(at);
+        sub.live = true;
+        self.topics
+            .entry(sub.topic.clone())
+            .or_default()
+            .insert(slot, sub.selector.filter.clone());
+        let subscribed = message(
+            &ServerMessage::Subscribed {
+                id: sub.id.to_string(),
+                offset: sub.after,
+            },
+            Some(sub.after),
+        );
+        let _ = sub.outbox.push_control(subscribed, sub.after);
+    }
+
+    fn remove_sub(&mut self, slot: usize) -> Sub {
+        let sub = self.subs.remove(slot);
+        sub.outbox.cancel(&sub.cancel);
+        if sub.live
+            && let Some(index) = self.topics.get_mut(&sub.topic)
+        {
+            index.remove(slot);
+            if index.is_empty() {
+                self.topics.remove(&sub.topic);
+            }
+        }
+        if let Some(conn) = self.conns.get_mut(&sub.conn) {
+            conn.subs.remove(&sub.id);
+            if conn.subs.is_empty() {
+                self.conns.remove(&sub.conn);
+            }
+        }
+        sub
+    }
+
+    fn remove_conn(&mut self, conn: u64) {
+        let Some(entry) = self.conns.get(&conn) else {
+            return;
+        };
+        let slots: Vec<usize> = entry.subs.values().copied().collect();
+        for slot in slots {
+            self.remove_sub(slot);
+        }
+        self.conns.remove(&conn);
+    }
+
+    fn end_all(&mut self) {
+        let conns: Vec<u64> = self.conns.keys().copied().collect();
+        for conn in conns {
+            if let Some(c) = self.conns.get(&conn) {
+                c.outbox.end(End::Closed);
+            }
+            self.remove_conn(conn);
+        }
+    }
+}

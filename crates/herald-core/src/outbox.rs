@@ -1,0 +1,305 @@
+//! [`Outbox`]: one connection's outbound queue, bounded in bytes.
+//!
+//! The hub pushes without waiting ([`Outbox::push`]): a full outbox is a
+//! slow consumer, handled by the subscription's lag policy, never a stall of
+//! the hub. History and snapshots are read on the connection's behalf and
+//! wait for room instead ([`Outbox::push_wait`]). The transport's writer
+//! takes everything queued at once ([`Outbox::take`]) and writes it with few
+//! syscalls.
+
+use bytes::Bytes;
+use herald_proto::Offset;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::Notify;
+
+/// Bytes counted for an item beyond its payload (queue slot, headers).
+const ITEM_OVERHEAD: usize = 64;
+
+/// Something to send to the client.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// An event for some of the connection's subscriptions.
+    Event {
+        /// The subscription ids as a JSON array (`["a","b"]`).
+        subs: Bytes,
+        /// The event's offset (SSE uses it for `id:`).
+        offset: Offset,
+        /// The event envelope, serialized once and shared by every recipient.
+        json: Bytes,
+    },
+    /// Any other server message, already serialized.
+    Message {
+        /// Its `type`, which SSE uses as the event name.
+        kind: &'static str,
+        /// The message as JSON.
+        json: Bytes,
+        /// A position to resume from after this message (SSE `id:`).
+        position: Option<Offset>,
+    },
+}
+
+impl Outgoing {
+    fn size(&self) -> usize {
+        ITEM_OVERHEAD
+            + match self {
+                Outgoing::Event { subs, json, .. } => subs.len() + json.len(),
+                Outgoing::Message { json, .. } => json.len(),
+            }
+    }
+}
+
+/// Why an outbox stopped taking items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The connection fell behind: every live subscription has every
+    /// matching event up to `resume_from` queued, and nothing after.
+    SlowConsumer {
+        /// The offset to resume after.
+        resume_from: Offset,
+    },
+    /// The connection is closing for another reason.
+    Closed,
+}
+
+/// The answer to a non-waiting push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Pushed {
+    /// Queued.
+    Queued,
+    /// Not queued: the outbox is over its byte limit.
+    Full,
+    /// Not queued: the outbox has ended.
+    Ended,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<Outgoing>,
+    bytes: usize,
+    end: Option<End>,
+}
+
+/// A connection's outbound queue. Shared by the hub, history readers and the
+/// transport's writer.
+#[derive(Debug)]
+pub struct Outbox {
+    queue: Mutex<Queue>,
+    /// Signalled when the queue goes from empty to not empty, or ends.
+    ready: Notify,
+    /// Signalled when the writer took items.
+    room: Notify,
+    limit: usize,
+}
+
+impl Outbox {
+    /// An empty outbox holding at most about `limit` bytes.
+    #[must_use]
+    pub fn new(limit: usize) -> Outbox {
+        Outbox {
+            queue: Mutex::new(Queue::default()),
+            ready: Notify::new(),
+            room: Notify::new(),
+            limit,
+        }
+    }
+
+    /// Its byte limit.
+    #[must_use]
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // A panic while holding the lock leaves a consistent queue (every
+        // mutation is a single step), so poisoning carries no meaning here.
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues `item` if it fits under the limit.
+    pub fn push(&self, item: Outgoing) -> Pushed {
+        self.push_under(item, self.limit, None)
+    }
+
+    /// Queues a small control message; it may exceed the limit (up to
+    /// twice it) so answers are not lost behind events. Beyond that the
+    /// client is not reading at all and the outbox ends as a slow consumer.
+    pub fn push_control(&self, item: Outgoing, resume_from: Offset) -> Pushed {
+        match self.push_under(item, self.limit * 2, None) {
+            Pushed::Full => {
+                self.end(End::SlowConsumer { resume_from });
+                Pushed::Ended
+            }
+            other => other,
+        }
+    }
+
+    /// Queues `item` unless `cancelled` is set; the flag is read under the
+    /// queue's lock, so after [`Outbox::cancel`] returns nothing more is
+    /// queued for it.
+    pub fn push_unless(&self, item: Outgoing, cancelled: &AtomicBool) -> Pushed {
+        self.push_under(item, self.limit, Some(cancelled))
+    }
+
+    fn push_under(&self, item: Outgoing, limit: usize, cancelled: Option<&AtomicBool>) -> Pushed {
+        let size = item.size();
+        let mut q = self.lock();
+        if q.end.is_some() || cancelled.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Pushed::Ended;
+        }
+        // An item larger than the whole limit still goes into an empty queue.
+        if q.bytes + size > limit && !q.items.is_empty() {
+            return Pushed::Full;
+        }
+        let was_empty = q.items.is_empty();
+        q.bytes += size;
+        q.items.push_back(item);
+        drop(q);
+        if was_empty {
+            self.ready.notify_one();
+        }
+        Pushed::Queued
+    }
+
+    /// Queues `item`, waiting while the outbox is full. Returns `false` if
+    /// the outbox ended or `cancelled` was set.
+    pub async fn push_wait(&self, item: Outgoing, cancelled: &AtomicBool) -> bool {
+        loop {
+            let room = self.room.notified();
+            match self.push_under(item.clone(), self.limit, Some(cancelled)) {
+                Pushed::Queued => return true,
+                Pushed::Ended => return false,
+                Pushed::Full => room.await,
+            }
+        }
+    }
+
+    /// Sets `flag` under the queue's lock: see [`Outbox::push_unless`].
+    pub fn cancel(&self, flag: &AtomicBool) {
+        let _q = self.lock();
+        flag.store(true, Ordering::Relaxed);
+        drop(_q);
+        self.room.notify_waiters();
+    }
+
+    /// Stops taking items. The writer still gets what was queued, then the
+    /// end. The first end wins.
+    pub fn end(&self, end: End) {
+        let mut q = self.lock();
+        if q.end.is_none() {
+            q.end = Some(end);
+        }
+        drop(q);
+        self.ready.notify_one();
+        self.room.notify_waiters();
+    }
+
+    /// Whether the outbox has ended.
+    #[must_use]
+    pub fn ended(&self) -> Option<End> {
+        self.lock().end
+    }
+
+    /// Bytes queued now.
+    #[must_use]
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Moves everything queued into `into`; returns the end once the queue
+    /// is empty and ended.
+    pub fn take(&self, into: &mut Vec<Outgoing>) -> Option<End> {
+        let mut q = self.lock();
+        into.extend(q.items.drain(..));
+        q.bytes = 0;
+        let end = q.end;
+        drop(q);
+        self.room.notify_waiters();
+        end
+    }
+
+    /// Waits until something is queued or the outbox ended. May return
+    /// spuriously; call [`Outbox::take`] after.
+    pub async fn ready(&self) {
+        self.ready.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(n: usize) -> Outgoing {
+        Outgoing::Message {
+            kind: "pong",
+            json: Bytes::from(vec![b' '; n]),
+            position: None,
+        }
+    }
+
+    #[test]
+    fn push_respects_the_byte_limit_and_take_empties() {
+        let outbox = Outbox::new(1000);
+        assert_eq!(outbox.push(message(500)), Pushed::Queued);
+        assert_eq!(outbox.push(message(500)), Pushed::Full);
+        assert_eq!(outbox.push(message(300)), Pushed::Queued);
+        let mut items = Vec::new();
+        assert_eq!(outbox.take(&mut items), None);
+        assert_eq!(items.len(), 2);
+        assert_eq!(outbox.bytes(), 0);
+        // Oversized items pass into an empty queue.
+        assert_eq!(outbox.push(message(5000)), Pushed::Queued);
+    }
+
+    #[test]
+    fn control_messages_may_exceed_the_limit_up_to_twice() {
+        let outbox = Outbox::new(1000);
+        assert_eq!(outbox.push(message(900)), Pushed::Queued);
+        assert_eq!(outbox.push_control(message(500), Offset(3)), Pushed::Queued);
+        assert_eq!(outbox.push_control(message(900), Offset(3)), Pushed::Ended);
+        assert_eq!(
+            outbox.ended(),
+            Some(End::SlowConsumer {
+                resume_from: Offset(3)
+            })
+        );
+        let mut items = Vec::new();
+        assert!(outbox.take(&mut items).is_some());
+        assert_eq!(items.len(), 2, "queued items survive the end");
+    }
+
+    #[test]
+    fn cancelled_pushes_are_refused() {
+        let outbox = Outbox::new(1000);
+        let flag = AtomicBool::new(false);
+        assert_eq!(outbox.push_unless(message(1), &flag), Pushed::Queued);
+        outbox.cancel(&flag);
+        assert_eq!(outbox.push_unless(message(1), &flag), Pushed::Ended);
+        assert_eq!(outbox.push(message(1)), Pushed::Queued);
+    }
+
+    #[tokio::test]
+    async fn push_wait_waits_for_the_writer() {
+        let outbox = std::sync::Arc::new(Outbox::new(1000));
+        let flag = AtomicBool::new(false);
+        assert!(outbox.push_wait(message(900), &flag).await);
+        let waiter = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move {
+                let flag = AtomicBool::new(false);
+                outbox.push_wait(message(900), &flag).await
+            })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        let mut items = Vec::new();
+        outbox.take(&mut items);
+        assert!(waiter.await.unwrap());
+        outbox.end(End::Closed);
+        assert!(!outbox.push_wait(message(1), &flag).await);
+    }
+}
