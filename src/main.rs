@@ -58,7 +58,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "herald serving");
         // One plain line on stdout, for scripts and tests that start us on port 0.
         println!("herald listening on http://{addr}");
-        herald_server::run(listener, herald, config.http, shutdown).await?;
+        herald_server::run(listener, herald, config.http, config.realtime, shutdown).await?;
         tracing::info!("herald stopped cleanly");
         Ok(())
     })

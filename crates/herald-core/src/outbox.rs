@@ -8,7 +8,7 @@
 //! syscalls.
 
 use bytes::Bytes;
-use herald_proto::Offset;
+use herald_proto::{Offset, ServerMessage};
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +41,29 @@ pub enum Outgoing {
 }
 
 impl Outgoing {
+    /// A server message, serialized. `position` marks where a client may
+    /// resume after it (SSE `id:`).
+    #[must_use]
+    pub fn message(m: &ServerMessage, position: Option<Offset>) -> Outgoing {
+        let kind = match m {
+            ServerMessage::Welcome { .. } => "welcome",
+            ServerMessage::Subscribed { .. } => "subscribed",
+            ServerMessage::Snapshot { .. } => "snapshot",
+            ServerMessage::Event { .. } => "event",
+            ServerMessage::Lagged { .. } => "lagged",
+            ServerMessage::Unsubscribed { .. } => "unsubscribed",
+            ServerMessage::Published { .. } => "published",
+            ServerMessage::Pong { .. } => "pong",
+            ServerMessage::Subscriptions { .. } => "subscriptions",
+            ServerMessage::Error { .. } => "error",
+        };
+        Outgoing::Message {
+            kind,
+            json: Bytes::from(serde_json::to_vec(m).expect("server messages serialize")),
+            position,
+        }
+    }
+
     fn size(&self) -> usize {
         ITEM_OVERHEAD
             + match self {

@@ -58,6 +58,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<herald_core::HubError> for ApiError {
+    fn from(e: herald_core::HubError) -> ApiError {
+        ApiError {
+            earliest: e.earliest.map(|o| o.0),
+            ..ApiError::new(e.code, e.message)
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.code.http_status())

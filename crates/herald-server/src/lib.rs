@@ -1,8 +1,10 @@
-//! Herald's HTTP server: the REST API for tables, batches and replay.
+//! Herald's HTTP server: the REST API for tables, batches and replay, and
+//! real-time subscriptions over WebSocket and SSE.
 //!
 //! [`run`] takes the listener and the shutdown signal from its caller (tests
-//! bind port 0), serves until the signal fires, lets in-flight requests
-//! finish, then closes the store so every acknowledged write is fsynced.
+//! bind port 0), serves until the signal fires, closes WebSocket and SSE
+//! sessions (1001, going away), lets in-flight requests finish, then closes
+//! the store so every acknowledged write is fsynced.
 //!
 //! # Layout
 //! - [`config`]: the whole configuration tree ([`Config`]), as read from `herald.toml`.
@@ -11,23 +13,35 @@
 //! - `tables`: document routes (`/v1/tables/{table}/docs...`).
 //! - `batch`: `POST /v1/batch`.
 //! - `events`: `GET /v1/events`, replay of the log as NDJSON.
-//! - `query`: the document filter accepted by queries and replay.
+//! - `query`: the document filter accepted by queries, replay and subscriptions.
+//! - `subscription`: a `subscribe` request (WS message or SSE query) made
+//!   into a hub subscription.
+//! - `sessions`: the connection limit and the shutdown signal sessions watch.
+//! - `ws`: `GET /v1/ws`, the WebSocket protocol.
+//! - `sse`: `GET /v1/sse` and `GET /v1/tables/{table}/events`.
+//! - `channels`: `POST /v1/channels/{channel}/messages`.
 
 mod batch;
+mod channels;
 pub mod config;
 mod error;
 mod events;
 mod extract;
 mod query;
+mod sessions;
+mod sse;
+mod subscription;
 mod tables;
+mod ws;
 
-pub use config::{Config, HttpConfig};
+pub use config::{Config, HttpConfig, RealtimeConfig};
 pub use error::ApiError;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use herald_core::Herald;
+use herald_core::{Herald, Hub};
+use sessions::Sessions;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -36,17 +50,26 @@ use tokio::net::TcpListener;
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
     pub(crate) herald: Herald,
+    pub(crate) hub: Hub,
     pub(crate) http: Arc<HttpConfig>,
+    pub(crate) realtime: Arc<RealtimeConfig>,
+    pub(crate) sessions: Sessions,
 }
 
-/// The application's routes, ready to serve.
-pub fn router(herald: Herald, http: HttpConfig) -> Router {
+/// The application's routes, ready to serve, and the handle that ends its
+/// WebSocket and SSE sessions. Call inside a Tokio runtime (the hub starts
+/// its tasks).
+pub fn router(herald: Herald, http: HttpConfig, realtime: RealtimeConfig) -> (Router, Sessions) {
     let max_body = http.max_body_bytes;
+    let sessions = Sessions::new(realtime.max_connections);
     let state = AppState {
+        hub: Hub::start(herald.clone(), realtime.hub()),
         herald,
         http: Arc::new(http),
+        realtime: Arc::new(realtime),
+        sessions: sessions.clone(),
     };
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route(
             "/v1/tables/{table}/docs",
@@ -61,25 +84,38 @@ pub fn router(herald: Herald, http: HttpConfig) -> Router {
         )
         .route("/v1/batch", post(batch::batch))
         .route("/v1/events", get(events::replay))
+        .route("/v1/channels/{channel}/messages", post(channels::publish))
+        .route("/v1/ws", get(ws::upgrade))
+        .route("/v1/sse", get(sse::subscribe))
+        .route("/v1/tables/{table}/events", get(sse::table_shorthand))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state);
+    (router, sessions)
 }
 
-/// Serves `herald` on `listener` until `shutdown` resolves, then drains
-/// in-flight requests and closes the store (final fsync).
+/// Serves `herald` on `listener` until `shutdown` resolves, then ends
+/// WebSocket and SSE sessions, drains in-flight requests and closes the
+/// store (final fsync).
 pub async fn run(
     listener: TcpListener,
     herald: Herald,
     http: HttpConfig,
+    realtime: RealtimeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(herald.clone(), http);
+    let (app, sessions) = router(herald.clone(), http, realtime);
+    let ending = sessions.clone();
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            ending.shut_down();
+        })
         .await;
+    // Upgraded WebSockets outlive the HTTP server: let them say goodbye.
+    sessions.wait_closed(std::time::Duration::from_secs(5)).await;
     tracing::info!("stopped accepting; closing the store");
     herald.close().await;
     served

@@ -21,22 +21,16 @@ impl DocFilter {
         params: Option<&str>,
         limits: &Limits,
     ) -> Result<DocFilter, ApiError> {
-        let invalid = |what: &str, e: herald_filter::FilterError| {
-            ApiError::new(
-                ErrorCode::InvalidFilter,
-                format!("{what}: {e} ({})", e.code()),
-            )
-        };
-        let mut compiled = Filter::match_all();
-        if let Some(text) = filter {
-            let json: Value = serde_json::from_str(text).map_err(|e| {
-                ApiError::new(
-                    ErrorCode::InvalidFilter,
-                    format!("filter is not valid JSON: {e}"),
-                )
-            })?;
-            compiled = Filter::from_json(&json, limits).map_err(|e| invalid("filter", e))?;
-        }
+        let filter = filter
+            .map(|text| {
+                serde_json::from_str::<Value>(text).map_err(|e| {
+                    ApiError::new(
+                        ErrorCode::InvalidFilter,
+                        format!("filter is not valid JSON: {e}"),
+                    )
+                })
+            })
+            .transpose()?;
         let params = match params {
             None => Vec::new(),
             Some(text) => match serde_json::from_str(text) {
@@ -49,21 +43,46 @@ impl DocFilter {
                 }
             },
         };
+        DocFilter::compile(filter.as_ref(), where_clause, &params, limits)
+    }
+
+    /// Compiles a JSON filter and/or an SQL `WHERE` clause with its parameters.
+    pub(crate) fn compile(
+        filter: Option<&Value>,
+        where_clause: Option<&str>,
+        params: &[Value],
+        limits: &Limits,
+    ) -> Result<DocFilter, ApiError> {
+        let invalid = |what: &str, e: herald_filter::FilterError| {
+            ApiError::new(
+                ErrorCode::InvalidFilter,
+                format!("{what}: {e} ({})", e.code()),
+            )
+        };
+        let mut compiled = Filter::match_all();
+        if let Some(json) = filter {
+            compiled = Filter::from_json(json, limits).map_err(|e| invalid("filter", e))?;
+        }
         match where_clause {
             Some(sql) => {
                 let sql =
-                    Filter::from_sql(sql, &params, limits).map_err(|e| invalid("where", e))?;
+                    Filter::from_sql(sql, params, limits).map_err(|e| invalid("where", e))?;
                 compiled = compiled.and(sql);
             }
             None if !params.is_empty() => {
                 return Err(ApiError::new(
                     ErrorCode::InvalidFilter,
-                    "params are only used with where=",
+                    "params are only used with where",
                 ));
             }
             None => {}
         }
         Ok(DocFilter(compiled))
+    }
+
+    /// The compiled filter.
+    pub(crate) fn into_filter(self) -> Filter {
+        self.0
     }
 
     /// Whether the filter keeps everything.

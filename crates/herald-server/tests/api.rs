@@ -62,6 +62,7 @@ impl TestServer {
             listener,
             herald.clone(),
             http,
+            herald_server::RealtimeConfig::default(),
             async move {
                 // A dropped sender (a failed test) also stops the server.
                 let _ = signal.await;

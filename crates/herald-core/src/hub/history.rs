@@ -7,7 +7,7 @@
 //! the shard fills the last stretch from its recent window (or says the
 //! reader is behind it, and the reader goes on reading).
 
-use super::shard::{Activated, Command, Selector, message, topic_filter};
+use super::shard::{Activated, Command, Selector, topic_filter};
 use super::{HubConfig, HubError};
 use crate::outbox::{Outbox, Outgoing};
 use crate::subscribe::Topic;
@@ -56,7 +56,7 @@ pub(super) async fn run(
                 id: pending.id.clone(),
                 nonce: pending.nonce,
             });
-            let error = message(&e.to_message(Some(pending.id.to_string()), None), None);
+            let error = Outgoing::message(&e.to_message(Some(pending.id.to_string()), None), None);
             let _ = outbox.push_unless(error, &pending.cancel);
         }
     }

@@ -257,27 +257,6 @@ pub(super) fn json_string(s: &str) -> Bytes {
     Bytes::from(serde_json::to_vec(s).expect("strings serialize"))
 }
 
-/// A server message as an outbox item.
-pub(super) fn message(m: &ServerMessage, position: Option<Offset>) -> Outgoing {
-    let kind = match m {
-        ServerMessage::Welcome { .. } => "welcome",
-        ServerMessage::Subscribed { .. } => "subscribed",
-        ServerMessage::Snapshot { .. } => "snapshot",
-        ServerMessage::Event { .. } => "event",
-        ServerMessage::Lagged { .. } => "lagged",
-        ServerMessage::Unsubscribed { .. } => "unsubscribed",
-        ServerMessage::Published { .. } => "published",
-        ServerMessage::Pong { .. } => "pong",
-        ServerMessage::Subscriptions { .. } => "subscriptions",
-        ServerMessage::Error { .. } => "error",
-    };
-    Outgoing::Message {
-        kind,
-        json: Bytes::from(serde_json::to_vec(m).expect("server messages serialize")),
-        position,
-    }
-}
-
 #[derive(Debug)]
 struct Conn {
     outbox: Arc<Outbox>,
@@ -563,7 +542,7 @@ impl Shard {
                 still.push(slot);
                 continue;
             }
-            let lagged = message(
+            let lagged = Outgoing::message(
                 &ServerMessage::Lagged {
                     id: sub.id.to_string(),
                     resume_from,
@@ -617,7 +596,7 @@ impl Shard {
                 let answer = match slot {
                     Some(slot) => {
                         let sub = self.remove_sub(slot);
-                        let done = message(&ServerMessage::Unsubscribed { id }, None);
+                        let done = Outgoing::message(&ServerMessage::Unsubscribed { id }, None);
                         let _ = sub.outbox.push_control(done, self.head);
                         Ok(())
                     }
@@ -767,7 +746,7 @@ impl Shard {
             .entry(sub.topic.clone())
             .or_default()
             .insert(slot, sub.selector.filter.clone());
-        let subscribed = message(
+        let subscribed = Outgoing::message(
             &ServerMessage::Subscribed {
                 id: sub.id.to_string(),
                 offset: sub.after,

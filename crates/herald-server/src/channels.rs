@@ -1,0 +1,45 @@
+//! `POST /v1/channels/{channel}/messages`: publish a message.
+//!
+//! The body is `{"data": <any JSON>}`. The message is appended to the log
+//! like a table change (so it replays and resumes the same way) and the
+//! answer, once it is durable, is `{"offset", "receivers"}`: the number of
+//! subscriptions it was delivered to.
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use axum::Json;
+use axum::extract::{Path, State};
+use herald_proto::{ErrorCode, Offset};
+use herald_store::ChannelName;
+use serde::Serialize;
+use serde_json::Value;
+
+/// The answer to a publish.
+#[derive(Debug, Serialize)]
+pub(crate) struct Published {
+    offset: Offset,
+    receivers: u64,
+}
+
+pub(crate) async fn publish(
+    State(app): State<AppState>,
+    Path(channel): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Published>, ApiError> {
+    let channel = ChannelName::new(&channel)?;
+    let data = match body {
+        Value::Object(mut fields) if fields.len() == 1 && fields.contains_key("data") => {
+            fields.remove("data").unwrap_or(Value::Null)
+        }
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidParameter,
+                r#"the body is {"data": <any JSON value>}"#,
+            ));
+        }
+    };
+    let offset = app.herald.publish(channel.as_str(), data).await?;
+    let receivers = app.hub.receivers(offset).await;
+    Ok(Json(Published { offset, receivers }))
+}

@@ -1,0 +1,330 @@
+//! Server-Sent Events: `GET /v1/sse` (one subscription per stream, the same
+//! options as a WebSocket `subscribe`) and the shorthand
+//! `GET /v1/tables/{table}/events?field=value...` (equality filters).
+//!
+//! Framing: every event's `id:` is its resume token `epoch:offset`, so a
+//! browser's automatic reconnect sends `Last-Event-ID` and resumes exactly
+//! after it. Table changes and messages are unnamed events (`onmessage`);
+//! `snapshot`, `subscribed`, `lagged` and `error` are named. Payloads are
+//! compact JSON, which never contains a raw line break, so no data can
+//! inject an SSE field. A comment line every heartbeat keeps proxies open.
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{Params, TablePath};
+use crate::sessions::{self, Permit};
+use crate::subscription;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, Bytes, BytesMut};
+use herald_core::{Connection, End, Outgoing};
+use herald_proto::{
+    Epoch, ErrorCode, LagPolicy, Op, ResumeToken, ServerMessage, StartFrom, Subscribe,
+};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// The subscription id SSE streams use in `subscribed`/`snapshot` messages.
+const SSE_ID: &str = "sse";
+
+/// Query parameters of `GET /v1/sse`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SseParams {
+    table: Option<String>,
+    channel: Option<String>,
+    /// Comma-separated operations.
+    ops: Option<String>,
+    filter: Option<String>,
+    #[serde(rename = "where")]
+    where_clause: Option<String>,
+    params: Option<String>,
+    /// Comma-separated field paths.
+    changed: Option<String>,
+    /// `now`, an offset, or a resume token (`Last-Event-ID` wins).
+    from: Option<String>,
+    /// Start at the first event at or after this time (unix ms).
+    since: Option<u64>,
+    snapshot: Option<bool>,
+    on_lag: Option<LagPolicy>,
+}
+
+/// `GET /v1/sse`.
+pub(crate) async fn subscribe(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Params(params): Params<SseParams>,
+) -> Result<Response, ApiError> {
+    let filter = params
+        .filter
+        .as_deref()
+        .map(|text| {
+            serde_json::from_str::<Value>(text).map_err(|e| {
+                ApiError::new(
+                    ErrorCode::InvalidFilter,
+                    format!("filter is not valid JSON: {e}"),
+                )
+            })
+        })
+        .transpose()?;
+    let sql_params = match params.params.as_deref() {
+        None => None,
+        Some(text) => match serde_json::from_str(text) {
+            Ok(Value::Array(values)) => Some(values),
+            _ => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidFilter,
+                    "params must be a JSON array of values for $1, $2, ...",
+                ));
+            }
+        },
+    };
+    let request = Subscribe {
+        id: SSE_ID.to_owned(),
+        table: params.table,
+        channel: params.channel,
+        ops: params.ops.as_deref().map(parse_ops).transpose()?,
+        filter,
+        where_clause: params.where_clause,
+        params: sql_params,
+        changed: params
+            .changed
+            .map(|c| c.split(',').map(str::to_owned).collect()),
+        from: start(params.from.as_deref(), params.since)?,
+        snapshot: params.snapshot.unwrap_or(false),
+        on_lag: params.on_lag,
+    };
+    stream(app, &headers, request).await
+}
+
+/// Reserved query parameters of the shorthand; every other one is a filter.
+#[derive(Debug, Deserialize)]
+struct ShorthandOptions {
+    ops: Option<String>,
+    from: Option<String>,
+    since: Option<u64>,
+    snapshot: Option<bool>,
+}
+
+/// `GET /v1/tables/{table}/events?field=value...`: each other parameter is
+/// an equality on a (dotted) field. A value that reads as a JSON number,
+/// boolean or null also matches that typed value: `?n=3` matches `3` and `"3"`.
+pub(crate) async fn table_shorthand(
+    State(app): State<AppState>,
+    TablePath(table): TablePath,
+    headers: HeaderMap,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let mut fields = serde_json::Map::new();
+    let mut reserved = BTreeMap::new();
+    for (key, value) in query {
+        if matches!(key.as_str(), "ops" | "from" | "since" | "snapshot") {
+            reserved.insert(key, value);
+            continue;
+        }
+        let typed = serde_json::from_str::<Value>(&value)
+            .ok()
+            .filter(|v| v.is_number() || v.is_boolean() || v.is_null());
+        let condition = match typed {
+            Some(typed) => serde_json::json!({"$in": [typed, value]}),
+            None => Value::String(value),
+        };
+        fields.insert(key, condition);
+    }
+    let options: ShorthandOptions = serde_urlencoded::from_str(
+        &serde_urlencoded::to_string(&reserved).unwrap_or_default(),
+    )
+    .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e.to_string()))?;
+    let request = Subscribe {
+        id: SSE_ID.to_owned(),
+        table: Some(table.as_str().to_owned()),
+        ops: options.ops.as_deref().map(parse_ops).transpose()?,
+        filter: (!fields.is_empty()).then_some(Value::Object(fields)),
+        from: start(options.from.as_deref(), options.since)?,
+        snapshot: options.snapshot.unwrap_or(false),
+        ..Subscribe::default()
+    };
+    stream(app, &headers, request).await
+}
+
+fn parse_ops(text: &str) -> Result<Vec<Op>, ApiError> {
+    text.split(',')
+        .map(|op| {
+            serde_json::from_value(Value::String(op.trim().to_owned())).map_err(|_| {
+                ApiError::new(
+                    ErrorCode::InvalidParameter,
+                    format!("unknown op {op:?}: ops are insert, update, delete, publish"),
+                )
+            })
+        })
+        .collect()
+}
+
+fn start(from: Option<&str>, since: Option<u64>) -> Result<Option<StartFrom>, ApiError> {
+    let from = match (from, since) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidParameter,
+                "give from or since, not both",
+            ));
+        }
+        (None, Some(ts)) => return Ok(Some(StartFrom::Time(herald_proto::Timestamp(ts)))),
+        (None, None) => return Ok(None),
+        (Some(from), None) => from,
+    };
+    let text = match from.parse::<u64>() {
+        Ok(offset) => Value::from(offset),
+        Err(_) => Value::String(from.to_owned()),
+    };
+    serde_json::from_value(text)
+        .map(Some)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e.to_string()))
+}
+
+/// Subscribes and streams. `Last-Event-ID` (a resume token) replaces the
+/// start position and skips the snapshot: the client already has it.
+async fn stream(
+    app: AppState,
+    headers: &HeaderMap,
+    mut request: Subscribe,
+) -> Result<Response, ApiError> {
+    if let Some(last) = headers.get("last-event-id") {
+        let token: ResumeToken = last
+            .to_str()
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidParameter,
+                    "Last-Event-ID must be a resume token <epoch>:<offset>",
+                )
+            })?;
+        request.from = Some(StartFrom::Token(token));
+        request.snapshot = false;
+    }
+    let Some(permit) = app.sessions.admit() else {
+        return Err(ApiError::new(
+            ErrorCode::TooManyConnections,
+            "the server holds the most connections it allows (or is shutting down); retry later",
+        ));
+    };
+    let spec = subscription::compile(request, &app.http.filter)?;
+    let conn = app.hub.connect();
+    conn.subscribe(spec).await?;
+    let epoch = app.herald.store().epoch();
+    let body = events(app, conn, epoch, permit);
+    Ok((
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
+            (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+fn events(
+    app: AppState,
+    conn: Connection,
+    epoch: Epoch,
+    permit: Permit,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> {
+    async_stream::stream! {
+        let _permit = permit;
+        let mut closing = app.sessions.closing();
+        let mut heartbeat = tokio::time::interval(app.realtime.heartbeat);
+        heartbeat.tick().await;
+        let mut batch = Vec::new();
+        loop {
+            tokio::select! {
+                () = conn.outbox().ready() => {}
+                _ = heartbeat.tick() => {
+                    yield Ok(Bytes::from_static(b": ping\n\n"));
+                    continue;
+                }
+                () = sessions::closed(&mut closing) => return,
+            }
+            let end = conn.outbox().take(&mut batch);
+            let mut out = BytesMut::new();
+            for item in batch.drain(..) {
+                write_item(&mut out, epoch, &item);
+            }
+            if let Some(end) = end {
+                let (code, message, resume_from) = match end {
+                    End::SlowConsumer { resume_from } => (
+                        ErrorCode::SlowConsumer,
+                        "the stream fell too far behind; reconnect to resume",
+                        Some(resume_from),
+                    ),
+                    End::Closed => (ErrorCode::Internal, "closed by the server", None),
+                };
+                let error = ServerMessage::Error {
+                    reference: None,
+                    id: Some(SSE_ID.to_owned()),
+                    code,
+                    message: message.to_owned(),
+                    earliest: None,
+                };
+                write_item(&mut out, epoch, &Outgoing::message(&error, resume_from));
+                yield Ok(out.freeze());
+                return;
+            }
+            if !out.is_empty() {
+                yield Ok(out.freeze());
+            }
+        }
+    }
+}
+
+/// Appends one SSE event.
+fn write_item(out: &mut BytesMut, epoch: Epoch, item: &Outgoing) {
+    let (kind, position, json) = match item {
+        Outgoing::Event { offset, json, .. } => (None, Some(*offset), json),
+        Outgoing::Message {
+            kind,
+            json,
+            position,
+        } => (Some(*kind), *position, json),
+    };
+    if let Some(kind) = kind {
+        out.put_slice(b"event: ");
+        out.put_slice(kind.as_bytes());
+        out.put_u8(b'\n');
+    }
+    if let Some(offset) = position {
+        out.put_slice(format!("id: {}\n", ResumeToken { epoch, offset }).as_bytes());
+    }
+    out.put_slice(b"data: ");
+    out.put_slice(json);
+    out.put_slice(b"\n\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_proto::Offset;
+
+    #[test]
+    fn events_are_framed_with_their_token_and_no_payload_breaks_a_line() {
+        let mut out = BytesMut::new();
+        let json = serde_json::to_vec(&serde_json::json!({"text": "a\n\ndata: evil\r\nid: 1"})).unwrap();
+        write_item(
+            &mut out,
+            Epoch(1),
+            &Outgoing::Event {
+                subs: Bytes::from_static(b"[\"sse\"]"),
+                offset: Offset(42),
+                json: json.into(),
+            },
+        );
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(text.starts_with("id: 0000000000000001:42\ndata: {"));
+        assert!(text.ends_with("}\n\n"));
+        assert_eq!(text.matches('\n').count(), 3, "{text}");
+        assert!(!text.contains('\r'));
+    }
+}

@@ -1,0 +1,138 @@
+//! A `subscribe` request — a WebSocket message, or an SSE query made into
+//! one — validated and compiled into a hub subscription.
+
+use crate::error::ApiError;
+use crate::query::DocFilter;
+use herald_core::{SubscriptionSpec, Topic};
+use herald_filter::{ChangedFields, Limits};
+use herald_proto::{ErrorCode, StartFrom, Subscribe};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Longest subscription id, in bytes.
+const MAX_ID_BYTES: usize = 128;
+/// Most fields in a `changed` restriction.
+const MAX_CHANGED: usize = 64;
+
+/// Validates and compiles `request`.
+pub(crate) fn compile(request: Subscribe, limits: &Limits) -> Result<SubscriptionSpec, ApiError> {
+    let invalid = |message: String| ApiError::new(ErrorCode::InvalidParameter, message);
+    if request.id.is_empty()
+        || request.id.len() > MAX_ID_BYTES
+        || request.id.chars().any(char::is_control)
+    {
+        return Err(invalid(format!(
+            "a subscription id is 1 to {MAX_ID_BYTES} bytes without control characters"
+        )));
+    }
+    let topic = match (&request.table, &request.channel) {
+        (Some(t), None) if t == "*" => Topic::AllTables,
+        (Some(t), None) => Topic::table(t)?,
+        (None, Some(c)) => Topic::channel(c)?,
+        _ => {
+            return Err(invalid(
+                "give exactly one of `table` (a name, or \"*\" for every table) and `channel`"
+                    .into(),
+            ));
+        }
+    };
+    if request.filter.is_some() && request.where_clause.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidFilter,
+            "give `filter` or `where`, not both",
+        ));
+    }
+    let filter = DocFilter::compile(
+        request.filter.as_ref(),
+        request.where_clause.as_deref(),
+        request.params.as_deref().unwrap_or_default(),
+        limits,
+    )?;
+    let changed = match request.changed {
+        None => None,
+        Some(fields) => {
+            if fields.is_empty()
+                || fields.len() > MAX_CHANGED
+                || fields.iter().any(|f| f.is_empty() || f.len() > 256)
+            {
+                return Err(invalid(format!(
+                    "`changed` lists 1 to {MAX_CHANGED} non-empty field paths"
+                )));
+            }
+            Some(ChangedFields::new(fields))
+        }
+    };
+    if matches!(request.ops.as_deref(), Some([])) {
+        return Err(invalid(
+            "`ops` lists at least one of insert, update, delete, publish".into(),
+        ));
+    }
+    let filter_source = match (request.filter, request.where_clause) {
+        (Some(f), _) => Some(f),
+        (None, Some(w)) => Some(Value::String(w)),
+        (None, None) => None,
+    };
+    Ok(SubscriptionSpec {
+        id: request.id,
+        topic,
+        ops: request.ops,
+        filter: Arc::new(filter.into_filter()),
+        filter_source,
+        changed,
+        from: request.from.unwrap_or(StartFrom::Now),
+        snapshot: request.snapshot,
+        on_lag: request.on_lag.unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request(v: Value) -> Subscribe {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn bad_requests_get_precise_codes() {
+        let limits = Limits::default();
+        let cases = [
+            (json!({"id": "", "table": "t"}), ErrorCode::InvalidParameter),
+            (json!({"id": "a"}), ErrorCode::InvalidParameter),
+            (
+                json!({"id": "a", "table": "t", "channel": "c"}),
+                ErrorCode::InvalidParameter,
+            ),
+            (json!({"id": "a", "table": "no-dash"}), ErrorCode::InvalidTable),
+            (json!({"id": "a", "channel": "table:x"}), ErrorCode::InvalidChannel),
+            (
+                json!({"id": "a", "table": "t", "filter": {"$bad": 1}}),
+                ErrorCode::InvalidFilter,
+            ),
+            (
+                json!({"id": "a", "table": "t", "filter": {}, "where": "a = 1"}),
+                ErrorCode::InvalidFilter,
+            ),
+            (
+                json!({"id": "a", "table": "t", "changed": []}),
+                ErrorCode::InvalidParameter,
+            ),
+            (
+                json!({"id": "a", "table": "t", "ops": []}),
+                ErrorCode::InvalidParameter,
+            ),
+        ];
+        for (body, code) in cases {
+            let err = compile(request(body.clone()), &limits).unwrap_err();
+            assert_eq!(err.code, code, "{body}: {}", err.message);
+        }
+        let ok = compile(
+            request(json!({"id": "a", "table": "*", "where": "n > $1", "params": [1]})),
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(ok.topic, Topic::AllTables);
+        assert!(ok.filter.matches(&json!({"n": 2})));
+    }
+}
