@@ -338,3 +338,125 @@ impl Entry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_proto::{EventBody, Timestamp};
+    use serde_json::json;
+
+    const EPOCH: Epoch = Epoch(7);
+
+    fn event(offset: u64) -> Event {
+        Event {
+            offset: Offset(offset),
+            epoch: EPOCH,
+            ts: Timestamp(1),
+            topic: "chat".into(),
+            body: EventBody::Publish {
+                channel: "chat".into(),
+                data: json!(offset),
+                from: None,
+            },
+        }
+    }
+
+    /// A table with one live subscription `s1` to `chat` with snapshot and a
+    /// buffer of `buffer` items.
+    fn live_table(buffer: usize) -> (SubTable, mpsc::Receiver<Delivery>) {
+        let mut table = SubTable::default();
+        let (items, rx) = mpsc::channel(SubTable::channel_capacity(buffer));
+        let (answer, mut answered) = oneshot::channel();
+        let request = Subscribe {
+            channel: Some("chat".into()),
+            snapshot: true,
+            ..Subscribe::default()
+        };
+        table.add(SubId(1), request, items, answer);
+        assert_eq!(table.take_unsent().len(), 1);
+        assert!(table.on_subscribed("s1", Offset(2), EPOCH).is_empty());
+        assert!(matches!(answered.try_recv(), Ok(Ok(()))));
+        (table, rx)
+    }
+
+    fn offsets(rx: &mut mpsc::Receiver<Delivery>) -> Vec<Option<u64>> {
+        let mut out = Vec::new();
+        while let Ok(delivery) = rx.try_recv() {
+            out.push(match delivery {
+                Delivery::Item { item, .. } => item.offset().map(|o| o.0),
+                Delivery::Failed(_) => None,
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn events_at_or_below_the_position_are_dropped() {
+        let (mut table, mut rx) = live_table(16);
+        let subs = ["s1".to_owned()];
+        for offset in [1, 2, 3, 3, 5, 4] {
+            table.on_event(&subs, event(offset));
+        }
+        assert_eq!(offsets(&mut rx), [Some(2), Some(3), Some(5)]);
+    }
+
+    #[test]
+    fn resubscription_resumes_from_the_last_position_without_snapshot() {
+        let (mut table, _rx) = live_table(16);
+        table.on_event(&["s1".to_owned()], event(9));
+        assert!(
+            table.take_unsent().is_empty(),
+            "nothing to send while connected"
+        );
+        table.connection_lost();
+        let sent = table.take_unsent();
+        let [(SubId(1), ClientMessage::Subscribe(wire))] = sent.as_slice() else {
+            panic!("{sent:?}");
+        };
+        assert_eq!(wire.id, "s1");
+        assert_eq!(
+            wire.from,
+            Some(StartFrom::Token(ResumeToken {
+                epoch: EPOCH,
+                offset: Offset(9)
+            }))
+        );
+        assert!(!wire.snapshot);
+    }
+
+    #[test]
+    fn a_full_buffer_ends_the_subscription_with_its_resume_position() {
+        let (mut table, mut rx) = live_table(2);
+        let subs = ["s1".to_owned()];
+        // The Live item fills one slot of two; one event fits, the next overflows.
+        assert!(table.on_event(&subs, event(3)).is_empty());
+        assert_eq!(table.on_event(&subs, event(4)), [SubId(1)]);
+        assert_eq!(offsets(&mut rx), [Some(2), Some(3), None]);
+        table.on_event(&subs, event(5));
+        assert!(offsets(&mut rx).is_empty(), "the subscription is gone");
+    }
+
+    #[test]
+    fn a_dropped_stream_is_forgotten_and_unsubscribed() {
+        let (mut table, rx) = live_table(16);
+        drop(rx);
+        assert_eq!(table.on_event(&["s1".to_owned()], event(3)), [SubId(1)]);
+        assert!(!table.remove(SubId(1)));
+    }
+
+    #[test]
+    fn losing_the_connection_mid_snapshot_ends_the_subscription() {
+        let mut table = SubTable::default();
+        let (items, _rx) = mpsc::channel(4);
+        let (answer, mut answered) = oneshot::channel();
+        table.add(SubId(1), Subscribe::default(), items, answer);
+        table.take_unsent();
+        table.on_snapshot("s1", vec![json!({"id": "a"})], 1, 2, Offset(5), EPOCH);
+        table.connection_lost();
+        assert!(matches!(
+            answered.try_recv(),
+            Ok(Err(ClientError::ConnectionLost))
+        ));
+        assert!(table.take_unsent().is_empty());
+    }
+}
