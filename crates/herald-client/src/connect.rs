@@ -41,7 +41,11 @@ impl ServerInfo {
     /// two heartbeats plus half of one for scheduling delays. `None` when the
     /// server does not ping.
     pub(crate) fn silence_limit(&self) -> Option<Duration> {
-        (!self.heartbeat.is_zero()).then(|| self.heartbeat * 2 + self.heartbeat / 2)
+        (!self.heartbeat.is_zero()).then(|| {
+            self.heartbeat
+                .saturating_mul(2)
+                .saturating_add(self.heartbeat / 2)
+        })
     }
 }
 

@@ -211,11 +211,7 @@ impl Session {
             s.server = info.clone();
         });
         let silence_limit = info.silence_limit();
-        let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
-        let silence = tokio::time::sleep_until(match silence_limit {
-            Some(limit) => Instant::now() + limit,
-            None => far_future,
-        });
+        let silence = tokio::time::sleep_until(deadline(silence_limit));
         tokio::pin!(silence);
         loop {
             if let Err(e) = self.flush(&mut socket, &info).await {
@@ -228,8 +224,8 @@ impl Session {
                     Some(command) => self.handle(command),
                 },
                 frame = socket.next() => {
-                    if let Some(limit) = silence_limit {
-                        silence.as_mut().reset(Instant::now() + limit);
+                    if silence_limit.is_some() {
+                        silence.as_mut().reset(deadline(silence_limit));
                     }
                     match frame {
                         Some(Ok(Message::Text(text))) => self.on_message(&text, &info),
@@ -459,6 +455,15 @@ impl Session {
             let _ = reply.send(());
         }
     }
+}
+
+/// When a connection silent from now on is taken for dead; far away when
+/// the server does not ping (or pings so rarely the sum overflows).
+fn deadline(silence_limit: Option<Duration>) -> Instant {
+    let now = Instant::now();
+    silence_limit
+        .and_then(|limit| now.checked_add(limit))
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
 }
 
 /// Serializes a message, refusing it if it is larger than `limit` (0: no limit).

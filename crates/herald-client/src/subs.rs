@@ -169,15 +169,12 @@ impl SubTable {
     // --- forget because their application went away.
 
     pub(crate) fn on_subscribed(&mut self, id: &str, offset: Offset, epoch: Epoch) -> Vec<SubId> {
-        self.update(id, |entry| {
-            entry.advance(ResumeToken { epoch, offset });
-            match entry.answer.take() {
-                Some(answer) => {
-                    entry.deliver(epoch, SubscriptionItem::Live { offset })?;
-                    answer.send(Ok(())).map_err(|_| Ended::Dropped)
-                }
-                None => entry.deliver(epoch, SubscriptionItem::Resumed { offset }),
+        self.update(id, |entry| match entry.answer.take() {
+            Some(answer) => {
+                entry.deliver(epoch, SubscriptionItem::Live { offset })?;
+                answer.send(Ok(())).map_err(|_| Ended::Dropped)
             }
+            None => entry.deliver(epoch, SubscriptionItem::Resumed { offset }),
         })
     }
 
@@ -192,7 +189,6 @@ impl SubTable {
     ) -> Vec<SubId> {
         self.update(id, |entry| {
             entry.snapshot_open = chunk < chunks;
-            entry.advance(ResumeToken { epoch, offset });
             let item = SubscriptionItem::Snapshot {
                 docs,
                 chunk,
@@ -212,10 +208,6 @@ impl SubTable {
                     tracing::debug!(sub = %id, offset = %event.offset, "dropping duplicate event");
                     return Ok(());
                 }
-                entry.advance(ResumeToken {
-                    epoch: event.epoch,
-                    offset: event.offset,
-                });
                 entry.deliver(event.epoch, SubscriptionItem::Event(Arc::clone(&event)))
             }));
         }
@@ -305,21 +297,25 @@ impl Entry {
         self.items.is_closed() && self.answer.as_ref().is_none_or(|a| a.is_closed())
     }
 
-    fn advance(&mut self, to: ResumeToken) {
-        if self.position.is_none_or(|p| p.offset < to.offset) {
-            self.position = Some(to);
-        }
-    }
-
-    /// Hands an item to the stream without ever waiting.
+    /// Hands an item to the stream without ever waiting, and moves the
+    /// position to the item's offset once it is handed over (so an overflow
+    /// reports the position of the last item the application will see).
     fn deliver(&mut self, epoch: Epoch, item: SubscriptionItem) -> Result<(), Ended> {
+        let offset = item.offset();
         // While `subscribe` waits it drains the channel, so the reserve slot
         // is only kept once the subscription belongs to the application.
         if self.answer.is_none() && self.items.capacity() <= 1 {
             return Err(Ended::Overflow);
         }
         match self.items.try_send(Delivery::Item { epoch, item }) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if let Some(offset) = offset
+                    && self.position.is_none_or(|p| p.offset < offset)
+                {
+                    self.position = Some(ResumeToken { epoch, offset });
+                }
+                Ok(())
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(Ended::Dropped),
             Err(mpsc::error::TrySendError::Full(_)) => Err(Ended::Overflow),
         }
@@ -379,15 +375,19 @@ mod tests {
         (table, rx)
     }
 
+    fn drain(rx: &mut mpsc::Receiver<Delivery>) -> Vec<Delivery> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    /// The offsets of the items waiting in `rx`; `None` for an error.
     fn offsets(rx: &mut mpsc::Receiver<Delivery>) -> Vec<Option<u64>> {
-        let mut out = Vec::new();
-        while let Ok(delivery) = rx.try_recv() {
-            out.push(match delivery {
+        drain(rx)
+            .into_iter()
+            .map(|delivery| match delivery {
                 Delivery::Item { item, .. } => item.offset().map(|o| o.0),
                 Delivery::Failed(_) => None,
-            });
-        }
-        out
+            })
+            .collect()
     }
 
     #[test]
@@ -431,7 +431,14 @@ mod tests {
         // The Live item fills one slot of two; one event fits, the next overflows.
         assert!(table.on_event(&subs, event(3)).is_empty());
         assert_eq!(table.on_event(&subs, event(4)), [SubId(1)]);
-        assert_eq!(offsets(&mut rx), [Some(2), Some(3), None]);
+        let delivered = drain(&mut rx);
+        assert_eq!(delivered.len(), 3);
+        match &delivered[2] {
+            Delivery::Failed(ClientError::Overflow { resume_from }) => {
+                assert_eq!(resume_from.map(|p| p.offset), Some(Offset(3)));
+            }
+            other => panic!("{other:?}"),
+        }
         table.on_event(&subs, event(5));
         assert!(offsets(&mut rx).is_empty(), "the subscription is gone");
     }
