@@ -6,7 +6,7 @@ use crate::error::ClientError;
 use crate::request::SubscribeRequest;
 use crate::session::{Command, Session};
 use crate::subs::{SubId, SubTable};
-use crate::subscription::Subscription;
+use crate::subscription::{Delivery, Subscription};
 use herald_proto::{ClientMessage, Offset, ServerMessage, SubscriptionInfo};
 use serde_json::Value;
 use std::collections::VecDeque;
@@ -124,17 +124,17 @@ impl Client {
             let step = tokio::time::timeout(self.request_timeout, async {
                 tokio::select! {
                     biased;
-                    item = items.recv(), if items_open => Err(item),
-                    answer = &mut answer => Ok(answer),
+                    item = items.recv(), if items_open => Handshake::Item(item),
+                    answer = &mut answer => Handshake::Answer(answer),
                 }
             });
             match step.await {
                 Err(_) => return Err(ClientError::Timeout(self.request_timeout)),
-                Ok(Err(Some(item))) => early.push_back(item),
-                Ok(Err(None)) => items_open = false,
-                Ok(Ok(Ok(Ok(())))) => break,
-                Ok(Ok(Ok(Err(error)))) => return Err(error),
-                Ok(Ok(Err(_))) => return Err(ClientError::Closed),
+                Ok(Handshake::Item(Some(item))) => early.push_back(item),
+                Ok(Handshake::Item(None)) => items_open = false,
+                Ok(Handshake::Answer(Ok(Ok(())))) => break,
+                Ok(Handshake::Answer(Ok(Err(error)))) => return Err(error),
+                Ok(Handshake::Answer(Err(_))) => return Err(ClientError::Closed),
             }
         }
         Ok(Subscription::new(
@@ -249,6 +249,12 @@ impl Client {
             .await
             .map_err(|_| ClientError::Timeout(self.request_timeout))?
     }
+}
+
+/// One step of waiting for `subscribed`: an early item, or the answer.
+enum Handshake {
+    Item(Option<Delivery>),
+    Answer(Result<Result<(), ClientError>, oneshot::error::RecvError>),
 }
 
 fn unexpected(wanted: &str, got: &ServerMessage) -> ClientError {

@@ -451,3 +451,52 @@ async fn dropping_or_unsubscribing_a_subscription_tells_the_server() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn requests_made_while_reconnecting_wait_for_the_new_connection() {
+    bounded(async {
+        let fake = FakeServer::start().await;
+        let (client, conn) = connect(&fake, SLOW_HEARTBEAT_MS).await;
+        let mut status = client.watch_status();
+        drop(conn);
+        // The fake accepts nothing yet, so the client stays in Reconnecting.
+        status
+            .wait_for(|s| s.state == ConnectionState::Reconnecting)
+            .await
+            .unwrap();
+        let publish = tokio::spawn({
+            let client = client.clone();
+            async move { client.publish("chat", json!("queued")).await }
+        });
+        let subscription = tokio::spawn({
+            let client = client.clone();
+            async move { client.subscribe(SubscribeRequest::channel("chat")).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+
+        let mut conn = fake.accept(SLOW_HEARTBEAT_MS).await;
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let message = conn.recv().await;
+            match message["type"].as_str() {
+                Some("publish") => {
+                    conn.send(json!({"type": "published", "ref": message["ref"], "offset": 9, "receivers": 0}))
+                        .await;
+                }
+                Some("subscribe") => {
+                    assert!(message.get("from").is_none(), "{message}");
+                    conn.send(json!({"type": "subscribed", "id": message["id"], "offset": 9}))
+                        .await;
+                }
+                _ => panic!("unexpected {message}"),
+            }
+            seen.push(message["type"].as_str().unwrap().to_owned());
+        }
+        seen.sort();
+        assert_eq!(seen, ["publish", "subscribe"]);
+        assert_eq!(publish.await.unwrap().unwrap().offset, Offset(9));
+        let mut sub = subscription.await.unwrap().unwrap();
+        assert_eq!(next(&mut sub).await, SubscriptionItem::Live { offset: Offset(9) });
+    })
+    .await;
+}
