@@ -146,12 +146,12 @@ async fn send_snapshot(
     // there are. Both passes read the same consistent view.
     let filter = pending.selector.filter().clone();
     let (view, t, f) = (snapshot.clone(), table.clone(), filter.clone());
-    let (docs_per_chunk, bytes_per_chunk) =
-        (config.snapshot_chunk_docs.max(1), config.snapshot_chunk_bytes);
-    let chunks: Vec<usize> = blocking(move || {
-        chunk_sizes(&view, &t, &f, docs_per_chunk, bytes_per_chunk)
-    })
-    .await?;
+    let (docs_per_chunk, bytes_per_chunk) = (
+        config.snapshot_chunk_docs.max(1),
+        config.snapshot_chunk_bytes,
+    );
+    let chunks: Vec<usize> =
+        blocking(move || chunk_sizes(&view, &t, &f, docs_per_chunk, bytes_per_chunk)).await?;
     let total = chunks.len();
     let mut last_id: Option<String> = None;
     for (i, &count) in chunks.iter().enumerate() {
@@ -162,7 +162,9 @@ async fn send_snapshot(
             last_id.clone(),
         );
         let page = blocking(move || {
-            view.scan(&t, after.as_deref(), count, |record| matches_doc(&f, &record.json))
+            view.scan(&t, after.as_deref(), count, |record| {
+                matches_doc(&f, &record.json)
+            })
         })
         .await?;
         last_id = page.docs.last().map(|(id, _)| id.clone());
@@ -242,7 +244,9 @@ fn snapshot_json<'a>(
         }
         out.extend_from_slice(doc);
     }
-    out.extend_from_slice(format!("],\"chunk\":{chunk},\"chunks\":{chunks},\"offset\":{offset}}}").as_bytes());
+    out.extend_from_slice(
+        format!("],\"chunk\":{chunk},\"chunks\":{chunks},\"offset\":{offset}}}").as_bytes(),
+    );
     Bytes::from(out)
 }
 
@@ -274,7 +278,10 @@ mod tests {
             parsed,
             ServerMessage::Snapshot {
                 id: "s1".into(),
-                docs: vec![serde_json::json!({"id": "a"}), serde_json::json!({"id": "b", "n": 1})],
+                docs: vec![
+                    serde_json::json!({"id": "a"}),
+                    serde_json::json!({"id": "b", "n": 1})
+                ],
                 chunk: 2,
                 chunks: 3,
                 offset: Offset(9),

@@ -21,9 +21,7 @@ use crate::herald::Herald;
 use crate::outbox::Outbox;
 use crate::subscribe::Topic;
 use herald_filter::{ChangedFields, Filter};
-use herald_proto::{
-    ErrorCode, LagPolicy, Offset, Op, ServerMessage, StartFrom, SubscriptionInfo,
-};
+use herald_proto::{ErrorCode, LagPolicy, Offset, Op, ServerMessage, StartFrom, SubscriptionInfo};
 use herald_store::StoreError;
 use serde_json::Value;
 use shard::{Command, Receivers, Shard};
@@ -137,11 +135,9 @@ impl Hub {
         let mut total = 0;
         for shard in &self.inner.shards {
             let mut routed = shard.routed.clone();
-            let reached = tokio::time::timeout(
-                Duration::from_secs(1),
-                routed.wait_for(|&r| r >= offset),
-            )
-            .await;
+            let reached =
+                tokio::time::timeout(Duration::from_secs(1), routed.wait_for(|&r| r >= offset))
+                    .await;
             if matches!(reached, Ok(Ok(_))) {
                 total += shard.receivers.get(offset);
             }
@@ -196,7 +192,10 @@ impl From<StoreError> for HubError {
         match e.code() {
             ErrorCode::Internal => {
                 tracing::error!(error = %e, "storage failure in a subscription");
-                HubError::new(ErrorCode::Internal, "internal storage error; see the server log")
+                HubError::new(
+                    ErrorCode::Internal,
+                    "internal storage error; see the server log",
+                )
             }
             code => HubError {
                 code,

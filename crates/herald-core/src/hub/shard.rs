@@ -51,7 +51,11 @@ pub(super) enum Command {
     },
     /// From a history reader that failed: drop the subscription quietly
     /// (the reader has queued the `error`).
-    Fail { conn: u64, id: Arc<str>, nonce: u64 },
+    Fail {
+        conn: u64,
+        id: Arc<str>,
+        nonce: u64,
+    },
     Unsubscribe {
         conn: u64,
         id: String,
@@ -202,8 +206,8 @@ pub(super) struct Sub {
 }
 
 impl Sub {
-    /// Whether `event` (already matched by the index, or by
-    /// [`Sub::matches`]) should go to this subscription now.
+    /// Whether `event`, which the index matched, goes to this subscription
+    /// now.
     fn wants(&self, event: &Event) -> bool {
         event.offset > self.after && self.lagging.is_none() && self.selector.admits(event)
     }
@@ -315,6 +319,33 @@ pub(super) struct Shard {
     receivers: Arc<Receivers>,
     matched: Vec<usize>,
     deliveries: Vec<(u64, usize)>,
+}
+
+/// Ends the skipping of a lagging subscription if its connection has room
+/// again (half its outbox free), queuing `lagged` with the gap, which ends
+/// before `until`. Returns whether it is no longer lagging.
+fn resume(sub: &mut Sub, until: Offset) -> bool {
+    let Some(resume_from) = sub.lagging else {
+        return true;
+    };
+    if sub.outbox.bytes() > sub.outbox.limit() / 2 {
+        return false;
+    }
+    let lagged = Outgoing::message(
+        &ServerMessage::Lagged {
+            id: sub.id.to_string(),
+            resume_from,
+            until,
+        },
+        None,
+    );
+    match sub.outbox.push_control(lagged, resume_from) {
+        Pushed::Queued => {
+            sub.lagging = None;
+            true
+        }
+        Pushed::Full | Pushed::Ended => false,
+    }
 }
 
 impl std::fmt::Debug for Shard {
@@ -450,8 +481,14 @@ impl Shard {
             index.matches(target, &mut self.matched);
         }
         self.deliveries.clear();
-        for &slot in &self.matched {
-            let sub = &self.subs[slot];
+        for i in 0..self.matched.len() {
+            let slot = self.matched[i];
+            let sub = &mut self.subs[slot];
+            if sub.lagging.is_some() && sub.selector.admits(event) {
+                // Skipping since an overflow: back if there is room now,
+                // after telling where the gap ends (here).
+                resume(sub, event.offset);
+            }
             if sub.wants(event) {
                 self.deliveries.push((sub.conn, slot));
             }
@@ -530,32 +567,9 @@ impl Shard {
     /// their gap is, and delivers to them from the next event on.
     fn resume_lagging(&mut self) {
         let until = self.head.next();
-        let mut still = Vec::new();
-        for slot in std::mem::take(&mut self.lagging) {
-            let Some(sub) = self.subs.get_mut(slot) else {
-                continue;
-            };
-            let Some(resume_from) = sub.lagging else {
-                continue;
-            };
-            if sub.outbox.bytes() > sub.outbox.limit() / 2 {
-                still.push(slot);
-                continue;
-            }
-            let lagged = Outgoing::message(
-                &ServerMessage::Lagged {
-                    id: sub.id.to_string(),
-                    resume_from,
-                    until,
-                },
-                None,
-            );
-            match sub.outbox.push_control(lagged, resume_from) {
-                Pushed::Queued => sub.lagging = None,
-                Pushed::Full | Pushed::Ended => still.push(slot),
-            }
-        }
-        self.lagging = still;
+        let subs = &mut self.subs;
+        self.lagging
+            .retain(|&slot| subs.get_mut(slot).is_some_and(|sub| !resume(sub, until)));
     }
 
     fn handle(&mut self, command: Command) {
