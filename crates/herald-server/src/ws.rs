@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 /// Socket read buffer: small, since idle connections dominate; a large
 /// message grows it only while it is read.
-const READ_BUFFER: usize = 4 << 10;
+const READ_BUFFER: usize = 1 << 10;
 /// Bytes the socket writer gathers before writing (we flush per batch).
 const WRITE_BUFFER: usize = 16 << 10;
 
@@ -49,8 +49,11 @@ pub(crate) async fn upgrade(State(app): State<AppState>, upgrade: WebSocketUpgra
 
 /// How a session ended, and so how its socket is closed.
 enum Exit {
-    /// The client closed, or the socket failed: nothing more to send.
+    /// The socket failed: nothing more to send.
     Gone,
+    /// The client sent a close frame. The WebSocket layer has queued the
+    /// answering close frame; a flush sends it, completing the handshake.
+    ClosedByClient,
     /// Close with this code and reason.
     Close(CloseCode, String),
 }
@@ -76,13 +79,19 @@ async fn session(socket: WebSocket, app: AppState, _permit: Permit) {
             while let Some(received) = stream.next().await {
                 last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
                 match received {
-                    Ok(Message::Text(text)) => handle(&app, &conn, text.as_str()).await,
+                    // Boxed: the handling future is large and lives only while
+                    // a message is handled, not in every idle connection.
+                    Ok(Message::Text(text)) => Box::pin(handle(&app, &conn, text.as_str())).await,
                     Ok(Message::Binary(_)) => reply(
                         &conn,
-                        &error(None, ErrorCode::InvalidMessage, "binary frames are not supported; send JSON text"),
+                        &error(
+                            None,
+                            ErrorCode::InvalidMessage,
+                            "binary frames are not supported; send JSON text",
+                        ),
                     ),
                     Ok(Message::Ping(_) | Message::Pong(_)) => {}
-                    Ok(Message::Close(_)) => return Exit::Gone,
+                    Ok(Message::Close(_)) => return Exit::ClosedByClient,
                     Err(e) => return read_failure(&e),
                 }
             }
@@ -124,10 +133,13 @@ async fn session(socket: WebSocket, app: AppState, _permit: Permit) {
                 match end {
                     None => {}
                     Some(End::SlowConsumer { resume_from }) => {
-                        let reason = format!(r#"{{"code":"slow_consumer","resume_from":{resume_from}}}"#);
+                        let reason =
+                            format!(r#"{{"code":"slow_consumer","resume_from":{resume_from}}}"#);
                         return Exit::Close(CloseCode::SlowConsumer, reason);
                     }
-                    Some(End::Closed) => return Exit::Close(CloseCode::Internal, "closed by the server".into()),
+                    Some(End::Closed) => {
+                        return Exit::Close(CloseCode::Internal, "closed by the server".into());
+                    }
                 }
             }
         };
@@ -137,13 +149,22 @@ async fn session(socket: WebSocket, app: AppState, _permit: Permit) {
             exit = &mut writer => exit,
         }
     };
-    if let Exit::Close(code, reason) = exit {
-        let close = CloseFrame {
-            code: code.code(),
-            reason: Utf8Bytes::from(reason),
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(close))))
+    match exit {
+        Exit::Gone => {}
+        Exit::ClosedByClient => {
+            let _ = tokio::time::timeout(Duration::from_secs(1), sink.flush()).await;
+        }
+        Exit::Close(code, reason) => {
+            let close = CloseFrame {
+                code: code.code(),
+                reason: Utf8Bytes::from(reason),
+            };
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                sink.send(Message::Close(Some(close))),
+            )
             .await;
+        }
     }
     // Dropping `conn` removes its subscriptions from the hub.
 }
@@ -151,8 +172,11 @@ async fn session(socket: WebSocket, app: AppState, _permit: Permit) {
 /// A read error: an oversized message closes with 1009; anything else means
 /// the socket is gone.
 fn read_failure(e: &axum::Error) -> Exit {
-    let text = e.to_string();
-    if text.contains("Space limit exceeded") || text.contains("too long") || text.contains("too big") {
+    use std::error::Error as _;
+    let cause = e
+        .source()
+        .and_then(|s| s.downcast_ref::<tungstenite::Error>());
+    if let Some(tungstenite::Error::Capacity(_)) = cause {
         Exit::Close(CloseCode::MessageTooBig, "message too big".into())
     } else {
         tracing::debug!(error = %e, "websocket read failed");
@@ -176,7 +200,10 @@ async fn handle(app: &AppState, conn: &Connection, text: &str) {
             let spec = match subscription::compile(request, &app.http.filter) {
                 Ok(spec) => spec,
                 Err(e) => {
-                    reply(conn, &error_for(Some(id), None, e.code, e.message, e.earliest.map(Offset)));
+                    reply(
+                        conn,
+                        &error_for(Some(id), None, e.code, e.message, e.earliest.map(Offset)),
+                    );
                     return;
                 }
             };
