@@ -1,0 +1,122 @@
+//! Hub fan-out throughput, in process (no sockets): how many deliveries per
+//! second the hub routes and queues, and its CPU cost per delivery.
+//!
+//! ```text
+//! cargo run --release -p herald-core --example fanout -- 1000 20000 10
+//! ```
+//! Arguments: subscribers (default 1000), messages (default 20000), channels
+//! (default 10). Each subscriber is its own connection subscribed to one
+//! channel (round robin); messages of ~100 bytes are published to the
+//! channels in turn, 100 per write. A drain task per connection empties its
+//! outbox as a transport writer would (without a socket), counting events.
+
+use herald_core::{Herald, Hub, HubConfig, Outgoing, SubscriptionSpec, Topic};
+use herald_filter::Filter;
+use herald_proto::{LagPolicy, StartFrom};
+use herald_store::{ChannelName, Durability, StoreConfig, WriteOp};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let subscribers: usize = args.next().map_or(1000, |a| a.parse().expect("count"));
+    let messages: usize = args.next().map_or(20_000, |a| a.parse().expect("count"));
+    let channels: usize = args.next().map_or(10, |a| a.parse().expect("count"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run(subscribers, messages, channels));
+}
+
+async fn run(subscribers: usize, messages: usize, channels: usize) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = StoreConfig {
+        durability: Durability::Os,
+        ..StoreConfig::default()
+    };
+    let herald = Herald::open_with(dir.path(), config).expect("open");
+    let hub = Hub::start(
+        herald.clone(),
+        HubConfig {
+            outbox_bytes: 64 << 20,
+            ..HubConfig::default()
+        },
+    );
+    let delivered = Arc::new(AtomicU64::new(0));
+    let mut connections = Vec::new();
+    for i in 0..subscribers {
+        let conn = hub.connect();
+        let spec = SubscriptionSpec {
+            id: "s".into(),
+            topic: Topic::channel(&format!("bench:{}", i % channels)).expect("name"),
+            ops: None,
+            filter: Arc::new(Filter::match_all()),
+            filter_source: None,
+            changed: None,
+            from: StartFrom::Now,
+            snapshot: false,
+            on_lag: LagPolicy::Close,
+        };
+        conn.subscribe(spec).await.expect("subscribe");
+        let (outbox, delivered) = (conn.outbox().clone(), delivered.clone());
+        tokio::spawn(async move {
+            let mut batch = Vec::new();
+            loop {
+                outbox.ready().await;
+                let end = outbox.take(&mut batch);
+                let events = batch
+                    .drain(..)
+                    .filter(|item| matches!(item, Outgoing::Event { .. }))
+                    .count();
+                delivered.fetch_add(events as u64, Ordering::Relaxed);
+                if end.is_some() {
+                    return;
+                }
+            }
+        });
+        connections.push(conn);
+    }
+    let expected = (messages * subscribers / channels) as u64;
+    let payload = serde_json::json!({"text": "x".repeat(60), "n": 0});
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    for batch in 0..messages / 100 {
+        let ops = (0..100)
+            .map(|i| {
+                let channel = format!("bench:{}", (batch * 100 + i) % channels);
+                WriteOp::publish(ChannelName::new(&channel).expect("name"), payload.clone(), None)
+            })
+            .collect();
+        herald.store().write(ops).await.expect("publish");
+    }
+    let published = started.elapsed();
+    while delivered.load(Ordering::Relaxed) < expected {
+        if started.elapsed() > Duration::from_secs(120) {
+            panic!("only {} of {expected} delivered", delivered.load(Ordering::Relaxed));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let elapsed = started.elapsed();
+    let cpu = cpu_seconds() - cpu_before;
+    println!(
+        "{subscribers} subscribers, {channels} channels, {messages} messages ({published:.2?} to publish): \
+         {expected} deliveries in {elapsed:.2?} = {:.0} deliveries/s; process CPU {cpu:.2}s = {:.0} deliveries per CPU-second",
+        expected as f64 / elapsed.as_secs_f64(),
+        expected as f64 / cpu,
+    );
+    drop(connections);
+    herald.close().await;
+}
+
+/// User + system CPU time of this process, from /proc.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("proc stat");
+    let fields: Vec<&str> = stat.rsplit(')').next().expect("stat").split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    ticks / 100.0
+}
