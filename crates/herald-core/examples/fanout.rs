@@ -89,7 +89,11 @@ async fn run(subscribers: usize, messages: usize, channels: usize) {
         let ops = (0..100)
             .map(|i| {
                 let channel = format!("bench:{}", (batch * 100 + i) % channels);
-                WriteOp::publish(ChannelName::new(&channel).expect("name"), payload.clone(), None)
+                WriteOp::publish(
+                    ChannelName::new(&channel).expect("name"),
+                    payload.clone(),
+                    None,
+                )
             })
             .collect();
         herald.store().write(ops).await.expect("publish");
@@ -97,7 +101,10 @@ async fn run(subscribers: usize, messages: usize, channels: usize) {
     let published = started.elapsed();
     while delivered.load(Ordering::Relaxed) < expected {
         if started.elapsed() > Duration::from_secs(120) {
-            panic!("only {} of {expected} delivered", delivered.load(Ordering::Relaxed));
+            panic!(
+                "only {} of {expected} delivered",
+                delivered.load(Ordering::Relaxed)
+            );
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -116,7 +123,13 @@ async fn run(subscribers: usize, messages: usize, channels: usize) {
 /// User + system CPU time of this process, from /proc.
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").expect("proc stat");
-    let fields: Vec<&str> = stat.rsplit(')').next().expect("stat").split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .expect("stat")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
     ticks / 100.0
 }

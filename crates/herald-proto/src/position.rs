@@ -9,7 +9,9 @@ use std::str::FromStr;
 /// Offsets are strictly increasing and never reused, also across crashes. They
 /// may have gaps (after a crash, the log skips to a reserved floor), so never
 /// compute "the next offset" by adding one to an offset you were given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Offset(pub u64);
 

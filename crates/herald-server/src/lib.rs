@@ -41,7 +41,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use herald_core::{Herald, Hub};
-use sessions::Sessions;
+pub use sessions::Sessions;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -56,49 +56,94 @@ pub(crate) struct AppState {
     pub(crate) sessions: Sessions,
 }
 
-/// The application's routes, ready to serve, and the handle that ends its
-/// WebSocket and SSE sessions. Call inside a Tokio runtime (the hub starts
-/// its tasks).
-pub fn router(herald: Herald, http: HttpConfig, realtime: RealtimeConfig) -> (Router, Sessions) {
-    let max_body = http.max_body_bytes;
-    let sessions = Sessions::new(realtime.max_connections);
-    let state = AppState {
-        hub: Hub::start(herald.clone(), realtime.hub()),
-        herald,
-        http: Arc::new(http),
-        realtime: Arc::new(realtime),
-        sessions: sessions.clone(),
-    };
-    let router = Router::new()
-        .route("/healthz", get(healthz))
-        .route(
-            "/v1/tables/{table}/docs",
-            post(tables::insert).get(tables::query),
-        )
-        .route(
-            "/v1/tables/{table}/docs/{id}",
-            get(tables::read)
-                .put(tables::put)
-                .patch(tables::patch)
-                .delete(tables::delete),
-        )
-        .route("/v1/batch", post(batch::batch))
-        .route("/v1/events", get(events::replay))
-        .route("/v1/channels/{channel}/messages", post(channels::publish))
-        .route("/v1/ws", get(ws::upgrade))
-        .route("/v1/sse", get(sse::subscribe))
-        .route("/v1/tables/{table}/events", get(sse::table_shorthand))
-        .fallback(error::not_found)
-        .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state);
-    (router, sessions)
+/// The assembled server: its routes, the hub and the open sessions.
+#[derive(Debug, Clone)]
+pub struct App {
+    state: AppState,
 }
 
-/// Serves `herald` on `listener` until `shutdown` resolves, then ends
-/// WebSocket and SSE sessions, drains in-flight requests and closes the
-/// store (final fsync).
+impl App {
+    /// Starts the hub over `herald`; call inside a Tokio runtime.
+    #[must_use]
+    pub fn new(herald: Herald, http: HttpConfig, realtime: RealtimeConfig) -> App {
+        App {
+            state: AppState {
+                hub: Hub::start(herald.clone(), realtime.hub()),
+                sessions: Sessions::new(realtime.max_connections),
+                herald,
+                http: Arc::new(http),
+                realtime: Arc::new(realtime),
+            },
+        }
+    }
+
+    /// The hub routing events to subscriptions.
+    #[must_use]
+    pub fn hub(&self) -> &Hub {
+        &self.state.hub
+    }
+
+    /// The open WebSocket and SSE sessions.
+    #[must_use]
+    pub fn sessions(&self) -> &Sessions {
+        &self.state.sessions
+    }
+
+    /// The routes, ready to serve.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/healthz", get(healthz))
+            .route(
+                "/v1/tables/{table}/docs",
+                post(tables::insert).get(tables::query),
+            )
+            .route(
+                "/v1/tables/{table}/docs/{id}",
+                get(tables::read)
+                    .put(tables::put)
+                    .patch(tables::patch)
+                    .delete(tables::delete),
+            )
+            .route("/v1/batch", post(batch::batch))
+            .route("/v1/events", get(events::replay))
+            .route("/v1/channels/{channel}/messages", post(channels::publish))
+            .route("/v1/ws", get(ws::upgrade))
+            .route("/v1/sse", get(sse::subscribe))
+            .route("/v1/tables/{table}/events", get(sse::table_shorthand))
+            .fallback(error::not_found)
+            .method_not_allowed_fallback(error::method_not_allowed)
+            .layer(DefaultBodyLimit::max(self.state.http.max_body_bytes))
+            .layer(tower_http::trace::TraceLayer::new_for_http())
+            .with_state(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then ends WebSocket
+    /// and SSE sessions (1001), drains in-flight requests and closes the
+    /// store (final fsync).
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let sessions = self.state.sessions.clone();
+        let served = axum::serve(listener, self.router())
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                sessions.shut_down();
+            })
+            .await;
+        // Upgraded WebSockets outlive the HTTP server: let them say goodbye.
+        self.state
+            .sessions
+            .wait_closed(std::time::Duration::from_secs(5))
+            .await;
+        tracing::info!("stopped accepting; closing the store");
+        self.state.herald.close().await;
+        served
+    }
+}
+
+/// [`App::new`] then [`App::serve`].
 pub async fn run(
     listener: TcpListener,
     herald: Herald,
@@ -106,19 +151,9 @@ pub async fn run(
     realtime: RealtimeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (app, sessions) = router(herald.clone(), http, realtime);
-    let ending = sessions.clone();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            ending.shut_down();
-        })
-        .await;
-    // Upgraded WebSockets outlive the HTTP server: let them say goodbye.
-    sessions.wait_closed(std::time::Duration::from_secs(5)).await;
-    tracing::info!("stopped accepting; closing the store");
-    herald.close().await;
-    served
+    App::new(herald, http, realtime)
+        .serve(listener, shutdown)
+        .await
 }
 
 async fn healthz() -> axum::Json<serde_json::Value> {

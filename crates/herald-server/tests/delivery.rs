@@ -458,8 +458,30 @@ async fn a_slow_consumer_is_closed_with_its_resume_offset_and_others_get_everyth
         }
         got
     });
+    // Sample what the hub holds queued while the writes go on.
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (hub, sampling) = (server.hub.clone(), sampling.clone());
+        tokio::spawn(async move {
+            let mut most = 0;
+            while sampling.load(Ordering::Relaxed) {
+                most = most.max(hub.stats().await.queued_bytes);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            most
+        })
+    };
     // 3000 × 4 KB = 12 MB: far more than the socket buffers and the outbox.
     let offsets = write_big_docs(&server, 3000).await;
+    sampling.store(false, Ordering::Relaxed);
+    // Two connections, each bounded by its outbox (control messages may
+    // take it to twice that).
+    let most = sampler.await.unwrap();
+    let limit = small_outbox().outbox_bytes;
+    assert!(
+        most > 0 && most <= 2 * 2 * limit,
+        "up to {most} bytes queued with {limit}-byte outboxes"
+    );
     assert_eq!(
         reader.await.unwrap(),
         offsets,

@@ -129,6 +129,25 @@ impl Hub {
         }
     }
 
+    /// What the shards hold now, summed.
+    pub async fn stats(&self) -> HubStats {
+        let mut shards = Vec::new();
+        for shard in &self.inner.shards {
+            let (reply, answer) = oneshot::channel();
+            if shard.commands.send(Command::Stats { reply }).is_ok()
+                && let Ok(stats) = answer.await
+            {
+                shards.push(stats);
+            }
+        }
+        HubStats {
+            connections: shards.iter().map(|s| s.connections).sum(),
+            subscriptions: shards.iter().map(|s| s.subscriptions).sum(),
+            queued_bytes: shards.iter().map(|s| s.queued_bytes).sum(),
+            routed: shards.iter().map(|s| s.routed).min().unwrap_or_default(),
+        }
+    }
+
     /// How many subscriptions the event at `offset` (a channel message) was
     /// delivered to. Waits (briefly) until every shard has routed it.
     pub async fn receivers(&self, offset: Offset) -> u64 {
@@ -144,6 +163,19 @@ impl Hub {
         }
         total
     }
+}
+
+/// A snapshot of the hub's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HubStats {
+    /// Connections holding at least one subscription.
+    pub connections: usize,
+    /// Subscriptions, live or reading history.
+    pub subscriptions: usize,
+    /// Bytes queued in those connections' outboxes.
+    pub queued_bytes: usize,
+    /// The offset every shard has routed up to.
+    pub routed: Offset,
 }
 
 /// A failure to subscribe, unsubscribe or list, as the client sees it.

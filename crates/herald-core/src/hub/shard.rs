@@ -8,7 +8,7 @@
 //! matching several subscriptions of a connection is queued once with all
 //! their ids.
 
-use super::{HubConfig, HubError, SubscriptionSpec, history};
+use super::{HubConfig, HubError, HubStats, SubscriptionSpec, history};
 use crate::outbox::{End, Outbox, Outgoing, Pushed};
 use crate::subscribe::Topic;
 use bytes::Bytes;
@@ -68,6 +68,9 @@ pub(super) enum Command {
     Disconnect {
         conn: u64,
     },
+    Stats {
+        reply: oneshot::Sender<HubStats>,
+    },
 }
 
 impl std::fmt::Debug for Command {
@@ -79,6 +82,7 @@ impl std::fmt::Debug for Command {
             Command::Unsubscribe { .. } => "Unsubscribe",
             Command::List { .. } => "List",
             Command::Disconnect { .. } => "Disconnect",
+            Command::Stats { .. } => "Stats",
         };
         f.write_str(name)
     }
@@ -631,6 +635,14 @@ impl Shard {
                 let _ = reply.send(list);
             }
             Command::Disconnect { conn } => self.remove_conn(conn),
+            Command::Stats { reply } => {
+                let _ = reply.send(HubStats {
+                    connections: self.conns.len(),
+                    subscriptions: self.subs.len(),
+                    queued_bytes: self.conns.values().map(|c| c.outbox.bytes()).sum(),
+                    routed: self.head,
+                });
+            }
         }
     }
 

@@ -25,6 +25,7 @@ pub struct Server {
     pub addr: SocketAddr,
     pub base: String,
     pub herald: Herald,
+    pub hub: herald_core::Hub,
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -67,19 +68,16 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let herald = Herald::open_with(dir.path(), store).unwrap();
         let (shutdown, signal) = oneshot::channel::<()>();
-        let task = tokio::spawn(herald_server::run(
-            listener,
-            herald.clone(),
-            HttpConfig::default(),
-            realtime,
-            async move {
-                let _ = signal.await;
-            },
-        ));
+        let app = herald_server::App::new(herald.clone(), HttpConfig::default(), realtime);
+        let hub = app.hub().clone();
+        let task = tokio::spawn(app.serve(listener, async move {
+            let _ = signal.await;
+        }));
         Server {
             addr,
             base: format!("http://{addr}"),
             herald,
+            hub,
             http: reqwest::Client::builder().no_proxy().build().unwrap(),
             shutdown: Some(shutdown),
             task: Some(task),
@@ -202,5 +200,305 @@ impl Ws {
         {
             panic!("unexpected message {text}");
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Helpers for the real-time tests (tests/ws.rs, tests/sse.rs)
+// ---------------------------------------------------------------------------
+
+impl Server {
+    /// The log's epoch as it appears on the wire (16 hex digits).
+    pub fn epoch(&self) -> String {
+        self.herald.store().epoch().to_string()
+    }
+
+    /// An epoch that is not the server's, as on the wire.
+    pub fn other_epoch(&self) -> String {
+        format!("{:016x}", self.herald.store().epoch().0 ^ 1)
+    }
+
+    /// A raw WebSocket client and the `welcome` it got.
+    pub async fn ws_welcome(&self) -> (Ws, Value) {
+        let (stream, _) = tokio_tungstenite::connect_async(self.ws_url())
+            .await
+            .unwrap();
+        let mut ws = Ws { stream };
+        let welcome = ws.expect("welcome").await;
+        (ws, welcome)
+    }
+
+    /// A WebSocket upgrade the server may refuse: the client past its
+    /// `welcome`, or the refusal's HTTP status and JSON body.
+    pub async fn try_ws(&self) -> Result<Ws, (u16, Value)> {
+        use tokio_tungstenite::tungstenite::Error;
+        match tokio_tungstenite::connect_async(self.ws_url()).await {
+            Ok((stream, _)) => {
+                let mut ws = Ws { stream };
+                ws.expect("welcome").await;
+                Ok(ws)
+            }
+            Err(Error::Http(response)) => {
+                let body = response.body().as_deref().unwrap_or_default();
+                let json = serde_json::from_slice(body).unwrap_or(Value::Null);
+                Err((response.status().as_u16(), json))
+            }
+            Err(e) => panic!("upgrade failed: {e}"),
+        }
+    }
+
+    /// Any request, with an optional JSON body: the status and the JSON
+    /// answer (`Null` when the body is not JSON).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let reply = tokio::time::timeout(TIMEOUT, request.send())
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        let status = reply.status().as_u16();
+        let bytes = reply.bytes().await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// A write that must succeed; its acknowledgement.
+    pub async fn write(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Value {
+        let (status, ack) = self.call(method.clone(), path, body).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {ack}"
+        );
+        ack
+    }
+
+    /// Publishes over REST; the answer `{offset, receivers}`.
+    pub async fn publish(&self, channel: &str, data: Value) -> Value {
+        let path = format!("/v1/channels/{channel}/messages");
+        self.write(reqwest::Method::POST, &path, Some(&json!({ "data": data })))
+            .await
+    }
+
+    /// Opens an SSE stream at `path` (with its query), sending `headers`:
+    /// the stream, or the refusal's HTTP status and JSON body.
+    pub async fn sse(&self, path: &str, headers: &[(&str, &str)]) -> Result<Sse, (u16, Value)> {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let reply = tokio::time::timeout(TIMEOUT, request.send())
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        let status = reply.status().as_u16();
+        if status != 200 {
+            let bytes = reply.bytes().await.unwrap();
+            return Err((
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            ));
+        }
+        let content_type = reply.headers().get("content-type").cloned();
+        let cache_control = reply.headers().get("cache-control").cloned();
+        assert_eq!(content_type.unwrap(), "text/event-stream");
+        assert_eq!(cache_control.unwrap(), "no-cache");
+        Ok(Sse {
+            body: Box::pin(reply.bytes_stream()),
+            buffer: Vec::new(),
+            raw: Vec::new(),
+        })
+    }
+}
+
+impl Ws {
+    /// Sends a text frame as is.
+    pub async fn send_text(&mut self, text: &str) {
+        self.stream.send(Message::text(text)).await.unwrap();
+    }
+
+    /// `ping {ref}` must be answered by exactly `pong {ref}`.
+    pub async fn ping(&mut self, reference: &str) {
+        self.send(json!({"type": "ping", "ref": reference})).await;
+        assert_eq!(self.recv().await, json!({"type": "pong", "ref": reference}));
+    }
+
+    /// The next message, which must be an `error` with `code`.
+    pub async fn expect_error(&mut self, code: &str) -> Value {
+        let m = self.expect("error").await;
+        assert_eq!(m["code"], code, "{m}");
+        assert!(m["message"].as_str().is_some_and(|s| !s.is_empty()), "{m}");
+        m
+    }
+
+    /// Reads until the server's close frame: its code and reason. Fails on a
+    /// text message or a connection dropped without a close frame.
+    pub async fn expect_close(&mut self) -> (u16, String) {
+        loop {
+            let message = tokio::time::timeout(TIMEOUT, self.stream.next())
+                .await
+                .expect("a close frame in time")
+                .expect("a close frame before the end of the stream")
+                .expect("no socket error before the close frame");
+            match message {
+                Message::Close(Some(frame)) => {
+                    return (u16::from(frame.code), frame.reason.to_string());
+                }
+                Message::Ping(_) | Message::Pong(_) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Keeps reading (so pings are answered) for `wait`; fails if a text
+    /// message or a close frame arrives.
+    pub async fn idle(&mut self, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(next) = tokio::time::timeout_at(deadline, self.stream.next()).await {
+            match next {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                other => panic!("unexpected {other:?} while idle"),
+            }
+        }
+    }
+}
+
+/// A raw SSE stream, parsed block by block (a block ends at a blank line).
+pub struct Sse {
+    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: Vec<u8>,
+    /// Every byte received so far.
+    pub raw: Vec<u8>,
+}
+
+/// One SSE block: its fields in order and its comment lines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseBlock {
+    pub fields: Vec<(String, String)>,
+    pub comments: Vec<String>,
+    /// The block's bytes, without the blank line ending it.
+    pub raw: String,
+}
+
+impl SseBlock {
+    fn field(&self, name: &str) -> Option<&str> {
+        let mut values = self.fields.iter().filter(|(n, _)| n == name);
+        let value = values.next().map(|(_, v)| v.as_str());
+        assert!(
+            values.next().is_none(),
+            "field {name} repeated: {}",
+            self.raw
+        );
+        value
+    }
+
+    /// The `event:` name (`None`: an unnamed event).
+    pub fn event(&self) -> Option<&str> {
+        self.field("event")
+    }
+
+    /// The `id:`.
+    pub fn id(&self) -> Option<&str> {
+        self.field("id")
+    }
+
+    /// The `data:` line, parsed as JSON.
+    pub fn json(&self) -> Value {
+        let data = self
+            .field("data")
+            .unwrap_or_else(|| panic!("no data: {}", self.raw));
+        serde_json::from_str(data).unwrap_or_else(|e| panic!("data is not JSON ({e}): {data}"))
+    }
+}
+
+impl Sse {
+    /// The next block, comments included.
+    pub async fn block(&mut self) -> SseBlock {
+        loop {
+            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buffer.drain(..end + 2).take(end).collect();
+                let raw = String::from_utf8(block).expect("SSE is UTF-8");
+                let mut parsed = SseBlock {
+                    fields: Vec::new(),
+                    comments: Vec::new(),
+                    raw: raw.clone(),
+                };
+                for line in raw.split('\n') {
+                    if let Some(comment) = line.strip_prefix(':') {
+                        parsed.comments.push(comment.trim_start().to_owned());
+                        continue;
+                    }
+                    let (name, value) = line.split_once(':').unwrap_or((line, ""));
+                    let value = value.strip_prefix(' ').unwrap_or(value);
+                    parsed.fields.push((name.to_owned(), value.to_owned()));
+                }
+                return parsed;
+            }
+            let chunk = tokio::time::timeout(TIMEOUT, self.body.next())
+                .await
+                .expect("SSE data in time")
+                .expect("the SSE stream is open")
+                .expect("no SSE read error");
+            self.raw.extend_from_slice(&chunk);
+            self.buffer.extend_from_slice(&chunk);
+        }
+    }
+
+    /// The next block that is not only comments (heartbeats are skipped).
+    pub async fn next(&mut self) -> SseBlock {
+        loop {
+            let block = self.block().await;
+            if !block.fields.is_empty() {
+                return block;
+            }
+        }
+    }
+
+    /// The next block, which must be an event named `name` (`None`: an
+    /// unnamed event); the block and its data.
+    pub async fn expect(&mut self, name: Option<&str>) -> (SseBlock, Value) {
+        let block = self.next().await;
+        assert_eq!(block.event(), name, "{}", block.raw);
+        let data = block.json();
+        (block, data)
+    }
+
+    /// Asserts nothing but comments arrives for `wait`.
+    pub async fn quiet(&mut self, wait: Duration) {
+        if let Ok(block) = tokio::time::timeout(wait, self.next()).await {
+            panic!("unexpected SSE block {}", block.raw);
+        }
+    }
+
+    /// Waits for the server to end the stream; what it sent meanwhile must
+    /// be comments only.
+    pub async fn expect_end(&mut self) {
+        loop {
+            let chunk = tokio::time::timeout(TIMEOUT, self.body.next())
+                .await
+                .expect("the SSE stream ends in time");
+            match chunk {
+                None => break,
+                Some(Ok(bytes)) => {
+                    self.raw.extend_from_slice(&bytes);
+                    self.buffer.extend_from_slice(&bytes);
+                }
+                Some(Err(e)) => panic!("SSE read error instead of a clean end: {e}"),
+            }
+        }
+        let rest = String::from_utf8_lossy(&self.buffer).to_string();
+        assert!(
+            rest.split("\n\n")
+                .all(|b| b.is_empty() || b.starts_with(':')),
+            "unexpected data before the end: {rest}"
+        );
     }
 }
