@@ -65,8 +65,7 @@ impl DocFilter {
         }
         match where_clause {
             Some(sql) => {
-                let sql =
-                    Filter::from_sql(sql, params, limits).map_err(|e| invalid("where", e))?;
+                let sql = Filter::from_sql(sql, params, limits).map_err(|e| invalid("where", e))?;
                 compiled = compiled.and(sql);
             }
             None if !params.is_empty() => {

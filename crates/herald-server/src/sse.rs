@@ -135,10 +135,9 @@ pub(crate) async fn table_shorthand(
         };
         fields.insert(key, condition);
     }
-    let options: ShorthandOptions = serde_urlencoded::from_str(
-        &serde_urlencoded::to_string(&reserved).unwrap_or_default(),
-    )
-    .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e.to_string()))?;
+    let options: ShorthandOptions =
+        serde_urlencoded::from_str(&serde_urlencoded::to_string(&reserved).unwrap_or_default())
+            .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e.to_string()))?;
     let request = Subscribe {
         id: SSE_ID.to_owned(),
         table: Some(table.as_str().to_owned()),
@@ -193,16 +192,16 @@ async fn stream(
     mut request: Subscribe,
 ) -> Result<Response, ApiError> {
     if let Some(last) = headers.get("last-event-id") {
-        let token: ResumeToken = last
-            .to_str()
-            .ok()
-            .and_then(|t| t.parse().ok())
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::InvalidParameter,
-                    "Last-Event-ID must be a resume token <epoch>:<offset>",
-                )
-            })?;
+        let token: ResumeToken =
+            last.to_str()
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::InvalidParameter,
+                        "Last-Event-ID must be a resume token <epoch>:<offset>",
+                    )
+                })?;
         request.from = Some(StartFrom::Token(token));
         request.snapshot = false;
     }
@@ -311,7 +310,8 @@ mod tests {
     #[test]
     fn events_are_framed_with_their_token_and_no_payload_breaks_a_line() {
         let mut out = BytesMut::new();
-        let json = serde_json::to_vec(&serde_json::json!({"text": "a\n\ndata: evil\r\nid: 1"})).unwrap();
+        let json =
+            serde_json::to_vec(&serde_json::json!({"text": "a\n\ndata: evil\r\nid: 1"})).unwrap();
         write_item(
             &mut out,
             Epoch(1),

@@ -104,8 +104,14 @@ mod tests {
                 json!({"id": "a", "table": "t", "channel": "c"}),
                 ErrorCode::InvalidParameter,
             ),
-            (json!({"id": "a", "table": "no-dash"}), ErrorCode::InvalidTable),
-            (json!({"id": "a", "channel": "table:x"}), ErrorCode::InvalidChannel),
+            (
+                json!({"id": "a", "table": "no-dash"}),
+                ErrorCode::InvalidTable,
+            ),
+            (
+                json!({"id": "a", "channel": "table:x"}),
+                ErrorCode::InvalidChannel,
+            ),
             (
                 json!({"id": "a", "table": "t", "filter": {"$bad": 1}}),
                 ErrorCode::InvalidFilter,
