@@ -39,7 +39,11 @@ fn main() {
         println!("{n:>11}  {:>16.0}", rss / 1024.0);
     }
     let slope = least_squares_slope(&points);
-    println!("RSS per idle WebSocket connection: {:.0} bytes ({:.2} KiB)", slope, slope / 1024.0);
+    println!(
+        "RSS per idle WebSocket connection: {:.0} bytes ({:.2} KiB)",
+        slope,
+        slope / 1024.0
+    );
 }
 
 fn start_server(dir: &std::path::Path) -> (Child, String) {
@@ -56,10 +60,17 @@ fn start_server(dir: &std::path::Path) -> (Child, String) {
         .env("HERALD_REALTIME__MAX_CONNECTIONS", "19000")
         .stdout(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e} (run `cargo build --release` first)", binary.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "starting {}: {e} (run `cargo build --release` first)",
+                binary.display()
+            )
+        });
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("readiness line");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("readiness line");
     let addr = line
         .trim()
         .strip_prefix("herald listening on http://")
@@ -76,14 +87,20 @@ async fn measure(addr: &str, pid: u32, total: usize, steps: usize) -> Vec<(usize
     let started = Instant::now();
     for _ in 0..steps {
         for _ in 0..per_step {
-            let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("connect");
+            let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+                .await
+                .expect("connect");
             let welcome = ws.next().await.expect("welcome").expect("no error");
             assert!(welcome.is_text());
             held.push(ws);
         }
         points.push((held.len(), settled_rss(pid).await));
     }
-    eprintln!("opened {} connections in {:.1?}", held.len(), started.elapsed());
+    eprintln!(
+        "opened {} connections in {:.1?}",
+        held.len(),
+        started.elapsed()
+    );
     points
 }
 

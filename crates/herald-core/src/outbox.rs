@@ -64,7 +64,9 @@ impl Outgoing {
         }
     }
 
-    fn size(&self) -> usize {
+    /// Bytes it counts for in an outbox.
+    #[must_use]
+    pub fn size(&self) -> usize {
         ITEM_OVERHEAD
             + match self {
                 Outgoing::Event { subs, json, .. } => subs.len() + json.len(),
@@ -225,6 +227,12 @@ impl Outbox {
     #[must_use]
     pub fn ended(&self) -> Option<End> {
         self.lock().end
+    }
+
+    /// Bytes that can be queued now without exceeding the limit.
+    #[must_use]
+    pub fn room(&self) -> usize {
+        self.limit.saturating_sub(self.bytes())
     }
 
     /// Bytes queued now.

@@ -1,5 +1,7 @@
 //! Restricting a subscription to updates that touched given fields.
 
+use serde_json::Value;
+
 /// The fields a subscription cares about; an update is relevant when one of its
 /// changed fields overlaps one of these.
 ///
@@ -35,6 +37,41 @@ impl ChangedFields {
             .iter()
             .any(|field| changed.iter().any(|c| overlaps(field, c)))
     }
+
+    /// Whether an update from `old` to `new` touched a watched field.
+    ///
+    /// `changed` lists the top-level fields that differ (as the change log
+    /// records them); a watched dotted path below one of them is compared in
+    /// both documents, so watching `address.city` ignores a change of
+    /// `address.zip` alone.
+    ///
+    /// ```
+    /// use herald_filter::ChangedFields;
+    /// use serde_json::json;
+    /// let watch = ChangedFields::new(vec!["address.city".into()]);
+    /// let old = json!({"address": {"city": "Oslo", "zip": "0150"}});
+    /// let zip = json!({"address": {"city": "Oslo", "zip": "0151"}});
+    /// let city = json!({"address": {"city": "Bergen", "zip": "0150"}});
+    /// assert!(!watch.touches_update(&["address".into()], &old, &zip));
+    /// assert!(watch.touches_update(&["address".into()], &old, &city));
+    /// ```
+    pub fn touches_update(&self, changed: &[String], old: &Value, new: &Value) -> bool {
+        self.fields.iter().any(|field| match field.split_once('.') {
+            None => changed.iter().any(|c| overlaps(field, c)),
+            Some((top, _)) => {
+                changed.iter().any(|c| c == top) && value_at(old, field) != value_at(new, field)
+            }
+        })
+    }
+}
+
+/// The value at a dotted path through objects (and array indexes).
+fn value_at<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(doc, |value, segment| match value {
+        Value::Object(map) => map.get(segment),
+        Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => None,
+    })
 }
 
 /// Equal, or one is a dotted prefix of the other.
@@ -55,6 +92,28 @@ mod tests {
         assert!(overlaps("a.b", "a"));
         assert!(!overlaps("a", "ab"));
         assert!(!overlaps("a.b", "a.c"));
+    }
+
+    #[test]
+    fn dotted_paths_compare_the_documents() {
+        let watch = ChangedFields::new(vec!["meta.kind".into(), "tags.0".into()]);
+        let old = serde_json::json!({"meta": {"kind": "a", "zip": 1}, "tags": ["x", "y"]});
+        let zip = serde_json::json!({"meta": {"kind": "a", "zip": 2}, "tags": ["x", "y"]});
+        let kind = serde_json::json!({"meta": {"kind": "b", "zip": 1}, "tags": ["x", "y"]});
+        let gone = serde_json::json!({"tags": ["x", "y"]});
+        let tag1 = serde_json::json!({"meta": {"kind": "a", "zip": 1}, "tags": ["x", "z"]});
+        let tag0 = serde_json::json!({"meta": {"kind": "a", "zip": 1}, "tags": ["w", "y"]});
+        let meta = ["meta".to_owned()];
+        let tags = ["tags".to_owned()];
+        assert!(!watch.touches_update(&meta, &old, &zip));
+        assert!(watch.touches_update(&meta, &old, &kind));
+        assert!(watch.touches_update(&meta, &old, &gone));
+        assert!(!watch.touches_update(&tags, &old, &tag1));
+        assert!(watch.touches_update(&tags, &old, &tag0));
+        // A top-level watch still follows the changed list alone.
+        let top = ChangedFields::new(vec!["meta".into()]);
+        assert!(top.touches_update(&meta, &old, &zip));
+        assert!(!top.touches_update(&tags, &old, &tag1));
     }
 
     #[test]

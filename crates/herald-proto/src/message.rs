@@ -70,13 +70,13 @@ pub struct Subscribe {
     /// A MongoDB-style filter on the document (or on a message's `data`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Value>,
-    /// An SQL `WHERE` clause, instead of `filter`.
+    /// An SQL `WHERE` clause (with `filter` too, both must match).
     #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
     pub where_clause: Option<String>,
     /// Values for `$1`, `$2`, ... in `where`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<Vec<Value>>,
-    /// Updates are delivered only when one of these top-level fields changed.
+    /// Updates are delivered only when one of these (dotted) fields changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed: Option<Vec<String>>,
     /// Where to start (default: now).
@@ -294,7 +294,8 @@ pub enum CloseCode {
     Normal = 1000,
     /// The server is shutting down; reconnect elsewhere or later.
     GoingAway = 1001,
-    /// The protocol was violated (e.g. a binary frame).
+    /// The WebSocket protocol itself was violated (invalid frames); the
+    /// engine closes with it.
     Protocol = 1002,
     /// A message exceeded the size limit.
     MessageTooBig = 1009,

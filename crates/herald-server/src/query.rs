@@ -21,28 +21,8 @@ impl DocFilter {
         params: Option<&str>,
         limits: &Limits,
     ) -> Result<DocFilter, ApiError> {
-        let filter = filter
-            .map(|text| {
-                serde_json::from_str::<Value>(text).map_err(|e| {
-                    ApiError::new(
-                        ErrorCode::InvalidFilter,
-                        format!("filter is not valid JSON: {e}"),
-                    )
-                })
-            })
-            .transpose()?;
-        let params = match params {
-            None => Vec::new(),
-            Some(text) => match serde_json::from_str(text) {
-                Ok(Value::Array(values)) => values,
-                _ => {
-                    return Err(ApiError::new(
-                        ErrorCode::InvalidFilter,
-                        "params must be a JSON array of values for $1, $2, ...",
-                    ));
-                }
-            },
-        };
+        let filter = filter.map(parse_filter).transpose()?;
+        let params = params.map(parse_params).transpose()?.unwrap_or_default();
         DocFilter::compile(filter.as_ref(), where_clause, &params, limits)
     }
 
@@ -92,6 +72,27 @@ impl DocFilter {
     /// Whether `doc` matches.
     pub(crate) fn matches(&self, doc: &Value) -> bool {
         self.0.matches(doc)
+    }
+}
+
+/// The `filter` query parameter: JSON text.
+pub(crate) fn parse_filter(text: &str) -> Result<Value, ApiError> {
+    serde_json::from_str(text).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidFilter,
+            format!("filter is not valid JSON: {e}"),
+        )
+    })
+}
+
+/// The `params` query parameter: a JSON array of values for `$1`, `$2`...
+pub(crate) fn parse_params(text: &str) -> Result<Vec<Value>, ApiError> {
+    match serde_json::from_str(text) {
+        Ok(Value::Array(values)) => Ok(values),
+        _ => Err(ApiError::new(
+            ErrorCode::InvalidFilter,
+            "params must be a JSON array of values for $1, $2, ...",
+        )),
     }
 }
 

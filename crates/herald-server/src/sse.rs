@@ -13,7 +13,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{Params, TablePath};
 use crate::sessions::{self, Permit};
-use crate::subscription;
+use crate::{query, subscription};
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -62,27 +62,13 @@ pub(crate) async fn subscribe(
     let filter = params
         .filter
         .as_deref()
-        .map(|text| {
-            serde_json::from_str::<Value>(text).map_err(|e| {
-                ApiError::new(
-                    ErrorCode::InvalidFilter,
-                    format!("filter is not valid JSON: {e}"),
-                )
-            })
-        })
+        .map(query::parse_filter)
         .transpose()?;
-    let sql_params = match params.params.as_deref() {
-        None => None,
-        Some(text) => match serde_json::from_str(text) {
-            Ok(Value::Array(values)) => Some(values),
-            _ => {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidFilter,
-                    "params must be a JSON array of values for $1, $2, ...",
-                ));
-            }
-        },
-    };
+    let sql_params = params
+        .params
+        .as_deref()
+        .map(query::parse_params)
+        .transpose()?;
     let request = Subscribe {
         id: SSE_ID.to_owned(),
         table: params.table,
@@ -101,8 +87,9 @@ pub(crate) async fn subscribe(
     stream(app, &headers, request).await
 }
 
-/// Reserved query parameters of the shorthand; every other one is a filter.
+/// Options of the shorthand; every other parameter is a field equality.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ShorthandOptions {
     ops: Option<String>,
     from: Option<String>,
@@ -110,39 +97,67 @@ struct ShorthandOptions {
     snapshot: Option<bool>,
 }
 
-/// `GET /v1/tables/{table}/events?field=value...`: each other parameter is
-/// an equality on a (dotted) field. A value that reads as a JSON number,
-/// boolean or null also matches that typed value: `?n=3` matches `3` and `"3"`.
+/// Options of `/v1/sse` the shorthand does not take: refused rather than
+/// taken for field names, which would silently match nothing.
+const SSE_ONLY: [&str; 7] = [
+    "table", "channel", "filter", "where", "params", "changed", "on_lag",
+];
+
+/// `GET /v1/tables/{table}/events?field=value...`: each parameter other than
+/// `ops`, `from`, `since` and `snapshot` is an equality on a (dotted) field;
+/// a field given several times matches any of its values. A value that reads
+/// as a JSON number, boolean or null also matches that typed value: `?n=3`
+/// matches `3` and `"3"`.
 pub(crate) async fn table_shorthand(
     State(app): State<AppState>,
     TablePath(table): TablePath,
     headers: HeaderMap,
-    Query(query): Query<BTreeMap<String, String>>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let mut fields = serde_json::Map::new();
-    let mut reserved = BTreeMap::new();
+    let mut fields: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut options = Vec::new();
     for (key, value) in query {
         if matches!(key.as_str(), "ops" | "from" | "since" | "snapshot") {
-            reserved.insert(key, value);
-            continue;
+            options.push((key, value));
+        } else if SSE_ONLY.contains(&key.as_str()) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidParameter,
+                format!(
+                    "`{key}` is an option of /v1/sse; here every parameter but ops, from, \
+                     since and snapshot is a field equality"
+                ),
+            ));
+        } else {
+            let values = fields.entry(key).or_default();
+            if let Some(typed) = serde_json::from_str::<Value>(&value)
+                .ok()
+                .filter(|v| v.is_number() || v.is_boolean() || v.is_null())
+            {
+                values.push(typed);
+            }
+            values.push(Value::String(value));
         }
-        let typed = serde_json::from_str::<Value>(&value)
-            .ok()
-            .filter(|v| v.is_number() || v.is_boolean() || v.is_null());
-        let condition = match typed {
-            Some(typed) => serde_json::json!({"$in": [typed, value]}),
-            None => Value::String(value),
-        };
-        fields.insert(key, condition);
     }
     let options: ShorthandOptions =
-        serde_urlencoded::from_str(&serde_urlencoded::to_string(&reserved).unwrap_or_default())
-            .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e.to_string()))?;
+        serde_urlencoded::from_str(&serde_urlencoded::to_string(&options).unwrap_or_default())
+            .map_err(|e| {
+                ApiError::new(ErrorCode::InvalidParameter, format!("query string: {e}"))
+            })?;
+    let filter: serde_json::Map<String, Value> = fields
+        .into_iter()
+        .map(|(field, mut values)| {
+            let condition = match values.len() {
+                1 => values.remove(0),
+                _ => serde_json::json!({ "$in": values }),
+            };
+            (field, condition)
+        })
+        .collect();
     let request = Subscribe {
         id: SSE_ID.to_owned(),
         table: Some(table.as_str().to_owned()),
         ops: options.ops.as_deref().map(parse_ops).transpose()?,
-        filter: (!fields.is_empty()).then_some(Value::Object(fields)),
+        filter: (!filter.is_empty()).then_some(Value::Object(filter)),
         from: start(options.from.as_deref(), options.since)?,
         snapshot: options.snapshot.unwrap_or(false),
         ..Subscribe::default()

@@ -36,10 +36,9 @@ pub(crate) fn compile(request: Subscribe, limits: &Limits) -> Result<Subscriptio
             ));
         }
     };
-    if request.filter.is_some() && request.where_clause.is_some() {
-        return Err(ApiError::new(
-            ErrorCode::InvalidFilter,
-            "give `filter` or `where`, not both",
+    if request.snapshot && request.from.is_some() {
+        return Err(invalid(
+            "give `snapshot` or `from`, not both: a snapshot starts at its own offset".into(),
         ));
     }
     let filter = DocFilter::compile(
@@ -68,9 +67,11 @@ pub(crate) fn compile(request: Subscribe, limits: &Limits) -> Result<Subscriptio
         ));
     }
     let filter_source = match (request.filter, request.where_clause) {
-        (Some(f), _) => Some(f),
+        (Some(f), None) => Some(f),
         (None, Some(w)) => Some(Value::String(w)),
         (None, None) => None,
+        // Both given (both must match): list them together.
+        (Some(f), Some(w)) => Some(serde_json::json!({"filter": f, "where": w})),
     };
     Ok(SubscriptionSpec {
         id: request.id,
@@ -117,8 +118,8 @@ mod tests {
                 ErrorCode::InvalidFilter,
             ),
             (
-                json!({"id": "a", "table": "t", "filter": {}, "where": "a = 1"}),
-                ErrorCode::InvalidFilter,
+                json!({"id": "a", "table": "t", "snapshot": true, "from": "now"}),
+                ErrorCode::InvalidParameter,
             ),
             (
                 json!({"id": "a", "table": "t", "changed": []}),

@@ -61,9 +61,12 @@ impl Selection {
             .as_ref()
             .is_none_or(|ops| ops.contains(&event.op()));
         let changed_ok = match (&self.changed, &event.body) {
-            (Some(c), EventBody::Update { changed, .. }) => {
-                ChangedFields::new(c.clone()).touches(changed)
-            }
+            (
+                Some(c),
+                EventBody::Update {
+                    changed, doc, old, ..
+                },
+            ) => ChangedFields::new(c.clone()).touches_update(changed, old, doc),
             _ => true,
         };
         let target = match &event.body {

@@ -437,6 +437,21 @@ async fn the_shorthand_filters_by_equality_with_typed_values() {
     let events = events_until(&server, &mut sse, gone).await;
     assert_eq!(offsets(&events), [i, k, gone]);
     assert_eq!(events[2]["op"], "delete");
+
+    // A field given twice matches either value.
+    let mut sse = open(&server, "/v1/tables/t/events?status=open&status=paid").await;
+    subscribed(&server, &mut sse).await;
+    let open_one = server
+        .insert("t", json!({"id": "l", "status": "open"}))
+        .await;
+    server
+        .insert("t", json!({"id": "m", "status": "closed"}))
+        .await;
+    let paid = server
+        .insert("t", json!({"id": "n", "status": "paid"}))
+        .await;
+    let events = events_until(&server, &mut sse, paid).await;
+    assert_eq!(offsets(&events), [open_one, paid]);
     server.stop().await;
 }
 
@@ -593,9 +608,9 @@ async fn bad_parameters_get_json_errors_with_precise_codes() {
             "invalid_filter",
         ),
         (
-            q(&[("table", "t"), ("filter", "{}"), ("where", "n = 1")]),
+            q(&[("table", "t"), ("snapshot", "true"), ("from", "0")]),
             400,
-            "invalid_filter",
+            "invalid_parameter",
         ),
         (
             q(&[("table", "t"), ("ops", "bogus")]),
@@ -685,6 +700,21 @@ async fn bad_parameters_get_json_errors_with_precise_codes() {
         ),
         (
             "/v1/tables/t/events?from=99".to_owned(),
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "/v1/tables/t/events?on_lag=skip".to_owned(),
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "/v1/tables/t/events?status=open&filter=%7B%7D".to_owned(),
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "/v1/tables/t/events?from=0&from=1".to_owned(),
             400,
             "invalid_parameter",
         ),

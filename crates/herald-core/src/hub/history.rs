@@ -84,8 +84,10 @@ async fn catch_up(
     }
     let topics = topic_filter(&pending.topic);
     loop {
-        let (reader, topics_now) = (store.clone(), topics.clone());
-        let chunk = blocking(move || reader.read_log(after, None, &topics_now, CHUNK)).await?;
+        // Only what is durable: the log may hold a group being fsynced.
+        let (reader, topics_now, head) = (store.clone(), topics.clone(), store.head());
+        let chunk =
+            blocking(move || reader.read_log(after, Some(head), &topics_now, CHUNK)).await?;
         for record in &chunk.records {
             let event = record.to_event()?;
             if !pending.selector.selects(&event) {

@@ -171,7 +171,12 @@ impl Selector {
     fn admits(&self, event: &Event) -> bool {
         self.ops.contains(event.op())
             && match (&self.changed, &event.body) {
-                (Some(watch), EventBody::Update { changed, .. }) => watch.touches(changed),
+                (
+                    Some(watch),
+                    EventBody::Update {
+                        changed, doc, old, ..
+                    },
+                ) => watch.touches_update(changed, old, doc),
                 _ => true,
             }
     }
@@ -722,42 +727,50 @@ impl Shard {
                 self.go_live(slot, self.head);
                 Ok(None)
             }
-            Some(after) if after >= self.recent.floor => {
-                self.activate(slot, after);
-                Ok(None)
-            }
-            Some(_) => Ok(Some(Box::new(pending))),
+            Some(after) => match self.activate(slot, after) {
+                Activated::Live | Activated::Gone => Ok(None),
+                Activated::Behind => Ok(Some(Box::new(pending))),
+            },
         }
     }
 
     /// Delivers the recent events after `after` to a pending subscription,
-    /// then makes it live.
+    /// then makes it live — if they fit in its connection's outbox now.
+    /// Otherwise, or if the recent window no longer reaches back to `after`,
+    /// the history reader goes on from the log, paced by the client.
     fn activate(&mut self, slot: usize, after: Offset) -> Activated {
         if after < self.recent.floor {
             return Activated::Behind;
         }
         let sub = &self.subs[slot];
-        let mut overflowed = None;
-        for committed in self.recent.after(after) {
-            let event = &*committed.event;
-            if !(topic_selects(&sub.topic, &event.topic) && sub.selector.selects(event)) {
-                continue;
-            }
-            let item = Outgoing::Event {
+        let backlog: Vec<Outgoing> = self
+            .recent
+            .after(after)
+            .filter(|c| topic_selects(&sub.topic, &c.event.topic) && sub.selector.selects(&c.event))
+            .map(|c| Outgoing::Event {
                 subs: sub.subs_json.clone(),
-                offset: event.offset,
-                json: committed.json.clone(),
-            };
-            if sub.outbox.push(item) != Pushed::Queued {
-                overflowed = Some(event.offset);
-                break;
-            }
+                offset: c.event.offset,
+                json: c.json.clone(),
+            })
+            .collect();
+        let bytes: usize = backlog.iter().map(Outgoing::size).sum();
+        if bytes > sub.outbox.room() {
+            return Activated::Behind;
         }
-        if let Some(offset) = overflowed {
-            let conn = sub.conn;
-            self.overflow(conn, &[slot], offset);
-            if !self.subs.contains(slot) {
-                return Activated::Gone;
+        for item in backlog {
+            let offset = match &item {
+                Outgoing::Event { offset, .. } => *offset,
+                Outgoing::Message { .. } => continue,
+            };
+            // Only the connection's own answers can have taken the room
+            // meanwhile; then this is an overflow like any other.
+            if sub.outbox.push(item) != Pushed::Queued {
+                let conn = sub.conn;
+                self.overflow(conn, &[slot], offset);
+                if !self.subs.contains(slot) {
+                    return Activated::Gone;
+                }
+                break;
             }
         }
         self.go_live(slot, after.max(self.head));
