@@ -409,12 +409,10 @@ impl Shard {
 
     async fn run(mut self) {
         loop {
+            // Committed groups first: a storm of commands (subscribes,
+            // disconnects) waits behind deliveries, never the reverse.
             tokio::select! {
-                command = self.commands.recv() => match command {
-                    Some(command) => self.handle(command),
-                    // Every hub handle and connection is gone.
-                    None => return,
-                },
+                biased;
                 group = self.live.recv() => match group {
                     Ok(group) => self.route_group(group),
                     Err(RecvError::Lagged(missed)) => {
@@ -426,6 +424,11 @@ impl Shard {
                     }
                     Err(RecvError::Closed) => return,
                 },
+                command = self.commands.recv() => match command {
+                    Some(command) => self.handle(command),
+                    // Every hub handle and connection is gone.
+                    None => return,
+                },
             }
         }
     }
@@ -433,9 +436,11 @@ impl Shard {
     /// Routes what the broadcast dropped, from the log, up to the store's head.
     async fn recover(&mut self) -> Result<(), StoreError> {
         loop {
-            let (store, after) = (self.store.clone(), self.head);
+            // Only what is durable: the log may hold a group being fsynced,
+            // which the broadcast will bring.
+            let (store, after, head) = (self.store.clone(), self.head, self.store.head());
             let chunk = tokio::task::spawn_blocking(move || {
-                store.read_log(after, None, &TopicFilter::All, RECOVER_CHUNK)
+                store.read_log(after, Some(head), &TopicFilter::All, RECOVER_CHUNK)
             })
             .await
             .map_err(|e| StoreError::Corrupt(format!("log reader stopped: {e}")))??;

@@ -1,0 +1,94 @@
+//! The hub on its own (no sockets): what the transports rely on.
+
+use herald_core::{Herald, Hub, HubConfig, Outgoing, SubscriptionSpec, Topic};
+use herald_filter::Filter;
+use herald_proto::{LagPolicy, Offset, StartFrom};
+use herald_store::{Durability, StoreConfig};
+use serde_json::json;
+use std::sync::Arc;
+
+fn spec(table: &str) -> SubscriptionSpec {
+    SubscriptionSpec {
+        id: "s".into(),
+        topic: Topic::table(table).unwrap(),
+        ops: None,
+        filter: Arc::new(Filter::match_all()),
+        filter_source: None,
+        changed: None,
+        from: StartFrom::Now,
+        snapshot: false,
+        on_lag: LagPolicy::Close,
+    }
+}
+
+/// A shard that falls more than the broadcast's capacity behind the commit
+/// feed reads what it missed from the log: its subscribers see no gap.
+#[test]
+fn a_shard_behind_the_commit_feed_catches_up_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        durability: Durability::Os,
+        ..StoreConfig::default()
+    };
+    let herald = Herald::open_with(dir.path(), config).unwrap();
+    // The hub runs on a runtime that is only driven inside `block_on`: while
+    // the writes below happen, its shard cannot run at all.
+    let hub_runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let conn = hub_runtime.block_on(async {
+        let hub = Hub::start(
+            herald.clone(),
+            HubConfig {
+                shards: 1,
+                outbox_bytes: 64 << 20,
+                ..HubConfig::default()
+            },
+        );
+        let conn = hub.connect();
+        conn.subscribe(spec("t")).await.unwrap();
+        conn
+    });
+
+    const WRITES: u64 = 3000;
+    let writer = tokio::runtime::Runtime::new().unwrap();
+    let offsets: Vec<u64> = writer.block_on(async {
+        let mut offsets = Vec::new();
+        for i in 0..WRITES {
+            let ack = herald
+                .insert("t", json!({"id": format!("d{i}")}))
+                .await
+                .unwrap();
+            offsets.push(ack.offset.0);
+        }
+        offsets
+    });
+
+    let got = hub_runtime.block_on(async {
+        let mut got = Vec::new();
+        let mut batch = Vec::new();
+        while got.len() < offsets.len() {
+            tokio::time::timeout(std::time::Duration::from_secs(10), conn.outbox().ready())
+                .await
+                .expect("events arrive");
+            conn.outbox().take(&mut batch);
+            for item in batch.drain(..) {
+                match item {
+                    Outgoing::Event { offset, subs, .. } => {
+                        assert_eq!(&subs[..], br#"["s"]"#);
+                        got.push(offset.0);
+                    }
+                    Outgoing::Message { kind, .. } => assert_eq!(kind, "subscribed"),
+                }
+            }
+        }
+        got
+    });
+    assert_eq!(got, offsets);
+    let stats = hub_runtime.block_on(conn.hub().stats());
+    assert_eq!(stats.routed, Offset(*offsets.last().unwrap()));
+    assert_eq!(stats.subscriptions, 1);
+    drop(conn);
+    writer.block_on(herald.close());
+}
