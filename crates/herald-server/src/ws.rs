@@ -86,8 +86,10 @@ async fn session(socket: WebSocket, app: AppState, _permit: Permit) {
                         &conn,
                         &error(
                             None,
+                            None,
                             ErrorCode::InvalidMessage,
-                            "binary frames are not supported; send JSON text",
+                            "binary frames are not supported; send JSON text".into(),
+                            None,
                         ),
                     ),
                     Ok(Message::Ping(_) | Message::Pong(_)) => {}
@@ -200,10 +202,8 @@ async fn handle(app: &AppState, conn: &Connection, text: &str) {
             let spec = match subscription::compile(request, &app.http.filter) {
                 Ok(spec) => spec,
                 Err(e) => {
-                    reply(
-                        conn,
-                        &error_for(Some(id), None, e.code, e.message, e.earliest.map(Offset)),
-                    );
+                    let earliest = e.earliest.map(Offset);
+                    reply(conn, &error(Some(id), None, e.code, e.message, earliest));
                     return;
                 }
             };
@@ -255,18 +255,14 @@ async fn handle(app: &AppState, conn: &Connection, text: &str) {
 }
 
 /// Queues a server message. Control messages may exceed the outbox limit a
-/// little; a client that lets them pile up is a slow consumer.
+/// little; a client that lets them pile up is a slow consumer, told to
+/// resume after what has been routed to it.
 fn reply(conn: &Connection, message: &ServerMessage) {
     let item = Outgoing::message(message, None);
-    let resume_from = conn.hub().herald().store().head();
-    let _ = conn.outbox().push_control(item, resume_from);
+    let _ = conn.outbox().push_control(item, conn.routed());
 }
 
-fn error(reference: Option<String>, code: ErrorCode, message: &str) -> ServerMessage {
-    error_for(None, reference, code, message.to_owned(), None)
-}
-
-fn error_for(
+fn error(
     id: Option<String>,
     reference: Option<String>,
     code: ErrorCode,
@@ -296,7 +292,7 @@ fn invalid_message(text: &str, e: &serde_json::Error) -> ServerMessage {
         Some(v) if !v.is_object() => "a message is a JSON object with a `type`".to_owned(),
         Some(_) => format!("{e}; see docs/protocol.md"),
     };
-    error(reference, ErrorCode::InvalidMessage, &message)
+    error(None, reference, ErrorCode::InvalidMessage, message, None)
 }
 
 /// The text of one WebSocket message.

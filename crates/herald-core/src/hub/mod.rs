@@ -125,6 +125,7 @@ impl Hub {
             id,
             outbox: Arc::new(Outbox::new(self.inner.config.outbox_bytes)),
             commands: shard.commands.clone(),
+            routed: shard.routed.clone(),
             hub: self.clone(),
         }
     }
@@ -268,6 +269,7 @@ pub struct Connection {
     id: u64,
     outbox: Arc<Outbox>,
     commands: mpsc::UnboundedSender<Command>,
+    routed: watch::Receiver<Offset>,
     hub: Hub,
 }
 
@@ -288,6 +290,14 @@ impl Connection {
     #[must_use]
     pub fn hub(&self) -> &Hub {
         &self.hub
+    }
+
+    /// Every event up to this offset has been routed to this connection's
+    /// live subscriptions (queued, if it matched): the position to resume
+    /// from if the connection is closed now.
+    #[must_use]
+    pub fn routed(&self) -> Offset {
+        *self.routed.borrow()
     }
 
     /// Starts a subscription. Returns once it is accepted; its snapshot,
