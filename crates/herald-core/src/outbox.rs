@@ -163,11 +163,12 @@ impl Outbox {
         }
     }
 
-    /// Queues `item` unless `cancelled` is set; the flag is read under the
-    /// queue's lock, so after [`Outbox::cancel`] returns nothing more is
-    /// queued for it.
+    /// Queues a control message of one subscription (like
+    /// [`Outbox::push_control`], without ending the outbox when full) unless
+    /// `cancelled` is set; the flag is read under the queue's lock, so after
+    /// [`Outbox::cancel`] returns nothing more is queued for it.
     pub fn push_unless(&self, item: Outgoing, cancelled: &AtomicBool) -> Pushed {
-        self.push_under(item, self.limit, Some(cancelled))
+        self.push_under(item, self.limit * 2, Some(cancelled))
     }
 
     fn push_under(&self, item: Outgoing, limit: usize, cancelled: Option<&AtomicBool>) -> Pushed {
@@ -190,12 +191,14 @@ impl Outbox {
         Pushed::Queued
     }
 
-    /// Queues `item`, waiting while the outbox is full. Returns `false` if
-    /// the outbox ended or `cancelled` was set.
+    /// Queues `item` once the outbox is at most half full, waiting until
+    /// then: history and snapshots fill only half of it, so live events of
+    /// the connection's other subscriptions always find room. Returns
+    /// `false` if the outbox ended or `cancelled` was set.
     pub async fn push_wait(&self, item: Outgoing, cancelled: &AtomicBool) -> bool {
         loop {
             let room = self.room.notified();
-            match self.push_under(item.clone(), self.limit, Some(cancelled)) {
+            match self.push_under(item.clone(), self.limit / 2, Some(cancelled)) {
                 Pushed::Queued => return true,
                 Pushed::Ended => return false,
                 Pushed::Full => room.await,
@@ -308,8 +311,13 @@ mod tests {
         let outbox = Outbox::new(1000);
         let flag = AtomicBool::new(false);
         assert_eq!(outbox.push_unless(message(1), &flag), Pushed::Queued);
+        // Control-sized: beyond the limit, up to twice it.
+        assert_eq!(outbox.push(message(800)), Pushed::Queued);
+        assert_eq!(outbox.push_unless(message(500), &flag), Pushed::Queued);
+        assert_eq!(outbox.push_unless(message(900), &flag), Pushed::Full);
         outbox.cancel(&flag);
         assert_eq!(outbox.push_unless(message(1), &flag), Pushed::Ended);
+        outbox.take(&mut Vec::new());
         assert_eq!(outbox.push(message(1)), Pushed::Queued);
     }
 
@@ -317,6 +325,10 @@ mod tests {
     async fn push_wait_waits_for_the_writer() {
         let outbox = std::sync::Arc::new(Outbox::new(1000));
         let flag = AtomicBool::new(false);
+        assert!(outbox.push_wait(message(300), &flag).await);
+        // Half the outbox stays free for live events.
+        assert_eq!(outbox.push(message(500)), Pushed::Queued);
+        outbox.take(&mut Vec::new());
         assert!(outbox.push_wait(message(900), &flag).await);
         let waiter = {
             let outbox = outbox.clone();

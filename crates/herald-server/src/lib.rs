@@ -46,6 +46,10 @@ use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// How long in-flight requests and streams may take to finish once
+/// shutdown began.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
@@ -126,12 +130,27 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let sessions = self.state.sessions.clone();
-        let served = axum::serve(listener, self.router())
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                sessions.shut_down();
-            })
-            .await;
+        let (began, beginning) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, self.router()).with_graceful_shutdown(async move {
+            shutdown.await;
+            sessions.shut_down();
+            let _ = began.send(());
+        });
+        // In-flight requests get a grace period; a client that does not read
+        // its response (or stream) cannot keep the server from stopping.
+        let grace = async {
+            match beginning.await {
+                Ok(()) => tokio::time::sleep(SHUTDOWN_GRACE).await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let served = tokio::select! {
+            served = server.into_future() => served,
+            () = grace => {
+                tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; dropping them");
+                Ok(())
+            }
+        };
         // Upgraded WebSockets outlive the HTTP server: let them say goodbye.
         self.state
             .sessions

@@ -114,7 +114,8 @@ async fn session(socket: WebSocket, app: AppState, _permit: Permit) {
                         if started.elapsed().saturating_sub(heard) > timeout {
                             return Exit::Close(CloseCode::HeartbeatTimeout, "no answer to pings".into());
                         }
-                        if sink.send(Message::Ping(Bytes::new())).await.is_err() {
+                        let ping = sink.send(Message::Ping(Bytes::new()));
+                        if !matches!(tokio::time::timeout(timeout, ping).await, Ok(Ok(()))) {
                             return Exit::Gone;
                         }
                         continue;
@@ -124,13 +125,25 @@ async fn session(socket: WebSocket, app: AppState, _permit: Permit) {
                     }
                 }
                 let end = conn.outbox().take(&mut batch);
-                for item in batch.drain(..) {
-                    if sink.feed(Message::Text(frame(item))).await.is_err() {
+                // A client that stops reading blocks the write once its
+                // socket buffers are full: give up on it after the same
+                // timeout as a silent one, so it cannot hold its place.
+                let write = async {
+                    for item in batch.drain(..) {
+                        sink.feed(Message::Text(frame(item))).await?;
+                    }
+                    sink.flush().await
+                };
+                match tokio::time::timeout(timeout, write).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Exit::Gone,
+                    Err(_) => {
+                        tracing::info!(
+                            conn = conn.id(),
+                            "websocket write timed out; dropping the connection"
+                        );
                         return Exit::Gone;
                     }
-                }
-                if sink.flush().await.is_err() {
-                    return Exit::Gone;
                 }
                 match end {
                     None => {}

@@ -564,3 +564,72 @@ async fn a_lagging_skip_subscription_is_told_where_its_gap_is() {
     assert_eq!(m["offset"], next);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_stops_reading_is_dropped_after_the_client_timeout() {
+    let config = RealtimeConfig {
+        client_timeout: Duration::from_millis(500),
+        ..small_outbox()
+    };
+    let server = Server::start_with(StoreConfig::default(), config).await;
+    let mut stuck = server.ws().await;
+    stuck.subscribe(json!({"id": "s", "table": "big"})).await;
+    // 12 MB for a client that never reads again: the server's writes block
+    // once the socket buffers are full.
+    write_big_docs(&server, 3000).await;
+    let released = tokio::time::timeout(TIMEOUT, async {
+        while server.sessions.open() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(released.is_ok(), "the stuck session still holds its place");
+    drop(stuck);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn history_for_one_subscription_never_overflows_the_others() {
+    let server = Server::start_with(StoreConfig::default(), small_outbox()).await;
+    // 8 MB of history, more than thirty outboxes.
+    let history = write_big_docs(&server, 2000).await;
+    let mut ws = server.ws().await;
+    ws.subscribe(json!({"id": "live", "table": "live"})).await;
+    // Live events keep coming while the history is read.
+    let writer = {
+        let (http, base) = (server.http.clone(), server.base.clone());
+        tokio::spawn(async move {
+            let mut offsets = Vec::new();
+            for i in 0..200 {
+                let reply: Value = http
+                    .post(format!("{base}/v1/tables/live/docs"))
+                    .json(&json!({"id": format!("l{i}"), "pad": "y".repeat(2000)}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                offsets.push(reply["offset"].as_u64().unwrap());
+            }
+            offsets
+        })
+    };
+    ws.send(json!({"type": "subscribe", "id": "old", "table": "big", "from": 0}))
+        .await;
+    let (mut old, mut live) = (Vec::new(), Vec::new());
+    let mut subscribed = false;
+    while !(subscribed && live.len() == 200) {
+        let m = ws.recv().await;
+        match (m["type"].as_str(), m["subs"][0].as_str()) {
+            (Some("event"), Some("old")) => old.push(m["offset"].as_u64().unwrap()),
+            (Some("event"), Some("live")) => live.push(m["offset"].as_u64().unwrap()),
+            (Some("subscribed"), _) => subscribed = true,
+            _ => panic!("unexpected {m}"),
+        }
+    }
+    let live_offsets = writer.await.unwrap();
+    assert_eq!(old, history, "the whole history, in order");
+    assert_eq!(live, live_offsets, "every live event, in order");
+    server.stop().await;
+}

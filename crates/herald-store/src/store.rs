@@ -329,6 +329,19 @@ impl Store {
         topics: &TopicFilter,
         limit: usize,
     ) -> Result<LogChunk, StoreError> {
+        self.read_log_capped(after, to, topics, limit, MAX_STEP_BYTES)
+    }
+
+    /// [`Store::read_log`], stopping after about `max_bytes` of records
+    /// (past the first): for readers that hold their chunk a while.
+    pub fn read_log_capped(
+        &self,
+        after: Offset,
+        to: Option<Offset>,
+        topics: &TopicFilter,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<LogChunk, StoreError> {
         self.check_recoverable(after)?;
         let end = to.map_or(u64::MAX, |t| t.0);
         let mut records = Vec::new();
@@ -340,7 +353,7 @@ impl Store {
                 .log
                 .range(layout::log_key(after.next())..=layout::log_key(Offset(end)))
             {
-                if records.len() >= limit || bytes >= MAX_STEP_BYTES {
+                if records.len() >= limit || bytes >= max_bytes {
                     done = false;
                     break;
                 }

@@ -9,7 +9,7 @@
 
 use super::shard::{Activated, Command, Selector, topic_filter};
 use super::{HubConfig, HubError};
-use crate::outbox::{Outbox, Outgoing};
+use crate::outbox::{End, Outbox, Outgoing, Pushed};
 use crate::subscribe::Topic;
 use bytes::Bytes;
 use herald_filter::Filter;
@@ -51,13 +51,20 @@ pub(super) async fn run(
     match catch_up(&store, &config, &commands, &outbox, &pending).await {
         Ok(()) => {}
         Err(e) => {
+            // The error first: once the shard drops the subscription its
+            // cancel flag is set and nothing more may be queued for it.
+            let error = Outgoing::message(&e.to_message(Some(pending.id.to_string()), None), None);
+            if outbox.push_unless(error, &pending.cancel) == Pushed::Full {
+                // Not even room for an error: the client is not reading.
+                outbox.end(End::SlowConsumer {
+                    resume_from: pending.after,
+                });
+            }
             let _ = commands.send(Command::Fail {
                 conn: pending.conn,
                 id: pending.id.clone(),
                 nonce: pending.nonce,
             });
-            let error = Outgoing::message(&e.to_message(Some(pending.id.to_string()), None), None);
-            let _ = outbox.push_unless(error, &pending.cancel);
         }
     }
 }
@@ -86,8 +93,12 @@ async fn catch_up(
     loop {
         // Only what is durable: the log may hold a group being fsynced.
         let (reader, topics_now, head) = (store.clone(), topics.clone(), store.head());
+        // About half an outbox at a time: what a reader holds while it waits
+        // for room stays in proportion to what the connection may queue.
+        let cap = config.outbox_bytes / 2;
         let chunk =
-            blocking(move || reader.read_log(after, Some(head), &topics_now, CHUNK)).await?;
+            blocking(move || reader.read_log_capped(after, Some(head), &topics_now, CHUNK, cap))
+                .await?;
         for record in &chunk.records {
             let event = record.to_event()?;
             if !pending.selector.selects(&event) {

@@ -420,6 +420,7 @@ impl Shard {
                         if let Err(e) = self.recover().await {
                             tracing::error!(error = %e, "hub shard could not read the log; closing its connections");
                             self.end_all();
+                            self.restart_at(self.store.head());
                         }
                     }
                     Err(RecvError::Closed) => return,
@@ -829,6 +830,17 @@ impl Shard {
             self.remove_sub(slot);
         }
         self.conns.remove(&conn);
+    }
+
+    /// Forgets what was routed: the shard continues from `head` with an
+    /// empty recent window, so no later subscription can be served across
+    /// the events it failed to route.
+    fn restart_at(&mut self, head: Offset) {
+        self.head = head;
+        self.recent.groups.clear();
+        self.recent.bytes = 0;
+        self.recent.floor = head;
+        self.routed.send_replace(head);
     }
 
     fn end_all(&mut self) {

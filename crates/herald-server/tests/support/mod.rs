@@ -26,6 +26,7 @@ pub struct Server {
     pub base: String,
     pub herald: Herald,
     pub hub: herald_core::Hub,
+    pub sessions: herald_server::Sessions,
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -70,6 +71,7 @@ impl Server {
         let (shutdown, signal) = oneshot::channel::<()>();
         let app = herald_server::App::new(herald.clone(), HttpConfig::default(), realtime);
         let hub = app.hub().clone();
+        let sessions = app.sessions().clone();
         let task = tokio::spawn(app.serve(listener, async move {
             let _ = signal.await;
         }));
@@ -78,6 +80,7 @@ impl Server {
             base: format!("http://{addr}"),
             herald,
             hub,
+            sessions,
             http: reqwest::Client::builder().no_proxy().build().unwrap(),
             shutdown: Some(shutdown),
             task: Some(task),
