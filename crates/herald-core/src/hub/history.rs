@@ -7,7 +7,8 @@
 //! the shard fills the last stretch from its recent window (or says the
 //! reader is behind it, and the reader goes on reading).
 
-use super::shard::{Activated, Command, Selector, topic_filter};
+use super::shard::{Activated, Command};
+use super::subscription::{Selector, topic_filter};
 use super::{HubConfig, HubError};
 use crate::outbox::{End, Outbox, Outgoing, Pushed};
 use crate::subscribe::Topic;

@@ -12,10 +12,15 @@
 //! (`history.rs`), which then asks the shard to switch it to live at the
 //! exact offset it reached — no gap, no duplicate.
 //!
+//! Layout: `shard.rs` (the task: commands, routing, the recent window),
+//! `subscription.rs` (what a subscription selects and where its events go),
+//! `history.rs` (snapshot and log reading before a subscription is live).
+//!
 //! [`SubIndex`]: herald_filter::SubIndex
 
 mod history;
 mod shard;
+mod subscription;
 
 use crate::herald::Herald;
 use crate::outbox::Outbox;

@@ -8,24 +8,21 @@
 //! matching several subscriptions of a connection is queued once with all
 //! their ids.
 
+use super::subscription::{
+    ALL_TABLES, Selector, Sub, filter_target, json_string, resume, topic_key, topic_selects,
+};
 use super::{HubConfig, HubError, HubStats, SubscriptionSpec, history};
 use crate::outbox::{End, Outbox, Outgoing, Pushed};
-use crate::subscribe::Topic;
 use bytes::Bytes;
-use herald_filter::{ChangedFields, Filter, SubIndex};
-use herald_proto::{
-    ErrorCode, Event, EventBody, LagPolicy, Offset, Op, ServerMessage, SubscriptionInfo,
-};
+use herald_filter::SubIndex;
+use herald_proto::{ErrorCode, EventBody, LagPolicy, Offset, ServerMessage, SubscriptionInfo};
 use herald_store::{Committed, Store, StoreError, TopicFilter};
-use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-/// The topic key of `table:*` subscriptions.
-const ALL_TABLES: &str = "table:*";
 /// Log records per read when the shard itself fell behind the broadcast.
 const RECOVER_CHUNK: usize = 1024;
 /// Publish receiver counts kept for acknowledgements.
@@ -122,154 +119,6 @@ impl Receivers {
     }
 }
 
-/// Operations as a bit set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct OpSet(u8);
-
-impl OpSet {
-    const ALL: OpSet = OpSet(0b1111);
-
-    fn of(ops: Option<&[Op]>) -> OpSet {
-        ops.map_or(OpSet::ALL, |ops| {
-            OpSet(ops.iter().fold(0, |bits, &op| bits | OpSet::bit(op)))
-        })
-    }
-
-    fn bit(op: Op) -> u8 {
-        match op {
-            Op::Insert => 1,
-            Op::Update => 2,
-            Op::Delete => 4,
-            Op::Publish => 8,
-        }
-    }
-
-    fn contains(self, op: Op) -> bool {
-        self.0 & OpSet::bit(op) != 0
-    }
-}
-
-/// What a subscription takes from its topic: operations, changed fields and
-/// its filter.
-#[derive(Debug, Clone)]
-pub(super) struct Selector {
-    ops: OpSet,
-    changed: Option<ChangedFields>,
-    filter: Arc<Filter>,
-}
-
-impl Selector {
-    pub(super) fn new(spec: &SubscriptionSpec) -> Selector {
-        Selector {
-            ops: OpSet::of(spec.ops.as_deref()),
-            changed: spec.changed.clone(),
-            filter: spec.filter.clone(),
-        }
-    }
-
-    /// Operations and changed fields (the index has checked the filter).
-    fn admits(&self, event: &Event) -> bool {
-        self.ops.contains(event.op())
-            && match (&self.changed, &event.body) {
-                (
-                    Some(watch),
-                    EventBody::Update {
-                        changed, doc, old, ..
-                    },
-                ) => watch.touches_update(changed, old, doc),
-                _ => true,
-            }
-    }
-
-    pub(super) fn filter(&self) -> &Arc<Filter> {
-        &self.filter
-    }
-
-    /// Everything, filter included.
-    pub(super) fn selects(&self, event: &Event) -> bool {
-        self.admits(event) && self.filter.matches(filter_target(event))
-    }
-}
-
-/// What a subscription needs at routing time, and what listings show.
-#[derive(Debug)]
-pub(super) struct Sub {
-    conn: u64,
-    nonce: u64,
-    id: Arc<str>,
-    /// The id as a JSON string, and as a one-element `subs` array.
-    id_json: Bytes,
-    subs_json: Bytes,
-    topic: String,
-    selector: Selector,
-    filter_source: Option<Value>,
-    ops_list: Option<Vec<Op>>,
-    on_lag: LagPolicy,
-    /// Events at or below this offset are not for it (history covered them).
-    after: Offset,
-    live: bool,
-    /// Skipping events (`on_lag: skip`) since this offset.
-    lagging: Option<Offset>,
-    outbox: Arc<Outbox>,
-    cancel: Arc<AtomicBool>,
-}
-
-impl Sub {
-    /// Whether `event`, which the index matched, goes to this subscription
-    /// now.
-    fn wants(&self, event: &Event) -> bool {
-        event.offset > self.after && self.lagging.is_none() && self.selector.admits(event)
-    }
-
-    fn info(&self) -> SubscriptionInfo {
-        SubscriptionInfo {
-            id: self.id.to_string(),
-            topic: self.topic.clone(),
-            ops: self.ops_list.clone(),
-            filter: self.filter_source.clone(),
-            live: self.live,
-        }
-    }
-}
-
-/// The value a subscription's filter is evaluated on: the document for
-/// inserts and updates (its new state — a subscriber never sees a row it
-/// does not match), the old document for deletes, the data of a message.
-pub(super) fn filter_target(event: &Event) -> &Value {
-    match &event.body {
-        EventBody::Insert { doc, .. } | EventBody::Update { doc, .. } => doc,
-        EventBody::Delete { old, .. } => old,
-        EventBody::Publish { data, .. } => data,
-    }
-}
-
-/// Whether a subscription topic key selects an event topic.
-pub(super) fn topic_selects(key: &str, topic: &str) -> bool {
-    key == topic || (key == ALL_TABLES && topic.starts_with("table:"))
-}
-
-/// The topic key of a subscription.
-pub(super) fn topic_key(topic: &Topic) -> String {
-    match topic {
-        Topic::Table(t) => t.topic(),
-        Topic::AllTables => ALL_TABLES.to_owned(),
-        Topic::Channel(c) => c.as_str().to_owned(),
-    }
-}
-
-/// The store's topic selection for a subscription topic.
-pub(super) fn topic_filter(topic: &Topic) -> TopicFilter {
-    match topic {
-        Topic::AllTables => TopicFilter::AllTables,
-        other => TopicFilter::Exact(topic_key(other)),
-    }
-}
-
-/// A JSON string.
-pub(super) fn json_string(s: &str) -> Bytes {
-    Bytes::from(serde_json::to_vec(s).expect("strings serialize"))
-}
-
 #[derive(Debug)]
 struct Conn {
     outbox: Arc<Outbox>,
@@ -328,33 +177,6 @@ pub(super) struct Shard {
     receivers: Arc<Receivers>,
     matched: Vec<usize>,
     deliveries: Vec<(u64, usize)>,
-}
-
-/// Ends the skipping of a lagging subscription if its connection has room
-/// again (half its outbox free), queuing `lagged` with the gap, which ends
-/// before `until`. Returns whether it is no longer lagging.
-fn resume(sub: &mut Sub, until: Offset) -> bool {
-    let Some(resume_from) = sub.lagging else {
-        return true;
-    };
-    if sub.outbox.bytes() > sub.outbox.limit() / 2 {
-        return false;
-    }
-    let lagged = Outgoing::message(
-        &ServerMessage::Lagged {
-            id: sub.id.to_string(),
-            resume_from,
-            until,
-        },
-        None,
-    );
-    match sub.outbox.push_control(lagged, resume_from) {
-        Pushed::Queued => {
-            sub.lagging = None;
-            true
-        }
-        Pushed::Full | Pushed::Ended => false,
-    }
 }
 
 impl std::fmt::Debug for Shard {
@@ -790,7 +612,7 @@ impl Shard {
         self.topics
             .entry(sub.topic.clone())
             .or_default()
-            .insert(slot, sub.selector.filter.clone());
+            .insert(slot, sub.selector.filter().clone());
         let subscribed = Outgoing::message(
             &ServerMessage::Subscribed {
                 id: sub.id.to_string(),

@@ -1,0 +1,192 @@
+//! A subscription as the hub holds it: what it selects ([`Selector`]), where
+//! its events go ([`Sub`]), and the topic helpers shared by routing and
+//! history.
+
+use super::SubscriptionSpec;
+use crate::outbox::{Outbox, Outgoing, Pushed};
+use crate::subscribe::Topic;
+use bytes::Bytes;
+use herald_filter::{ChangedFields, Filter};
+use herald_proto::{Event, EventBody, LagPolicy, Offset, Op, ServerMessage, SubscriptionInfo};
+use herald_store::TopicFilter;
+use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+/// The topic key of `table:*` subscriptions.
+pub(super) const ALL_TABLES: &str = "table:*";
+
+/// Operations as a bit set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct OpSet(u8);
+
+impl OpSet {
+    const ALL: OpSet = OpSet(0b1111);
+
+    fn of(ops: Option<&[Op]>) -> OpSet {
+        ops.map_or(OpSet::ALL, |ops| {
+            OpSet(ops.iter().fold(0, |bits, &op| bits | OpSet::bit(op)))
+        })
+    }
+
+    fn bit(op: Op) -> u8 {
+        match op {
+            Op::Insert => 1,
+            Op::Update => 2,
+            Op::Delete => 4,
+            Op::Publish => 8,
+        }
+    }
+
+    fn contains(self, op: Op) -> bool {
+        self.0 & OpSet::bit(op) != 0
+    }
+}
+
+/// What a subscription takes from its topic: operations, changed fields and
+/// its filter.
+#[derive(Debug, Clone)]
+pub(super) struct Selector {
+    ops: OpSet,
+    changed: Option<ChangedFields>,
+    filter: Arc<Filter>,
+}
+
+impl Selector {
+    pub(super) fn new(spec: &SubscriptionSpec) -> Selector {
+        Selector {
+            ops: OpSet::of(spec.ops.as_deref()),
+            changed: spec.changed.clone(),
+            filter: spec.filter.clone(),
+        }
+    }
+
+    /// Operations and changed fields (the index has checked the filter).
+    pub(super) fn admits(&self, event: &Event) -> bool {
+        self.ops.contains(event.op())
+            && match (&self.changed, &event.body) {
+                (
+                    Some(watch),
+                    EventBody::Update {
+                        changed, doc, old, ..
+                    },
+                ) => watch.touches_update(changed, old, doc),
+                _ => true,
+            }
+    }
+
+    pub(super) fn filter(&self) -> &Arc<Filter> {
+        &self.filter
+    }
+
+    /// Everything, filter included.
+    pub(super) fn selects(&self, event: &Event) -> bool {
+        self.admits(event) && self.filter.matches(filter_target(event))
+    }
+}
+
+/// What a subscription needs at routing time, and what listings show.
+#[derive(Debug)]
+pub(super) struct Sub {
+    pub(super) conn: u64,
+    pub(super) nonce: u64,
+    pub(super) id: Arc<str>,
+    /// The id as a JSON string, and as a one-element `subs` array.
+    pub(super) id_json: Bytes,
+    pub(super) subs_json: Bytes,
+    pub(super) topic: String,
+    pub(super) selector: Selector,
+    pub(super) filter_source: Option<Value>,
+    pub(super) ops_list: Option<Vec<Op>>,
+    pub(super) on_lag: LagPolicy,
+    /// Events at or below this offset are not for it (history covered them).
+    pub(super) after: Offset,
+    pub(super) live: bool,
+    /// Skipping events (`on_lag: skip`) since this offset.
+    pub(super) lagging: Option<Offset>,
+    pub(super) outbox: Arc<Outbox>,
+    pub(super) cancel: Arc<AtomicBool>,
+}
+
+impl Sub {
+    /// Whether `event`, which the index matched, goes to this subscription
+    /// now.
+    pub(super) fn wants(&self, event: &Event) -> bool {
+        event.offset > self.after && self.lagging.is_none() && self.selector.admits(event)
+    }
+
+    pub(super) fn info(&self) -> SubscriptionInfo {
+        SubscriptionInfo {
+            id: self.id.to_string(),
+            topic: self.topic.clone(),
+            ops: self.ops_list.clone(),
+            filter: self.filter_source.clone(),
+            live: self.live,
+        }
+    }
+}
+
+/// The value a subscription's filter is evaluated on: the document for
+/// inserts and updates (its new state — a subscriber never sees a row it
+/// does not match), the old document for deletes, the data of a message.
+pub(super) fn filter_target(event: &Event) -> &Value {
+    match &event.body {
+        EventBody::Insert { doc, .. } | EventBody::Update { doc, .. } => doc,
+        EventBody::Delete { old, .. } => old,
+        EventBody::Publish { data, .. } => data,
+    }
+}
+
+/// Whether a subscription topic key selects an event topic.
+pub(super) fn topic_selects(key: &str, topic: &str) -> bool {
+    key == topic || (key == ALL_TABLES && topic.starts_with("table:"))
+}
+
+/// The topic key of a subscription.
+pub(super) fn topic_key(topic: &Topic) -> String {
+    match topic {
+        Topic::Table(t) => t.topic(),
+        Topic::AllTables => ALL_TABLES.to_owned(),
+        Topic::Channel(c) => c.as_str().to_owned(),
+    }
+}
+
+/// The store's topic selection for a subscription topic.
+pub(super) fn topic_filter(topic: &Topic) -> TopicFilter {
+    match topic {
+        Topic::AllTables => TopicFilter::AllTables,
+        other => TopicFilter::Exact(topic_key(other)),
+    }
+}
+
+/// A JSON string.
+pub(super) fn json_string(s: &str) -> Bytes {
+    Bytes::from(serde_json::to_vec(s).expect("strings serialize"))
+}
+
+/// Ends the skipping of a lagging subscription if its connection has room
+/// again (half its outbox free), queuing `lagged` with the gap, which ends
+/// before `until`. Returns whether it is no longer lagging.
+pub(super) fn resume(sub: &mut Sub, until: Offset) -> bool {
+    let Some(resume_from) = sub.lagging else {
+        return true;
+    };
+    if sub.outbox.bytes() > sub.outbox.limit() / 2 {
+        return false;
+    }
+    let lagged = Outgoing::message(
+        &ServerMessage::Lagged {
+            id: sub.id.to_string(),
+            resume_from,
+            until,
+        },
+        None,
+    );
+    match sub.outbox.push_control(lagged, resume_from) {
+        Pushed::Queued => {
+            sub.lagging = None;
+            true
+        }
+        Pushed::Full | Pushed::Ended => false,
+    }
+}
