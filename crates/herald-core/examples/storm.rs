@@ -70,8 +70,9 @@ async fn run() {
                 outbox.take(&mut batch);
                 let now = epoch.elapsed().as_micros() as u64;
                 for item in batch.drain(..) {
-                    if let Outgoing::Event { json, .. } = item {
-                        let event: serde_json::Value = serde_json::from_slice(&json).expect("json");
+                    if let Outgoing::Event { frame, .. } = item {
+                        let event: serde_json::Value =
+                            serde_json::from_slice(&frame).expect("json");
                         let sent = event["data"]["sent"].as_u64().expect("sent");
                         latencies.lock().expect("lock").push(now - sent);
                     }

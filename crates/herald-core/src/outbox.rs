@@ -20,14 +20,17 @@ const ITEM_OVERHEAD: usize = 64;
 /// Something to send to the client.
 #[derive(Debug, Clone)]
 pub enum Outgoing {
-    /// An event for some of the connection's subscriptions.
+    /// An event for some of the connection's subscriptions, as its
+    /// WebSocket message `{"type":"event","subs":[...],<envelope fields>}`.
+    /// Built once per event and list of subscription ids, and shared by
+    /// every connection whose subscriptions have those ids.
     Event {
-        /// The subscription ids as a JSON array (`["a","b"]`).
-        subs: Bytes,
+        /// The WebSocket message.
+        frame: Bytes,
+        /// Where the envelope's fields start in `frame` (after `subs`).
+        fields: usize,
         /// The event's offset (SSE uses it for `id:`).
         offset: Offset,
-        /// The event envelope, serialized once and shared by every recipient.
-        json: Bytes,
     },
     /// Any other server message, already serialized.
     Message {
@@ -41,6 +44,35 @@ pub enum Outgoing {
 }
 
 impl Outgoing {
+    /// The event envelope `json` (serialized once, in the log) framed for
+    /// the subscriptions whose ids `subs` lists (a JSON array).
+    #[must_use]
+    pub fn event(subs: &[u8], offset: Offset, json: &[u8]) -> Outgoing {
+        const HEAD: &[u8] = br#"{"type":"event","subs":"#;
+        let fields = HEAD.len() + subs.len() + 1;
+        let mut frame = Vec::with_capacity(fields + json.len());
+        frame.extend_from_slice(HEAD);
+        frame.extend_from_slice(subs);
+        frame.push(b',');
+        // The envelope without its opening brace.
+        frame.extend_from_slice(json.get(1..).unwrap_or_default());
+        Outgoing::Event {
+            frame: Bytes::from(frame),
+            fields,
+            offset,
+        }
+    }
+
+    /// For an event: the envelope's fields, without the opening brace (the
+    /// message minus `{"type":"event","subs":[...],`).
+    #[must_use]
+    pub fn envelope_fields(&self) -> Option<&[u8]> {
+        match self {
+            Outgoing::Event { frame, fields, .. } => frame.get(*fields..),
+            Outgoing::Message { .. } => None,
+        }
+    }
+
     /// A server message, serialized. `position` marks where a client may
     /// resume after it (SSE `id:`).
     #[must_use]
@@ -69,7 +101,7 @@ impl Outgoing {
     pub fn size(&self) -> usize {
         ITEM_OVERHEAD
             + match self {
-                Outgoing::Event { subs, json, .. } => subs.len() + json.len(),
+                Outgoing::Event { frame, .. } => frame.len(),
                 Outgoing::Message { json, .. } => json.len(),
             }
     }
@@ -273,6 +305,21 @@ mod tests {
             json: Bytes::from(vec![b' '; n]),
             position: None,
         }
+    }
+
+    #[test]
+    fn an_event_frame_is_the_envelope_with_type_and_subs() {
+        let json = br#"{"offset":7,"op":"publish","data":{"a":1}}"#;
+        let item = Outgoing::event(br#"["s1","s2"]"#, Offset(7), json);
+        let Outgoing::Event { frame, .. } = &item else {
+            panic!("{item:?}")
+        };
+        let parsed: serde_json::Value = serde_json::from_slice(frame).unwrap();
+        assert_eq!(
+            parsed,
+            serde_json::json!({"type": "event", "subs": ["s1", "s2"], "offset": 7, "op": "publish", "data": {"a": 1}})
+        );
+        assert_eq!(item.envelope_fields().unwrap(), &json[1..]);
     }
 
     #[test]

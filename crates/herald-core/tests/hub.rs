@@ -75,8 +75,8 @@ fn a_shard_behind_the_commit_feed_catches_up_from_the_log() {
             conn.outbox().take(&mut batch);
             for item in batch.drain(..) {
                 match item {
-                    Outgoing::Event { offset, subs, .. } => {
-                        assert_eq!(&subs[..], br#"["s"]"#);
+                    Outgoing::Event { offset, frame, .. } => {
+                        assert!(frame.starts_with(br#"{"type":"event","subs":["s"],"#));
                         got.push(offset.0);
                     }
                     Outgoing::Message { kind, .. } => assert_eq!(kind, "subscribed"),
@@ -91,4 +91,46 @@ fn a_shard_behind_the_commit_feed_catches_up_from_the_log() {
     assert_eq!(stats.subscriptions, 1);
     drop(conn);
     writer.block_on(herald.close());
+}
+
+/// Connections whose subscriptions have the same ids get the very same
+/// frame (one allocation), framed once for the event.
+#[tokio::test]
+async fn an_event_is_framed_once_for_every_connection_with_the_same_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let herald = Herald::open(dir.path()).unwrap();
+    let hub = Hub::start(
+        herald.clone(),
+        HubConfig {
+            shards: 1,
+            ..HubConfig::default()
+        },
+    );
+    let conns: Vec<_> = (0..4).map(|_| hub.connect()).collect();
+    for conn in &conns {
+        conn.subscribe(spec("t")).await.unwrap();
+    }
+    herald.insert("t", json!({"id": "a"})).await.unwrap();
+    let mut frames = Vec::new();
+    for conn in &conns {
+        let mut batch = Vec::new();
+        while !batch
+            .iter()
+            .any(|item| matches!(item, Outgoing::Event { .. }))
+        {
+            conn.outbox().ready().await;
+            conn.outbox().take(&mut batch);
+        }
+        for item in batch {
+            if let Outgoing::Event { frame, .. } = item {
+                frames.push(frame);
+            }
+        }
+    }
+    assert_eq!(frames.len(), 4);
+    assert!(
+        frames.iter().all(|f| f.as_ptr() == frames[0].as_ptr()),
+        "one shared frame"
+    );
+    herald.close().await;
 }

@@ -294,15 +294,12 @@ fn events(
     }
 }
 
-/// Appends one SSE event.
+/// Appends one SSE event. An event's data is its envelope (the hub's
+/// WebSocket frame without `type` and `subs`), written from the shared frame.
 fn write_item(out: &mut BytesMut, epoch: Epoch, item: &Outgoing) {
-    let (kind, position, json) = match item {
-        Outgoing::Event { offset, json, .. } => (None, Some(*offset), json),
-        Outgoing::Message {
-            kind,
-            json,
-            position,
-        } => (Some(*kind), *position, json),
+    let (kind, position) = match item {
+        Outgoing::Event { offset, .. } => (None, Some(*offset)),
+        Outgoing::Message { kind, position, .. } => (Some(*kind), *position),
     };
     if let Some(kind) = kind {
         out.put_slice(b"event: ");
@@ -313,7 +310,13 @@ fn write_item(out: &mut BytesMut, epoch: Epoch, item: &Outgoing) {
         out.put_slice(format!("id: {}\n", ResumeToken { epoch, offset }).as_bytes());
     }
     out.put_slice(b"data: ");
-    out.put_slice(json);
+    match item {
+        Outgoing::Event { .. } => {
+            out.put_u8(b'{');
+            out.put_slice(item.envelope_fields().unwrap_or_default());
+        }
+        Outgoing::Message { json, .. } => out.put_slice(json),
+    }
     out.put_slice(b"\n\n");
 }
 
@@ -330,14 +333,10 @@ mod tests {
         write_item(
             &mut out,
             Epoch(1),
-            &Outgoing::Event {
-                subs: Bytes::from_static(b"[\"sse\"]"),
-                offset: Offset(42),
-                json: json.into(),
-            },
+            &Outgoing::event(br#"["sse"]"#, Offset(42), &json),
         );
         let text = std::str::from_utf8(&out).unwrap();
-        assert!(text.starts_with("id: 0000000000000001:42\ndata: {"));
+        assert!(text.starts_with("id: 0000000000000001:42\ndata: {\"text\""));
         assert!(text.ends_with("}\n\n"));
         assert_eq!(text.matches('\n').count(), 3, "{text}");
         assert!(!text.contains('\r'));

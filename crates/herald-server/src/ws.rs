@@ -13,7 +13,7 @@ use crate::subscription;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use herald_core::{Connection, End, HubError, Outgoing};
 use herald_proto::{ClientMessage, CloseCode, ErrorCode, Offset, ServerMessage};
@@ -308,21 +308,13 @@ fn invalid_message(text: &str, e: &serde_json::Error) -> ServerMessage {
     error(None, reference, ErrorCode::InvalidMessage, message, None)
 }
 
-/// The text of one WebSocket message.
+/// The text of one WebSocket message: event frames are built (once, and
+/// shared) by the hub.
 fn frame(item: Outgoing) -> Utf8Bytes {
     let bytes = match item {
         Outgoing::Message { json, .. } => json,
-        Outgoing::Event { subs, json, .. } => {
-            // `{"type":"event","subs":[...],` + the envelope without its `{`.
-            const HEAD: &[u8] = br#"{"type":"event","subs":"#;
-            let mut out = BytesMut::with_capacity(HEAD.len() + subs.len() + json.len());
-            out.put_slice(HEAD);
-            out.put_slice(&subs);
-            out.put_u8(b',');
-            out.put_slice(&json[1..]);
-            out.freeze()
-        }
+        Outgoing::Event { frame, .. } => frame,
     };
-    // Both parts are serde_json output: UTF-8 by construction.
+    // serde_json output and frames built from it: UTF-8 by construction.
     Utf8Bytes::try_from(bytes).unwrap_or_else(|_| Utf8Bytes::from_static("{}"))
 }

@@ -105,11 +105,7 @@ async fn catch_up(
             if !pending.selector.selects(&event) {
                 continue;
             }
-            let item = Outgoing::Event {
-                subs: pending.subs_json.clone(),
-                offset: event.offset,
-                json: record.json.clone(),
-            };
+            let item = Outgoing::event(&pending.subs_json, event.offset, &record.json);
             if !outbox.push_wait(item, &pending.cancel).await {
                 return Ok(());
             }

@@ -25,6 +25,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 /// Log records per read when the shard itself fell behind the broadcast.
 const RECOVER_CHUNK: usize = 1024;
+/// Distinct `subs` lists whose frame one event keeps for sharing; clients
+/// that number their subscriptions alike (`s1`, `s2`...) share a handful.
+const FRAME_CACHE: usize = 8;
 /// Publish receiver counts kept for acknowledgements.
 const RECEIVER_COUNTS: usize = 4096;
 
@@ -177,6 +180,8 @@ pub(super) struct Shard {
     receivers: Arc<Receivers>,
     matched: Vec<usize>,
     deliveries: Vec<(u64, usize)>,
+    /// Frames built for the event being routed, by `subs` list.
+    frames: Vec<(Bytes, Outgoing)>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -220,6 +225,7 @@ impl Shard {
             receivers: receivers.clone(),
             matched: Vec::new(),
             deliveries: Vec::new(),
+            frames: Vec::new(),
         };
         tokio::spawn(shard.run());
         super::ShardHandle {
@@ -339,6 +345,7 @@ impl Shard {
         }
         // Group by connection: one queued item per connection.
         self.deliveries.sort_unstable();
+        self.frames.clear();
         let deliveries = std::mem::take(&mut self.deliveries);
         for group in deliveries.chunk_by(|a, b| a.0 == b.0) {
             self.deliver(group, committed);
@@ -347,11 +354,13 @@ impl Shard {
     }
 
     /// Queues `committed` once for the subscriptions in `group` (all of one
-    /// connection).
+    /// connection), framed for their ids — a frame already built for this
+    /// event and the same ids (`frames`) is shared.
     fn deliver(&mut self, group: &[(u64, usize)], committed: &Committed) {
         let first = &self.subs[group[0].1];
-        let subs = if group.len() == 1 {
-            first.subs_json.clone()
+        let multi;
+        let subs: &[u8] = if group.len() == 1 {
+            &first.subs_json
         } else {
             let mut list = Vec::with_capacity(group.len() * 8 + 2);
             list.push(b'[');
@@ -362,12 +371,19 @@ impl Shard {
                 list.extend_from_slice(&self.subs[slot].id_json);
             }
             list.push(b']');
-            Bytes::from(list)
+            multi = list;
+            &multi
         };
-        let item = Outgoing::Event {
-            subs,
-            offset: committed.event.offset,
-            json: committed.json.clone(),
+        let item = match self.frames.iter().find(|(s, _)| s == subs) {
+            Some((_, item)) => item.clone(),
+            None => {
+                let item = Outgoing::event(subs, committed.event.offset, &committed.json);
+                if self.frames.len() < FRAME_CACHE {
+                    self.frames
+                        .push((Bytes::copy_from_slice(subs), item.clone()));
+                }
+                item
+            }
         };
         let outbox = first.outbox.clone();
         if outbox.push(item) == Pushed::Full {
@@ -575,11 +591,7 @@ impl Shard {
             .recent
             .after(after)
             .filter(|c| topic_selects(&sub.topic, &c.event.topic) && sub.selector.selects(&c.event))
-            .map(|c| Outgoing::Event {
-                subs: sub.subs_json.clone(),
-                offset: c.event.offset,
-                json: c.json.clone(),
-            })
+            .map(|c| Outgoing::event(&sub.subs_json, c.event.offset, &c.json))
             .collect();
         let bytes: usize = backlog.iter().map(Outgoing::size).sum();
         if bytes > sub.outbox.room() {
