@@ -633,3 +633,49 @@ async fn history_for_one_subscription_never_overflows_the_others() {
     assert_eq!(live, live_offsets, "every live event, in order");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_rust_client_gets_a_snapshot_then_every_later_change() {
+    let server = Server::start().await;
+    for i in 0..5 {
+        server
+            .insert("docs", json!({"id": format!("d{i}"), "n": i}))
+            .await;
+    }
+    let client = Client::connect(&server.base, ClientConfig::default())
+        .await
+        .unwrap();
+    let mut sub = client
+        .subscribe(
+            SubscribeRequest::table("docs")
+                .filter(json!({"n": {"$gte": 2}}))
+                .snapshot(),
+        )
+        .await
+        .unwrap();
+    let later = server.insert("docs", json!({"id": "d9", "n": 9})).await;
+    server.insert("docs", json!({"id": "d1b", "n": 1})).await;
+    let mut snapshot_ids = Vec::new();
+    let (mut at, mut live_at) = (None, None);
+    let event = loop {
+        match tokio::time::timeout(TIMEOUT, sub.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
+            SubscriptionItem::Snapshot { docs, offset, .. } => {
+                at = Some(offset);
+                snapshot_ids.extend(docs.iter().map(|d| d["id"].as_str().unwrap().to_owned()));
+            }
+            SubscriptionItem::Live { offset } => live_at = Some(offset),
+            SubscriptionItem::Event(event) => break event,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(snapshot_ids, ["d2", "d3", "d4"]);
+    assert!(live_at >= at);
+    assert_eq!(event.offset.0, later, "the first change after the snapshot");
+    client.close().await;
+    server.stop().await;
+}
