@@ -134,3 +134,40 @@ async fn an_event_is_framed_once_for_every_connection_with_the_same_ids() {
     );
     herald.close().await;
 }
+
+#[tokio::test]
+async fn stats_count_what_was_routed_and_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let herald = Herald::open(dir.path()).unwrap();
+    let hub = Hub::start(
+        herald.clone(),
+        HubConfig {
+            shards: 1,
+            ..HubConfig::default()
+        },
+    );
+    let conn = hub.connect();
+    conn.subscribe(spec("t")).await.unwrap();
+    let mut other = spec("t");
+    other.id = "other".into();
+    conn.subscribe(other).await.unwrap();
+    herald.insert("t", json!({"id": "a"})).await.unwrap();
+    herald.insert("u", json!({"id": "b"})).await.unwrap();
+    let last = herald.insert("t", json!({"id": "c"})).await.unwrap().offset;
+    let stats = loop {
+        let stats = hub.stats().await;
+        if stats.routed >= last {
+            break stats;
+        }
+        tokio::task::yield_now().await;
+    };
+    assert_eq!((stats.connections, stats.subscriptions), (1, 2));
+    assert_eq!(stats.totals.events, 3);
+    // Two events, each for both subscriptions (in one frame each).
+    assert_eq!(stats.totals.deliveries, 4);
+    assert!(stats.totals.delivered_bytes > 0);
+    assert!(stats.queued_bytes > 0, "nothing drained the outbox");
+    assert_eq!((stats.totals.slow_consumers, stats.totals.lagged), (0, 0));
+    drop(conn);
+    herald.close().await;
+}

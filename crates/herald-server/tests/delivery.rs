@@ -509,6 +509,7 @@ async fn a_slow_consumer_is_closed_with_its_resume_offset_and_others_get_everyth
         }
     };
     assert_eq!(u16::from(close.code), 4000);
+    assert_eq!(server.hub.stats().await.totals.slow_consumers, 1);
     let reason: Value = serde_json::from_str(&close.reason).unwrap();
     assert_eq!(reason["code"], "slow_consumer");
     let resume_from = reason["resume_from"].as_u64().unwrap();

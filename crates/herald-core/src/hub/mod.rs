@@ -151,6 +151,10 @@ impl Hub {
             subscriptions: shards.iter().map(|s| s.subscriptions).sum(),
             queued_bytes: shards.iter().map(|s| s.queued_bytes).sum(),
             routed: shards.iter().map(|s| s.routed).min().unwrap_or_default(),
+            totals: shards.iter().fold(HubTotals::default(), |mut sum, s| {
+                sum += s.totals;
+                sum
+            }),
         }
     }
 
@@ -182,6 +186,34 @@ pub struct HubStats {
     pub queued_bytes: usize,
     /// The offset every shard has routed up to.
     pub routed: Offset,
+    /// Counters since the hub started (summed over shards).
+    pub totals: HubTotals,
+}
+
+/// Counters since the hub started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HubTotals {
+    /// Events each shard routed (every shard sees every event: this is
+    /// events × shards).
+    pub events: u64,
+    /// Events queued for a subscription (counted per subscription).
+    pub deliveries: u64,
+    /// Bytes of event frames queued.
+    pub delivered_bytes: u64,
+    /// Connections closed because they fell behind.
+    pub slow_consumers: u64,
+    /// Times an `on_lag: "skip"` subscription started skipping events.
+    pub lagged: u64,
+}
+
+impl std::ops::AddAssign for HubTotals {
+    fn add_assign(&mut self, other: HubTotals) {
+        self.events += other.events;
+        self.deliveries += other.deliveries;
+        self.delivered_bytes += other.delivered_bytes;
+        self.slow_consumers += other.slow_consumers;
+        self.lagged += other.lagged;
+    }
 }
 
 /// A failure to subscribe, unsubscribe or list, as the client sees it.

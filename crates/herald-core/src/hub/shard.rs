@@ -11,7 +11,7 @@
 use super::subscription::{
     ALL_TABLES, Selector, Sub, filter_target, json_string, resume, topic_key, topic_selects,
 };
-use super::{HubConfig, HubError, HubStats, SubscriptionSpec, history};
+use super::{HubConfig, HubError, HubStats, HubTotals, SubscriptionSpec, history};
 use crate::outbox::{End, Outbox, Outgoing, Pushed};
 use bytes::Bytes;
 use herald_filter::SubIndex;
@@ -182,6 +182,7 @@ pub(super) struct Shard {
     deliveries: Vec<(u64, usize)>,
     /// Frames built for the event being routed, by `subs` list.
     frames: Vec<(Bytes, Outgoing)>,
+    totals: HubTotals,
 }
 
 impl std::fmt::Debug for Shard {
@@ -226,6 +227,7 @@ impl Shard {
             matched: Vec::new(),
             deliveries: Vec::new(),
             frames: Vec::new(),
+            totals: HubTotals::default(),
         };
         tokio::spawn(shard.run());
         super::ShardHandle {
@@ -313,6 +315,7 @@ impl Shard {
 
     fn route(&mut self, committed: &Committed) {
         let event = &*committed.event;
+        self.totals.events += 1;
         self.matched.clear();
         let target = filter_target(event);
         if let Some(index) = self.topics.get(&event.topic) {
@@ -386,9 +389,17 @@ impl Shard {
             }
         };
         let outbox = first.outbox.clone();
-        if outbox.push(item) == Pushed::Full {
-            let slots: Vec<usize> = group.iter().map(|&(_, s)| s).collect();
-            self.overflow(group[0].0, &slots, committed.event.offset);
+        let size = item.size() as u64;
+        match outbox.push(item) {
+            Pushed::Queued => {
+                self.totals.deliveries += group.len() as u64;
+                self.totals.delivered_bytes += size;
+            }
+            Pushed::Full => {
+                let slots: Vec<usize> = group.iter().map(|&(_, s)| s).collect();
+                self.overflow(group[0].0, &slots, committed.event.offset);
+            }
+            Pushed::Ended => {}
         }
     }
 
@@ -404,6 +415,7 @@ impl Shard {
                 c.outbox.end(End::SlowConsumer { resume_from });
             }
             tracing::info!(conn, %resume_from, "slow consumer: closing the connection");
+            self.totals.slow_consumers += 1;
             self.remove_conn(conn);
             return;
         }
@@ -412,6 +424,7 @@ impl Shard {
             if sub.lagging.is_none() {
                 sub.lagging = Some(resume_from);
                 self.lagging.push(slot);
+                self.totals.lagged += 1;
             }
         }
     }
@@ -490,6 +503,7 @@ impl Shard {
                     subscriptions: self.subs.len(),
                     queued_bytes: self.conns.values().map(|c| c.outbox.bytes()).sum(),
                     routed: self.head,
+                    totals: self.totals,
                 });
             }
         }
