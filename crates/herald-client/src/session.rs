@@ -340,6 +340,11 @@ impl Session {
                 }
                 Vec::new()
             }
+            // Answers to pause, resume and update, which this client does not
+            // send (yet).
+            ServerMessage::Paused { .. }
+            | ServerMessage::Resumed { .. }
+            | ServerMessage::Updated { .. } => Vec::new(),
             ServerMessage::Published { ref reference, .. }
             | ServerMessage::Pong { ref reference }
             | ServerMessage::Subscriptions { ref reference, .. } => {

@@ -30,6 +30,8 @@ pub mod subscribe;
 
 pub use herald::{Doc, Herald};
 pub use herald_store::{StoreConfig, StoreError};
-pub use hub::{Connection, Hub, HubConfig, HubError, HubStats, HubTotals, SubscriptionSpec};
+pub use hub::{
+    Connection, Hub, HubConfig, HubError, HubStats, HubTotals, Selection, SubscriptionSpec,
+};
 pub use outbox::{End, Outbox, Outgoing, Pushed};
 pub use subscribe::{SubscribeOptions, Topic};

@@ -20,5 +20,6 @@ pub use error::{ErrorBody, ErrorCode};
 pub use event::{Event, EventBody, Op, WriteAck};
 pub use message::{
     ClientMessage, CloseCode, LagPolicy, ServerMessage, StartFrom, Subscribe, SubscriptionInfo,
+    Update,
 };
 pub use position::{Epoch, Offset, ResumeToken, Timestamp, Version};

@@ -22,6 +22,23 @@ pub enum ClientMessage {
         /// The subscription's id.
         id: String,
     },
+    /// Stop delivering a subscription's events until `resume`.
+    Pause {
+        /// The subscription's id.
+        id: String,
+    },
+    /// Deliver a paused subscription's events again: first every matching
+    /// event it missed while paused (unless `skip`), then live ones.
+    Resume {
+        /// The subscription's id.
+        id: String,
+        /// Skip what was missed and continue from now.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        skip: bool,
+    },
+    /// Replace a live subscription's operations, filter and changed-fields
+    /// restriction, atomically at one offset.
+    Update(Update),
     /// Publish a message to a channel.
     Publish {
         /// The channel.
@@ -88,6 +105,30 @@ pub struct Subscribe {
     /// What to do when this connection falls behind (default: close).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_lag: Option<LagPolicy>,
+}
+
+/// The body of an `update` message: the subscription's new selection.
+/// Fields left out select everything (as in `subscribe`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Update {
+    /// The subscription's id.
+    pub id: String,
+    /// Only these operations (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ops: Option<Vec<Op>>,
+    /// A MongoDB-style filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Value>,
+    /// An SQL `WHERE` clause.
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub where_clause: Option<String>,
+    /// Values for `$1`, `$2`, ... in `where`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Vec<Value>>,
+    /// Updates only when one of these (dotted) fields changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<Vec<String>>,
 }
 
 /// Where a subscription starts.
@@ -226,6 +267,30 @@ pub enum ServerMessage {
         /// The subscription.
         id: String,
     },
+    /// A subscription is paused: nothing after `offset` is delivered until
+    /// it is resumed.
+    Paused {
+        /// The subscription.
+        id: String,
+        /// The last offset routed to it before the pause.
+        offset: Offset,
+    },
+    /// A paused subscription is live again: what it missed up to `offset`
+    /// came just before (unless skipped), every matching event after follows.
+    Resumed {
+        /// The subscription.
+        id: String,
+        /// Where it is live from.
+        offset: Offset,
+    },
+    /// A subscription's selection was replaced: events up to `offset` were
+    /// matched with the old one, every later event with the new one.
+    Updated {
+        /// The subscription.
+        id: String,
+        /// The switch point.
+        offset: Offset,
+    },
     /// A `publish` was appended.
     Published {
         /// The `ref` of the `publish`.
@@ -283,6 +348,18 @@ pub struct SubscriptionInfo {
     pub filter: Option<Value>,
     /// Whether it is live yet (false while history or a snapshot is sent).
     pub live: bool,
+    /// Whether it is paused.
+    #[serde(default)]
+    pub paused: bool,
+    /// When it was created (Unix ms).
+    #[serde(default)]
+    pub created_at: Timestamp,
+    /// Events delivered to it (queued for the connection).
+    #[serde(default)]
+    pub delivered: u64,
+    /// The offset of the last event delivered to it (0: none yet).
+    #[serde(default)]
+    pub last_offset: Offset,
 }
 
 /// WebSocket close codes the server uses, beyond the standard ones

@@ -74,7 +74,9 @@ impl<'de> Deserialize<'de> for Epoch {
 
 /// Milliseconds since the Unix epoch. Event timestamps never go backwards
 /// along the log, even if the wall clock does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Timestamp(pub u64);
 

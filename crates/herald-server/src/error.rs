@@ -67,11 +67,24 @@ impl From<herald_core::HubError> for ApiError {
     }
 }
 
+impl From<ApiError> for herald_core::HubError {
+    fn from(e: ApiError) -> herald_core::HubError {
+        herald_core::HubError {
+            code: e.code,
+            message: e.message,
+            earliest: e.earliest.map(herald_proto::Offset),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, axum::Json(self.body())).into_response()
+        let mut response = (status, axum::Json(self.body())).into_response();
+        // For the write metrics (`metrics::time_write`): the outcome label.
+        response.extensions_mut().insert(self.code);
+        response
     }
 }
 

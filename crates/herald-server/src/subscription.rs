@@ -3,9 +3,9 @@
 
 use crate::error::ApiError;
 use crate::query::DocFilter;
-use herald_core::{SubscriptionSpec, Topic};
+use herald_core::{Selection, SubscriptionSpec, Topic};
 use herald_filter::{ChangedFields, Limits};
-use herald_proto::{ErrorCode, StartFrom, Subscribe};
+use herald_proto::{ErrorCode, Op, StartFrom, Subscribe, Update};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -41,13 +41,57 @@ pub(crate) fn compile(request: Subscribe, limits: &Limits) -> Result<Subscriptio
             "give `snapshot` or `from`, not both: a snapshot starts at its own offset".into(),
         ));
     }
-    let filter = DocFilter::compile(
-        request.filter.as_ref(),
-        request.where_clause.as_deref(),
-        request.params.as_deref().unwrap_or_default(),
+    let selection = selection(
+        request.ops,
+        request.filter,
+        request.where_clause,
+        request.params,
+        request.changed,
         limits,
     )?;
-    let changed = match request.changed {
+    Ok(SubscriptionSpec {
+        id: request.id,
+        topic,
+        ops: selection.ops,
+        filter: selection.filter,
+        filter_source: selection.filter_source,
+        changed: selection.changed,
+        from: request.from.unwrap_or(StartFrom::Now),
+        snapshot: request.snapshot,
+        on_lag: request.on_lag.unwrap_or_default(),
+    })
+}
+
+/// Validates and compiles an `update` request's new selection.
+pub(crate) fn compile_update(request: Update, limits: &Limits) -> Result<Selection, ApiError> {
+    selection(
+        request.ops,
+        request.filter,
+        request.where_clause,
+        request.params,
+        request.changed,
+        limits,
+    )
+}
+
+/// Operations, filter (JSON and/or SQL) and changed fields, as `subscribe`
+/// and `update` give them.
+fn selection(
+    ops: Option<Vec<Op>>,
+    filter: Option<Value>,
+    where_clause: Option<String>,
+    params: Option<Vec<Value>>,
+    changed: Option<Vec<String>>,
+    limits: &Limits,
+) -> Result<Selection, ApiError> {
+    let invalid = |message: String| ApiError::new(ErrorCode::InvalidParameter, message);
+    let compiled = DocFilter::compile(
+        filter.as_ref(),
+        where_clause.as_deref(),
+        params.as_deref().unwrap_or_default(),
+        limits,
+    )?;
+    let changed = match changed {
         None => None,
         Some(fields) => {
             if fields.is_empty()
@@ -61,28 +105,23 @@ pub(crate) fn compile(request: Subscribe, limits: &Limits) -> Result<Subscriptio
             Some(ChangedFields::new(fields))
         }
     };
-    if matches!(request.ops.as_deref(), Some([])) {
+    if matches!(ops.as_deref(), Some([])) {
         return Err(invalid(
             "`ops` lists at least one of insert, update, delete, publish".into(),
         ));
     }
-    let filter_source = match (request.filter, request.where_clause) {
+    let filter_source = match (filter, where_clause) {
         (Some(f), None) => Some(f),
         (None, Some(w)) => Some(Value::String(w)),
         (None, None) => None,
         // Both given (both must match): list them together.
         (Some(f), Some(w)) => Some(serde_json::json!({"filter": f, "where": w})),
     };
-    Ok(SubscriptionSpec {
-        id: request.id,
-        topic,
-        ops: request.ops,
-        filter: Arc::new(filter.into_filter()),
+    Ok(Selection {
+        ops,
+        filter: Arc::new(compiled.into_filter()),
         filter_source,
         changed,
-        from: request.from.unwrap_or(StartFrom::Now),
-        snapshot: request.snapshot,
-        on_lag: request.on_lag.unwrap_or_default(),
     })
 }
 

@@ -215,8 +215,7 @@ async fn handle(app: &AppState, conn: &Connection, text: &str) {
             let spec = match subscription::compile(request, &app.http.filter) {
                 Ok(spec) => spec,
                 Err(e) => {
-                    let earliest = e.earliest.map(Offset);
-                    reply(conn, &error(Some(id), None, e.code, e.message, earliest));
+                    reply(conn, &HubError::from(e).to_message(Some(id), None));
                     return;
                 }
             };
@@ -226,6 +225,26 @@ async fn handle(app: &AppState, conn: &Connection, text: &str) {
         }
         ClientMessage::Unsubscribe { id } => {
             if let Err(e) = conn.unsubscribe(&id).await {
+                reply(conn, &e.to_message(Some(id), None));
+            }
+        }
+        ClientMessage::Pause { id } => {
+            if let Err(e) = conn.pause(&id).await {
+                reply(conn, &e.to_message(Some(id), None));
+            }
+        }
+        ClientMessage::Resume { id, skip } => {
+            if let Err(e) = conn.resume(&id, skip).await {
+                reply(conn, &e.to_message(Some(id), None));
+            }
+        }
+        ClientMessage::Update(request) => {
+            let id = request.id.clone();
+            let result = match subscription::compile_update(request, &app.http.filter) {
+                Ok(selection) => conn.update(&id, selection).await,
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = result {
                 reply(conn, &e.to_message(Some(id), None));
             }
         }

@@ -8,7 +8,7 @@
 //! reader is behind it, and the reader goes on reading).
 
 use super::shard::{Activated, Command};
-use super::subscription::{Selector, topic_filter};
+use super::subscription::{Progress, Selector, topic_filter};
 use super::{HubConfig, HubError};
 use crate::outbox::{End, Outbox, Outgoing, Pushed};
 use crate::subscribe::Topic;
@@ -37,6 +37,7 @@ pub(super) struct Pending {
     pub(super) snapshot: bool,
     pub(super) after: Offset,
     pub(super) cancel: Arc<AtomicBool>,
+    pub(super) progress: Arc<Progress>,
 }
 
 /// Sends the snapshot (if asked) and history of `pending`, then makes it
@@ -109,6 +110,7 @@ async fn catch_up(
             if !outbox.push_wait(item, &pending.cancel).await {
                 return Ok(());
             }
+            pending.progress.record(1, event.offset);
         }
         after = chunk.next_after;
         if !chunk.done {

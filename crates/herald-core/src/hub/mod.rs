@@ -299,6 +299,19 @@ pub struct SubscriptionSpec {
     pub on_lag: LagPolicy,
 }
 
+/// A subscription's new selection, for [`Connection::update`].
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// Only these operations (`None`: all).
+    pub ops: Option<Vec<Op>>,
+    /// The filter.
+    pub filter: Arc<Filter>,
+    /// The filter as the client gave it, for listings.
+    pub filter_source: Option<Value>,
+    /// Updates only when one of these fields changed.
+    pub changed: Option<ChangedFields>,
+}
+
 /// One client connection's handle on the hub. Dropping it removes every
 /// subscription it holds.
 #[derive(Debug)]
@@ -400,15 +413,8 @@ impl Connection {
             start,
             reply,
         })?;
-        let pending = answer.await.map_err(|_| stopped())??;
-        if let Some(pending) = pending {
-            tokio::spawn(history::run(
-                store.clone(),
-                self.hub.inner.config.clone(),
-                self.commands.clone(),
-                self.outbox.clone(),
-                *pending,
-            ));
+        if let Some(pending) = answer.await.map_err(|_| stopped())?? {
+            self.read_history(*pending);
         }
         Ok(())
     }
@@ -423,6 +429,57 @@ impl Connection {
             reply,
         })?;
         answer.await.map_err(|_| stopped())?
+    }
+
+    /// Pauses a live subscription: a `paused` message follows in the outbox
+    /// and nothing more for it until [`Connection::resume`].
+    pub async fn pause(&self, id: &str) -> Result<(), HubError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Pause {
+            conn: self.id,
+            id: id.to_owned(),
+            reply,
+        })?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Resumes a paused subscription: every matching event it missed (unless
+    /// `skip`), then `resumed`, then live events.
+    pub async fn resume(&self, id: &str, skip: bool) -> Result<(), HubError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Resume {
+            conn: self.id,
+            id: id.to_owned(),
+            skip,
+            reply,
+        })?;
+        if let Some(pending) = answer.await.map_err(|_| stopped())?? {
+            self.read_history(*pending);
+        }
+        Ok(())
+    }
+
+    /// Replaces a live (or paused) subscription's selection; an `updated`
+    /// message names the offset of the switch.
+    pub async fn update(&self, id: &str, selection: Selection) -> Result<(), HubError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Update {
+            conn: self.id,
+            id: id.to_owned(),
+            selection: Box::new(selection),
+            reply,
+        })?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    fn read_history(&self, pending: history::Pending) {
+        tokio::spawn(history::run(
+            self.hub.inner.herald.store.clone(),
+            self.hub.inner.config.clone(),
+            self.commands.clone(),
+            self.outbox.clone(),
+            pending,
+        ));
     }
 
     /// Every subscription of this connection, in id order.

@@ -11,11 +11,13 @@
 use super::subscription::{
     ALL_TABLES, Selector, Sub, filter_target, json_string, resume, topic_key, topic_selects,
 };
-use super::{HubConfig, HubError, HubStats, HubTotals, SubscriptionSpec, history};
+use super::{HubConfig, HubError, HubStats, HubTotals, Selection, SubscriptionSpec, history};
 use crate::outbox::{End, Outbox, Outgoing, Pushed};
 use bytes::Bytes;
 use herald_filter::SubIndex;
-use herald_proto::{ErrorCode, EventBody, LagPolicy, Offset, ServerMessage, SubscriptionInfo};
+use herald_proto::{
+    ErrorCode, EventBody, LagPolicy, Offset, ServerMessage, SubscriptionInfo, Timestamp,
+};
 use herald_store::{Committed, Store, StoreError, TopicFilter};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicBool;
@@ -65,6 +67,23 @@ pub(super) enum Command {
         conn: u64,
         reply: oneshot::Sender<Vec<SubscriptionInfo>>,
     },
+    Pause {
+        conn: u64,
+        id: String,
+        reply: oneshot::Sender<Result<(), HubError>>,
+    },
+    Resume {
+        conn: u64,
+        id: String,
+        skip: bool,
+        reply: oneshot::Sender<Result<Option<Box<history::Pending>>, HubError>>,
+    },
+    Update {
+        conn: u64,
+        id: String,
+        selection: Box<Selection>,
+        reply: oneshot::Sender<Result<(), HubError>>,
+    },
     Disconnect {
         conn: u64,
     },
@@ -81,6 +100,9 @@ impl std::fmt::Debug for Command {
             Command::Fail { .. } => "Fail",
             Command::Unsubscribe { .. } => "Unsubscribe",
             Command::List { .. } => "List",
+            Command::Pause { .. } => "Pause",
+            Command::Resume { .. } => "Resume",
+            Command::Update { .. } => "Update",
             Command::Disconnect { .. } => "Disconnect",
             Command::Stats { .. } => "Stats",
         };
@@ -183,6 +205,13 @@ pub(super) struct Shard {
     /// Frames built for the event being routed, by `subs` list.
     frames: Vec<(Bytes, Outgoing)>,
     totals: HubTotals,
+}
+
+fn not_live(id: &str) -> HubError {
+    HubError::new(
+        ErrorCode::InvalidParameter,
+        format!("subscription {id:?} is not live yet: wait for `subscribed`"),
+    )
 }
 
 impl std::fmt::Debug for Shard {
@@ -394,6 +423,9 @@ impl Shard {
             Pushed::Queued => {
                 self.totals.deliveries += group.len() as u64;
                 self.totals.delivered_bytes += size;
+                for &(_, slot) in group {
+                    self.subs[slot].progress.record(1, committed.event.offset);
+                }
             }
             Pushed::Full => {
                 let slots: Vec<usize> = group.iter().map(|&(_, s)| s).collect();
@@ -496,6 +528,32 @@ impl Shard {
                 list.sort_by(|a, b| a.id.cmp(&b.id));
                 let _ = reply.send(list);
             }
+            Command::Pause { conn, id, reply } => {
+                let answer = self.slot_of(conn, &id).and_then(|slot| self.pause(slot));
+                let _ = reply.send(answer);
+            }
+            Command::Resume {
+                conn,
+                id,
+                skip,
+                reply,
+            } => {
+                let answer = self
+                    .slot_of(conn, &id)
+                    .and_then(|slot| self.resume_paused(slot, skip));
+                let _ = reply.send(answer);
+            }
+            Command::Update {
+                conn,
+                id,
+                selection,
+                reply,
+            } => {
+                let answer = self
+                    .slot_of(conn, &id)
+                    .and_then(|slot| self.update(slot, *selection));
+                let _ = reply.send(answer);
+            }
             Command::Disconnect { conn } => self.remove_conn(conn),
             Command::Stats { reply } => {
                 let _ = reply.send(HubStats {
@@ -505,6 +563,127 @@ impl Shard {
                     routed: self.head,
                     totals: self.totals,
                 });
+            }
+        }
+    }
+
+    /// The slot of subscription `id` of `conn`, or `unknown_subscription`.
+    fn slot_of(&self, conn: u64, id: &str) -> Result<usize, HubError> {
+        self.conns
+            .get(&conn)
+            .and_then(|c| c.subs.get(id).copied())
+            .ok_or_else(|| {
+                HubError::new(
+                    ErrorCode::UnknownSubscription,
+                    format!("no subscription {id:?} on this connection"),
+                )
+            })
+    }
+
+    /// Stops delivering to a live subscription; `paused` names the last
+    /// offset it got (or, if it was skipping, the start of its gap, which
+    /// resuming fills).
+    fn pause(&mut self, slot: usize) -> Result<(), HubError> {
+        let head = self.head;
+        let sub = &mut self.subs[slot];
+        if sub.paused.is_none() {
+            if !sub.live {
+                return Err(not_live(&sub.id));
+            }
+            let at = sub.lagging.take().unwrap_or(sub.after.max(head));
+            sub.paused = Some(at);
+            self.unindex(slot);
+        }
+        let sub = &self.subs[slot];
+        let offset = sub.paused.unwrap_or_default();
+        let paused = Outgoing::message(
+            &ServerMessage::Paused {
+                id: sub.id.to_string(),
+                offset,
+            },
+            None,
+        );
+        let _ = sub.outbox.push_control(paused, offset);
+        Ok(())
+    }
+
+    /// Makes a paused subscription live again: from where it paused (the
+    /// recent window or, via the returned reader, the log), or from now.
+    fn resume_paused(
+        &mut self,
+        slot: usize,
+        skip: bool,
+    ) -> Result<Option<Box<history::Pending>>, HubError> {
+        let sub = &mut self.subs[slot];
+        let Some(paused_at) = sub.paused.take() else {
+            return Err(HubError::new(
+                ErrorCode::InvalidParameter,
+                format!("subscription {:?} is not paused", sub.id),
+            ));
+        };
+        sub.resuming = true;
+        if skip {
+            sub.after = self.head;
+            self.go_live(slot, self.head);
+            return Ok(None);
+        }
+        sub.after = paused_at;
+        let pending = sub.pending(paused_at, false);
+        Ok(match self.activate(slot, paused_at) {
+            Activated::Live | Activated::Gone => None,
+            Activated::Behind => Some(Box::new(pending)),
+        })
+    }
+
+    /// Replaces a subscription's selection: events routed so far were
+    /// matched with the old one, every later one with the new one.
+    fn update(&mut self, slot: usize, selection: Selection) -> Result<(), HubError> {
+        let sub = &self.subs[slot];
+        if !sub.live && sub.paused.is_none() {
+            return Err(not_live(&sub.id));
+        }
+        let live = sub.live;
+        if live {
+            self.unindex(slot);
+        }
+        let sub = &mut self.subs[slot];
+        sub.selector = Selector::new(
+            selection.ops.as_deref(),
+            selection.changed,
+            selection.filter,
+        );
+        sub.filter_source = selection.filter_source;
+        sub.ops_list = selection.ops;
+        if live {
+            self.index(slot);
+        }
+        let sub = &self.subs[slot];
+        let offset = self.head.max(sub.after);
+        let updated = Outgoing::message(
+            &ServerMessage::Updated {
+                id: sub.id.to_string(),
+                offset,
+            },
+            None,
+        );
+        let _ = sub.outbox.push_control(updated, offset);
+        Ok(())
+    }
+
+    fn index(&mut self, slot: usize) {
+        let sub = &self.subs[slot];
+        self.topics
+            .entry(sub.topic.clone())
+            .or_default()
+            .insert(slot, sub.selector.filter().clone());
+    }
+
+    fn unindex(&mut self, slot: usize) {
+        let topic = &self.subs[slot].topic;
+        if let Some(index) = self.topics.get_mut(topic) {
+            index.remove(slot);
+            if index.is_empty() {
+                self.topics.remove(topic);
             }
         }
     }
@@ -548,6 +727,7 @@ impl Shard {
         subs_json.push(b']');
         let nonce = self.next_nonce;
         self.next_nonce += 1;
+        let after = start.unwrap_or(self.head);
         let sub = Sub {
             conn,
             nonce,
@@ -555,28 +735,22 @@ impl Shard {
             id_json,
             subs_json: subs_json.into(),
             topic: topic_key(&spec.topic),
-            selector: Selector::new(&spec),
+            topic_spec: spec.topic.clone(),
+            selector: Selector::of(&spec),
             filter_source: spec.filter_source.clone(),
             ops_list: spec.ops.clone(),
             on_lag: spec.on_lag,
-            after: start.unwrap_or(self.head),
+            after,
             live: false,
             lagging: None,
+            paused: None,
+            resuming: false,
+            created_at: Timestamp::now(),
+            progress: Arc::default(),
             outbox,
             cancel: Arc::new(AtomicBool::new(false)),
         };
-        let pending = history::Pending {
-            conn,
-            id: id.clone(),
-            nonce,
-            subs_json: sub.subs_json.clone(),
-            id_json: sub.id_json.clone(),
-            topic: spec.topic.clone(),
-            selector: Selector::new(&spec),
-            snapshot: spec.snapshot,
-            after: start.unwrap_or(self.head),
-            cancel: sub.cancel.clone(),
-        };
+        let pending = sub.pending(after, spec.snapshot);
         let slot = self.subs.insert(sub);
         entry.subs.insert(id, slot);
         match start {
@@ -618,7 +792,9 @@ impl Shard {
             };
             // Only the connection's own answers can have taken the room
             // meanwhile; then this is an overflow like any other.
-            if sub.outbox.push(item) != Pushed::Queued {
+            if sub.outbox.push(item) == Pushed::Queued {
+                sub.progress.record(1, offset);
+            } else {
                 let conn = sub.conn;
                 self.overflow(conn, &[slot], offset);
                 if !self.subs.contains(slot) {
@@ -635,31 +811,24 @@ impl Shard {
         let sub = &mut self.subs[slot];
         sub.after = sub.after.max(at);
         sub.live = true;
-        self.topics
-            .entry(sub.topic.clone())
-            .or_default()
-            .insert(slot, sub.selector.filter().clone());
-        let subscribed = Outgoing::message(
-            &ServerMessage::Subscribed {
-                id: sub.id.to_string(),
-                offset: sub.after,
-            },
-            Some(sub.after),
-        );
-        let _ = sub.outbox.push_control(subscribed, sub.after);
+        let (id, offset) = (sub.id.to_string(), sub.after);
+        let announce = if std::mem::take(&mut sub.resuming) {
+            ServerMessage::Resumed { id, offset }
+        } else {
+            ServerMessage::Subscribed { id, offset }
+        };
+        let _ = sub
+            .outbox
+            .push_control(Outgoing::message(&announce, Some(offset)), offset);
+        self.index(slot);
     }
 
     fn remove_sub(&mut self, slot: usize) -> Sub {
+        if self.subs[slot].live {
+            self.unindex(slot);
+        }
         let sub = self.subs.remove(slot);
         sub.outbox.cancel(&sub.cancel);
-        if sub.live
-            && let Some(index) = self.topics.get_mut(&sub.topic)
-        {
-            index.remove(slot);
-            if index.is_empty() {
-                self.topics.remove(&sub.topic);
-            }
-        }
         if let Some(conn) = self.conns.get_mut(&sub.conn) {
             conn.subs.remove(&sub.id);
             if conn.subs.is_empty() {

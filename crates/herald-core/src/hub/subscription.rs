@@ -3,15 +3,18 @@
 //! history.
 
 use super::SubscriptionSpec;
+use super::history::Pending;
 use crate::outbox::{Outbox, Outgoing, Pushed};
 use crate::subscribe::Topic;
 use bytes::Bytes;
 use herald_filter::{ChangedFields, Filter};
-use herald_proto::{Event, EventBody, LagPolicy, Offset, Op, ServerMessage, SubscriptionInfo};
+use herald_proto::{
+    Event, EventBody, LagPolicy, Offset, Op, ServerMessage, SubscriptionInfo, Timestamp,
+};
 use herald_store::TopicFilter;
 use serde_json::Value;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The topic key of `table:*` subscriptions.
 pub(super) const ALL_TABLES: &str = "table:*";
@@ -53,12 +56,24 @@ pub(super) struct Selector {
 }
 
 impl Selector {
-    pub(super) fn new(spec: &SubscriptionSpec) -> Selector {
+    pub(super) fn new(
+        ops: Option<&[Op]>,
+        changed: Option<ChangedFields>,
+        filter: Arc<Filter>,
+    ) -> Selector {
         Selector {
-            ops: OpSet::of(spec.ops.as_deref()),
-            changed: spec.changed.clone(),
-            filter: spec.filter.clone(),
+            ops: OpSet::of(ops),
+            changed,
+            filter,
         }
+    }
+
+    pub(super) fn of(spec: &SubscriptionSpec) -> Selector {
+        Selector::new(
+            spec.ops.as_deref(),
+            spec.changed.clone(),
+            spec.filter.clone(),
+        )
     }
 
     /// Operations and changed fields (the index has checked the filter).
@@ -85,6 +100,21 @@ impl Selector {
     }
 }
 
+/// What a subscription received, shared with its history reader.
+#[derive(Debug, Default)]
+pub(super) struct Progress {
+    delivered: AtomicU64,
+    last: AtomicU64,
+}
+
+impl Progress {
+    /// Counts `count` events queued, the last at `offset`.
+    pub(super) fn record(&self, count: u64, offset: Offset) {
+        self.delivered.fetch_add(count, Ordering::Relaxed);
+        self.last.fetch_max(offset.0, Ordering::Relaxed);
+    }
+}
+
 /// What a subscription needs at routing time, and what listings show.
 #[derive(Debug)]
 pub(super) struct Sub {
@@ -95,6 +125,8 @@ pub(super) struct Sub {
     pub(super) id_json: Bytes,
     pub(super) subs_json: Bytes,
     pub(super) topic: String,
+    /// The topic as asked, for history readers.
+    pub(super) topic_spec: Topic,
     pub(super) selector: Selector,
     pub(super) filter_source: Option<Value>,
     pub(super) ops_list: Option<Vec<Op>>,
@@ -104,6 +136,12 @@ pub(super) struct Sub {
     pub(super) live: bool,
     /// Skipping events (`on_lag: skip`) since this offset.
     pub(super) lagging: Option<Offset>,
+    /// Paused: nothing after this offset was delivered.
+    pub(super) paused: Option<Offset>,
+    /// Going live after a pause: announce `resumed`, not `subscribed`.
+    pub(super) resuming: bool,
+    pub(super) created_at: Timestamp,
+    pub(super) progress: Arc<Progress>,
     pub(super) outbox: Arc<Outbox>,
     pub(super) cancel: Arc<AtomicBool>,
 }
@@ -122,6 +160,27 @@ impl Sub {
             ops: self.ops_list.clone(),
             filter: self.filter_source.clone(),
             live: self.live,
+            paused: self.paused.is_some(),
+            created_at: self.created_at,
+            delivered: self.progress.delivered.load(Ordering::Relaxed),
+            last_offset: Offset(self.progress.last.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// What its history reader needs to read from `after`.
+    pub(super) fn pending(&self, after: Offset, snapshot: bool) -> Pending {
+        Pending {
+            conn: self.conn,
+            id: self.id.clone(),
+            nonce: self.nonce,
+            subs_json: self.subs_json.clone(),
+            id_json: self.id_json.clone(),
+            topic: self.topic_spec.clone(),
+            selector: self.selector.clone(),
+            snapshot,
+            after,
+            cancel: self.cancel.clone(),
+            progress: self.progress.clone(),
         }
     }
 }
