@@ -168,6 +168,19 @@ async fn stats_count_what_was_routed_and_delivered() {
     assert!(stats.totals.delivered_bytes > 0);
     assert!(stats.queued_bytes > 0, "nothing drained the outbox");
     assert_eq!((stats.totals.slow_consumers, stats.totals.lagged), (0, 0));
+    let all = hub.subscriptions().await;
+    let seen: Vec<(u64, &str, u64, Offset)> = all
+        .iter()
+        .map(|(c, s)| (*c, s.id.as_str(), s.delivered, s.last_offset))
+        .collect();
+    assert_eq!(
+        seen,
+        [(conn.id(), "other", 2, last), (conn.id(), "s", 2, last)]
+    );
+    assert!(
+        all.iter()
+            .all(|(_, s)| s.live && !s.paused && s.created_at.0 > 0)
+    );
     drop(conn);
     herald.close().await;
 }

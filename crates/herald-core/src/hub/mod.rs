@@ -158,6 +158,22 @@ impl Hub {
         }
     }
 
+    /// Every subscription of every connection, by connection id then
+    /// subscription id.
+    pub async fn subscriptions(&self) -> Vec<(u64, SubscriptionInfo)> {
+        let mut all = Vec::new();
+        for shard in &self.inner.shards {
+            let (reply, answer) = oneshot::channel();
+            if shard.commands.send(Command::ListAll { reply }).is_ok()
+                && let Ok(list) = answer.await
+            {
+                all.extend(list);
+            }
+        }
+        all.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+        all
+    }
+
     /// How many subscriptions the event at `offset` (a channel message) was
     /// delivered to. Waits (briefly) until every shard has routed it.
     pub async fn receivers(&self, offset: Offset) -> u64 {

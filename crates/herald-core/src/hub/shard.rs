@@ -67,6 +67,10 @@ pub(super) enum Command {
         conn: u64,
         reply: oneshot::Sender<Vec<SubscriptionInfo>>,
     },
+    /// Every subscription of every connection of the shard.
+    ListAll {
+        reply: oneshot::Sender<Vec<(u64, SubscriptionInfo)>>,
+    },
     Pause {
         conn: u64,
         id: String,
@@ -100,6 +104,7 @@ impl std::fmt::Debug for Command {
             Command::Fail { .. } => "Fail",
             Command::Unsubscribe { .. } => "Unsubscribe",
             Command::List { .. } => "List",
+            Command::ListAll { .. } => "ListAll",
             Command::Pause { .. } => "Pause",
             Command::Resume { .. } => "Resume",
             Command::Update { .. } => "Update",
@@ -526,6 +531,10 @@ impl Shard {
                     .map(|c| c.subs.values().map(|&s| self.subs[s].info()).collect())
                     .unwrap_or_default();
                 list.sort_by(|a, b| a.id.cmp(&b.id));
+                let _ = reply.send(list);
+            }
+            Command::ListAll { reply } => {
+                let list = self.subs.iter().map(|(_, s)| (s.conn, s.info())).collect();
                 let _ = reply.send(list);
             }
             Command::Pause { conn, id, reply } => {
