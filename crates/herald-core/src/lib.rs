@@ -22,9 +22,11 @@
 //! - [`hub`]: routes committed events to many connections' subscriptions
 //!   (filter index per topic, sharded), with snapshots and history.
 //! - [`outbox`]: a connection's bounded outbound queue.
+//! - [`log_limit`]: a cap on operator log lines of one kind per second.
 
 pub mod herald;
 pub mod hub;
+pub mod log_limit;
 pub mod outbox;
 pub mod subscribe;
 
@@ -33,5 +35,6 @@ pub use herald_store::{StoreConfig, StoreError};
 pub use hub::{
     Connection, Hub, HubConfig, HubError, HubStats, HubTotals, Selection, SubscriptionSpec,
 };
+pub use log_limit::LogLimit;
 pub use outbox::{End, Outbox, Outgoing, Pushed};
 pub use subscribe::{SubscribeOptions, Topic};

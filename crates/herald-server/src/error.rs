@@ -44,7 +44,10 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e.code() {
             ErrorCode::Internal => {
-                tracing::error!(error = %e, "storage failure");
+                static FAILURES: herald_core::LogLimit = herald_core::LogLimit::new(10);
+                if let Some(suppressed) = FAILURES.allow() {
+                    tracing::error!(error = %e, suppressed, "storage failure");
+                }
                 ApiError::new(
                     ErrorCode::Internal,
                     "internal storage error; see the server log",

@@ -15,7 +15,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use herald_core::{Connection, End, HubError, Outgoing};
+use herald_core::{Connection, End, HubError, LogLimit, Outgoing};
 use herald_proto::{ClientMessage, CloseCode, ErrorCode, Offset, ServerMessage};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -138,10 +138,14 @@ async fn session(socket: WebSocket, app: AppState, _permit: Permit) {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Exit::Gone,
                     Err(_) => {
-                        tracing::info!(
-                            conn = conn.id(),
-                            "websocket write timed out; dropping the connection"
-                        );
+                        static STUCK: LogLimit = LogLimit::new(10);
+                        if let Some(suppressed) = STUCK.allow() {
+                            tracing::info!(
+                                conn = conn.id(),
+                                suppressed,
+                                "websocket write timed out; dropping the connection"
+                            );
+                        }
                         return Exit::Gone;
                     }
                 }
@@ -194,7 +198,10 @@ fn read_failure(e: &axum::Error) -> Exit {
     if let Some(tungstenite::Error::Capacity(_)) = cause {
         Exit::Close(CloseCode::MessageTooBig, "message too big".into())
     } else {
-        tracing::debug!(error = %e, "websocket read failed");
+        static LOST: LogLimit = LogLimit::new(10);
+        if let Some(suppressed) = LOST.allow() {
+            tracing::info!(error = %e, suppressed, "websocket connection lost");
+        }
         Exit::Gone
     }
 }

@@ -277,7 +277,10 @@ impl From<StoreError> for HubError {
     fn from(e: StoreError) -> HubError {
         match e.code() {
             ErrorCode::Internal => {
-                tracing::error!(error = %e, "storage failure in a subscription");
+                static FAILURES: crate::LogLimit = crate::LogLimit::new(10);
+                if let Some(suppressed) = FAILURES.allow() {
+                    tracing::error!(error = %e, suppressed, "storage failure in a subscription");
+                }
                 HubError::new(
                     ErrorCode::Internal,
                     "internal storage error; see the server log",

@@ -12,6 +12,7 @@ use super::subscription::{
     ALL_TABLES, Selector, Sub, filter_target, json_string, resume, topic_key, topic_selects,
 };
 use super::{HubConfig, HubError, HubStats, HubTotals, Selection, SubscriptionSpec, history};
+use crate::LogLimit;
 use crate::outbox::{End, Outbox, Outgoing, Pushed};
 use bytes::Bytes;
 use herald_filter::SubIndex;
@@ -451,7 +452,10 @@ impl Shard {
             if let Some(c) = self.conns.get(&conn) {
                 c.outbox.end(End::SlowConsumer { resume_from });
             }
-            tracing::info!(conn, %resume_from, "slow consumer: closing the connection");
+            static SLOW: LogLimit = LogLimit::new(10);
+            if let Some(suppressed) = SLOW.allow() {
+                tracing::info!(conn, %resume_from, suppressed, "slow consumer: closing the connection");
+            }
             self.totals.slow_consumers += 1;
             self.remove_conn(conn);
             return;
