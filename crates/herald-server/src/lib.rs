@@ -20,6 +20,9 @@
 //! - `ws`: `GET /v1/ws`, the WebSocket protocol.
 //! - `sse`: `GET /v1/sse` and `GET /v1/tables/{table}/events`.
 //! - `channels`: `POST /v1/channels/{channel}/messages`.
+//! - `health`: `GET /healthz` and `GET /readyz`.
+//! - `metrics`: `GET /metrics` (Prometheus) and the REST write metrics.
+//! - `stats`: `GET /v1/stats` and the rates behind it.
 
 mod batch;
 mod channels;
@@ -27,9 +30,12 @@ pub mod config;
 mod error;
 mod events;
 mod extract;
+mod health;
+mod metrics;
 mod query;
 mod sessions;
 mod sse;
+mod stats;
 mod subscription;
 mod tables;
 mod ws;
@@ -37,6 +43,7 @@ mod ws;
 pub use config::{Config, HttpConfig, RealtimeConfig};
 pub use error::ApiError;
 
+use crate::metrics::{WriteRequest, timed};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -58,6 +65,10 @@ pub(crate) struct AppState {
     pub(crate) http: Arc<HttpConfig>,
     pub(crate) realtime: Arc<RealtimeConfig>,
     pub(crate) sessions: Sessions,
+    /// Events and deliveries per second, from the rate ticker.
+    pub(crate) rates: tokio::sync::watch::Receiver<stats::Rates>,
+    /// The recorder of this server's scrape-time metrics.
+    pub(crate) metrics: crate::metrics::ServerMetrics,
 }
 
 /// The assembled server: its routes, the hub and the open sessions.
@@ -68,11 +79,17 @@ pub struct App {
 
 impl App {
     /// Starts the hub over `herald`; call inside a Tokio runtime.
+    ///
+    /// The first app of the process installs the Prometheus recorder
+    /// behind `GET /metrics`.
     #[must_use]
     pub fn new(herald: Herald, http: HttpConfig, realtime: RealtimeConfig) -> App {
+        let hub = Hub::start(herald.clone(), realtime.hub());
         App {
             state: AppState {
-                hub: Hub::start(herald.clone(), realtime.hub()),
+                rates: stats::spawn_rate_ticker(herald.clone(), hub.clone()),
+                metrics: crate::metrics::ServerMetrics::new(),
+                hub,
                 sessions: Sessions::new(realtime.max_connections),
                 herald,
                 http: Arc::new(http),
@@ -96,21 +113,27 @@ impl App {
     /// The routes, ready to serve.
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/healthz", get(healthz))
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz))
+            .route("/metrics", get(crate::metrics::scrape))
+            .route("/v1/stats", get(stats::stats))
             .route(
                 "/v1/tables/{table}/docs",
-                post(tables::insert).get(tables::query),
+                post(timed(tables::insert, WriteRequest::Insert)).get(tables::query),
             )
             .route(
                 "/v1/tables/{table}/docs/{id}",
                 get(tables::read)
-                    .put(tables::put)
-                    .patch(tables::patch)
-                    .delete(tables::delete),
+                    .put(timed(tables::put, WriteRequest::Put))
+                    .patch(timed(tables::patch, WriteRequest::Patch))
+                    .delete(timed(tables::delete, WriteRequest::Delete)),
             )
-            .route("/v1/batch", post(batch::batch))
+            .route("/v1/batch", post(timed(batch::batch, WriteRequest::Batch)))
             .route("/v1/events", get(events::replay))
-            .route("/v1/channels/{channel}/messages", post(channels::publish))
+            .route(
+                "/v1/channels/{channel}/messages",
+                post(timed(channels::publish, WriteRequest::Publish)),
+            )
             .route("/v1/ws", get(ws::upgrade))
             .route("/v1/sse", get(sse::subscribe))
             .route("/v1/tables/{table}/events", get(sse::table_shorthand))
@@ -173,8 +196,4 @@ pub async fn run(
     App::new(herald, http, realtime)
         .serve(listener, shutdown)
         .await
-}
-
-async fn healthz() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"status": "ok"}))
 }

@@ -2,7 +2,7 @@
 //! them, and the shutdown signal they watch.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
@@ -15,6 +15,8 @@ pub struct Sessions {
 #[derive(Debug)]
 struct Inner {
     open: AtomicUsize,
+    /// Sessions admitted since start.
+    opened: AtomicU64,
     limit: usize,
     closing: watch::Sender<bool>,
     all_closed: Notify,
@@ -39,6 +41,7 @@ impl Sessions {
         Sessions {
             inner: Arc::new(Inner {
                 open: AtomicUsize::new(0),
+                opened: AtomicU64::new(0),
                 limit,
                 closing: watch::Sender::new(false),
                 all_closed: Notify::new(),
@@ -59,6 +62,9 @@ impl Sessions {
                 (n < self.inner.limit).then_some(n + 1)
             })
             .is_ok();
+        if admitted {
+            self.inner.opened.fetch_add(1, Ordering::Relaxed);
+        }
         admitted.then(|| Permit {
             inner: self.inner.clone(),
         })
@@ -68,6 +74,18 @@ impl Sessions {
     #[must_use]
     pub fn open(&self) -> usize {
         self.inner.open.load(Ordering::Acquire)
+    }
+
+    /// Sessions admitted since the server started.
+    #[must_use]
+    pub fn opened(&self) -> u64 {
+        self.inner.opened.load(Ordering::Relaxed)
+    }
+
+    /// Whether shutdown has begun.
+    #[must_use]
+    pub fn is_closing(&self) -> bool {
+        *self.inner.closing.borrow()
     }
 
     /// Resolves once shutdown has begun.

@@ -1375,9 +1375,10 @@ async fn a_subscription_is_listed_as_not_live_while_its_snapshot_is_sent() {
     }
     assert_eq!(chunks, 100);
     assert_eq!(
-        listed.expect("the listing arrived before `subscribed`"),
+        without_created_at(listed.expect("the listing arrived before `subscribed`")),
         json!({"type": "subscriptions", "ref": "during", "subscriptions": [
-            {"id": "s", "topic": "table:big", "live": false},
+            {"id": "s", "topic": "table:big", "live": false, "paused": false,
+             "delivered": 0, "last_offset": 0},
         ]})
     );
     ws.send(json!({"type": "list_subscriptions"})).await;
@@ -1535,6 +1536,25 @@ async fn duplicate_ids_and_too_many_subscriptions_are_refused() {
     server.stop().await;
 }
 
+/// A `subscriptions` message with each `created_at` checked (a recent Unix
+/// time in ms) and removed.
+fn without_created_at(mut message: Value) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    for sub in message["subscriptions"].as_array_mut().unwrap() {
+        let created = sub
+            .as_object_mut()
+            .unwrap()
+            .remove("created_at")
+            .and_then(|c| c.as_u64())
+            .expect("created_at");
+        assert!(created <= now && created + 60_000 > now, "{created}");
+    }
+    message
+}
+
 #[tokio::test]
 async fn list_subscriptions_describes_each_subscription() {
     let server = Server::start().await;
@@ -1555,15 +1575,41 @@ async fn list_subscriptions_describes_each_subscription() {
         .await;
     ws.send(json!({"type": "list_subscriptions", "ref": "l1"}))
         .await;
+    let not_yet = json!({"paused": false, "delivered": 0, "last_offset": 0});
+    let with = |mut v: Value| {
+        v.as_object_mut()
+            .unwrap()
+            .extend(not_yet.as_object().unwrap().clone());
+        v
+    };
     assert_eq!(
-        ws.recv().await,
+        without_created_at(ws.recv().await),
         json!({"type": "subscriptions", "ref": "l1", "subscriptions": [
-            {"id": "a", "topic": "table:posts", "ops": ["insert", "delete"],
-             "filter": {"status": {"$in": ["open", "new"]}}, "live": true},
-            {"id": "b", "topic": "table:*", "filter": "n > $1", "live": true},
-            {"id": "c", "topic": "chat:x", "live": true},
+            with(json!({"id": "a", "topic": "table:posts", "ops": ["insert", "delete"],
+             "filter": {"status": {"$in": ["open", "new"]}}, "live": true})),
+            with(json!({"id": "b", "topic": "table:*", "filter": "n > $1", "live": true})),
+            with(json!({"id": "c", "topic": "chat:x", "live": true})),
         ]})
     );
+    // Deliveries are counted per subscription.
+    let offset = server
+        .insert("posts", json!({"id": "p", "status": "open", "n": 5}))
+        .await;
+    ws.expect("event").await;
+    ws.send(json!({"type": "list_subscriptions"})).await;
+    let list = ws.expect("subscriptions").await;
+    let counts: Vec<(u64, u64)> = list["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["delivered"].as_u64().unwrap(),
+                s["last_offset"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(counts, [(1, offset), (1, offset), (0, 0)]);
     ws.send(json!({"type": "unsubscribe", "id": "a"})).await;
     ws.expect("unsubscribed").await;
     ws.send(json!({"type": "list_subscriptions"})).await;

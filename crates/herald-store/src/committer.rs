@@ -30,6 +30,7 @@ use crate::config::{Durability, StoreConfig};
 use crate::envelope::{self, Raw};
 use crate::error::StoreError;
 use crate::layout::{self, DocRecord, LogRecord};
+use crate::stats::{self, Appended};
 use crate::store::{Committed, Shared};
 use crate::write::{Op, WriteOp, Written};
 use bytes::Bytes;
@@ -93,6 +94,8 @@ struct Group {
     batch: WriteBatch,
     overlay: Overlay,
     committed: Vec<Committed>,
+    /// The events of `committed`, by kind.
+    appended: Appended,
     /// The offset floor was raised: this batch must be fsynced in any mode.
     force_sync: bool,
 }
@@ -201,6 +204,7 @@ impl Committer {
             batch: self.db.batch(),
             overlay: Overlay::new(),
             committed: Vec::new(),
+            appended: Appended::default(),
             force_sync: false,
         }
     }
@@ -227,6 +231,7 @@ impl Committer {
             } else {
                 PersistMode::Buffer
             };
+            let started = Instant::now();
             if let Err(e) = group.batch.durability(Some(mode)).commit() {
                 tracing::error!(error = %e, "group commit failed; the store refuses further writes");
                 let reason = e.to_string();
@@ -237,6 +242,14 @@ impl Committer {
                 }
                 return;
             }
+            if sync {
+                metrics::histogram!(stats::FSYNC_SECONDS).record(started.elapsed());
+            }
+            metrics::histogram!(stats::COMMIT_GROUP_EVENTS).record(group.committed.len() as f64);
+            // Counted before any reply is sent: an acknowledged write is
+            // already in the stats.
+            self.shared.counters.add(&group.appended);
+            self.shared.counters.set_log_bytes(self.log_bytes);
             let last = group
                 .committed
                 .last()
@@ -465,6 +478,7 @@ impl Committer {
             group
                 .batch
                 .insert(&self.log, layout::log_key(offset), record);
+            group.appended.count(&event.body);
             written.push(match &event.body {
                 EventBody::Insert { id, version, .. }
                 | EventBody::Update { id, version, .. }
@@ -559,6 +573,7 @@ impl Committer {
                 self.log_bytes.to_be_bytes(),
             );
             batch.durability(Some(PersistMode::Buffer)).commit()?;
+            self.shared.counters.set_log_bytes(self.log_bytes);
             tracing::debug!(start = %start, freed, "log retention removed old events");
         }
     }

@@ -29,6 +29,8 @@
 //! - [`names`]: validated table names, document ids and channel names.
 //! - [`layout`]: keyspaces, key encodings and record formats (the on-disk spec).
 //! - [`config`]: the [`StoreConfig`] tree.
+//! - [`stats`]: [`StoreStats`] (events appended, log size) and the metrics
+//!   the committer records.
 //! - [`error`]: the [`StoreError`] enum.
 
 mod apply;
@@ -38,6 +40,7 @@ mod envelope;
 pub mod error;
 pub mod layout;
 pub mod names;
+pub mod stats;
 pub mod store;
 pub mod write;
 
@@ -45,5 +48,6 @@ pub use config::{Durability, RetentionConfig, StoreConfig};
 pub use error::StoreError;
 pub use layout::{DocRecord, LogRecord};
 pub use names::{ChannelName, DocId, TableName};
+pub use stats::{Appended, StoreStats};
 pub use store::{Committed, DocSnapshot, LogChunk, Page, Store, TopicFilter};
 pub use write::{WriteOp, Written};

@@ -5,6 +5,7 @@ use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::layout::{self, DocRecord, LogRecord};
 use crate::names::{DocId, TableName};
+use crate::stats::{Counters, StoreStats};
 use crate::write::{WriteOp, Written};
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, Readable};
@@ -49,6 +50,8 @@ pub(crate) struct Shared {
     /// Becomes `true` when the committer has stopped: nothing more will be
     /// committed, so live subscriptions can end.
     pub(crate) closed: watch::Sender<bool>,
+    /// Events appended and log size, for [`Store::stats`].
+    pub(crate) counters: Counters,
 }
 
 /// An embedded store of JSON documents and its change log.
@@ -183,6 +186,7 @@ impl Store {
             trimmed_ts: AtomicU64::new(trimmed_ts),
             events,
             closed: watch::Sender::new(false),
+            counters: Counters::new(log_bytes),
         });
         let committer = Committer {
             db: db.clone(),
@@ -468,6 +472,19 @@ impl Store {
     #[must_use]
     pub fn earliest(&self) -> Offset {
         Offset(self.shared.log_start.load(Ordering::SeqCst))
+    }
+
+    /// Events appended since the store opened, the log's size and bounds.
+    /// Lock-free: cheap enough to call on every scrape.
+    #[must_use]
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            appended: self.shared.counters.appended(),
+            log_bytes: self.shared.counters.log_bytes(),
+            head: self.head(),
+            earliest: self.earliest(),
+            epoch: self.epoch,
+        }
     }
 
     /// Resolves to `true` once the store has stopped committing (closed).
