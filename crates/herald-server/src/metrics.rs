@@ -91,6 +91,11 @@ const RECORDED: &[(Kind, &str, &str)] = &[
         COMMIT_GROUP_EVENTS,
         "Events per group commit (writers that share one fsync).",
     ),
+    (
+        Kind::Histogram,
+        herald_core::hub::APPEND_TO_DELIVERY_SECONDS,
+        "Seconds from an event being durable to its being queued for its subscribers' connections (once per event with subscribers).",
+    ),
 ];
 
 /// Metrics read from the server when scraped, with their HELP text.

@@ -139,6 +139,16 @@ async fn metrics_move_with_known_traffic() {
         N as f64
     );
     assert!(delta(&before, &after, "herald_fsync_seconds_count", &[]) > 0.0);
+    // One per event with a subscriber.
+    assert_eq!(
+        delta(
+            &before,
+            &after,
+            "herald_append_to_delivery_seconds_count",
+            &[]
+        ),
+        N as f64
+    );
     assert!(delta(&before, &after, "herald_commit_group_events_count", &[]) > 0.0);
     assert_eq!(
         delta(&before, &after, "herald_commit_group_events_sum", &[]),

@@ -255,6 +255,10 @@ impl Committer {
                 .last()
                 .map_or(Offset::ZERO, |c| c.event.offset);
             self.shared.head.store(last.0, Ordering::SeqCst);
+            let durable_at = Instant::now();
+            for committed in &mut group.committed {
+                committed.durable_at = durable_at;
+            }
             // No receivers is fine: nobody is subscribed.
             let _ = self.shared.events.send(group.committed.into());
         }
@@ -492,6 +496,8 @@ impl Committer {
             group.committed.push(Committed {
                 event: Arc::new(event),
                 json: Bytes::from(json),
+                // Set again once the group is durable.
+                durable_at: Instant::now(),
             });
         }
         written

@@ -32,6 +32,8 @@ pub struct Committed {
     pub event: Arc<Event>,
     /// The event envelope as JSON, serialized once.
     pub json: Bytes,
+    /// When it became durable (for delivery latency).
+    pub durable_at: std::time::Instant,
 }
 
 /// State the committer publishes to readers.

@@ -22,6 +22,8 @@ mod history;
 mod shard;
 mod subscription;
 
+pub use shard::APPEND_TO_DELIVERY_SECONDS;
+
 use crate::herald::Herald;
 use crate::outbox::Outbox;
 use crate::subscribe::Topic;

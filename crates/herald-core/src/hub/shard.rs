@@ -31,6 +31,9 @@ const RECOVER_CHUNK: usize = 1024;
 /// Distinct `subs` lists whose frame one event keeps for sharing; clients
 /// that number their subscriptions alike (`s1`, `s2`...) share a handful.
 const FRAME_CACHE: usize = 8;
+/// Histogram: from an event being durable to its being queued for its
+/// subscribers' connections (once per event that has subscribers).
+pub const APPEND_TO_DELIVERY_SECONDS: &str = "herald_append_to_delivery_seconds";
 /// Publish receiver counts kept for acknowledgements.
 const RECEIVER_COUNTS: usize = 4096;
 
@@ -317,6 +320,7 @@ impl Shard {
                     Ok(Committed {
                         event: Arc::new(r.to_event()?),
                         json: r.json.clone(),
+                        durable_at: std::time::Instant::now(),
                     })
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
@@ -389,6 +393,7 @@ impl Shard {
             self.deliver(group, committed);
         }
         self.deliveries = deliveries;
+        metrics::histogram!(APPEND_TO_DELIVERY_SECONDS).record(committed.durable_at.elapsed());
     }
 
     /// Queues `committed` once for the subscriptions in `group` (all of one
