@@ -344,7 +344,8 @@ impl Session {
             // send (yet).
             ServerMessage::Paused { .. }
             | ServerMessage::Resumed { .. }
-            | ServerMessage::Updated { .. } => Vec::new(),
+            | ServerMessage::Updated { .. }
+            | ServerMessage::Stats { .. } => Vec::new(),
             ServerMessage::Published { ref reference, .. }
             | ServerMessage::Pong { ref reference }
             | ServerMessage::Subscriptions { ref reference, .. } => {

@@ -90,6 +90,7 @@ impl Outgoing {
             ServerMessage::Published { .. } => "published",
             ServerMessage::Pong { .. } => "pong",
             ServerMessage::Subscriptions { .. } => "subscriptions",
+            ServerMessage::Stats { .. } => "stats",
             ServerMessage::Error { .. } => "error",
         };
         Outgoing::Message {

@@ -61,6 +61,12 @@ pub enum ClientMessage {
         #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<String>,
     },
+    /// Ask for the server's statistics (as `GET /v1/stats`).
+    Stats {
+        /// Echoed in the `stats` answer.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
     /// Present a token (accepted and ignored until authentication exists).
     Auth {
         /// The token.
@@ -314,6 +320,14 @@ pub enum ServerMessage {
         reference: Option<String>,
         /// Every subscription of the connection.
         subscriptions: Vec<SubscriptionInfo>,
+    },
+    /// The answer to `stats`: the object `GET /v1/stats` answers.
+    Stats {
+        /// The `ref` of the request.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+        /// The statistics.
+        stats: Value,
     },
     /// A request failed; the connection stays open.
     Error {

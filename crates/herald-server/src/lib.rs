@@ -117,6 +117,7 @@ impl App {
             .route("/readyz", get(health::readyz))
             .route("/metrics", get(crate::metrics::scrape))
             .route("/v1/stats", get(stats::stats))
+            .route("/v1/subscriptions", get(stats::subscriptions))
             .route(
                 "/v1/tables/{table}/docs",
                 post(timed(tables::insert, WriteRequest::Insert)).get(tables::query),

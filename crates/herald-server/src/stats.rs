@@ -1,5 +1,6 @@
-//! `GET /v1/stats`: the server's counters as one JSON object, and the
-//! [`Snapshot`] that both it and `GET /metrics` are built from.
+//! `GET /v1/stats`: the server's counters as one JSON object (also the WS
+//! `stats` answer), the [`Snapshot`] that both it and `GET /metrics` are
+//! built from, and `GET /v1/subscriptions`, every subscription.
 //!
 //! # Rates
 //! A ticker task samples the totals (events appended, deliveries) once a
@@ -14,7 +15,7 @@ use crate::AppState;
 use axum::Json;
 use axum::extract::State;
 use herald_core::{Herald, Hub, HubStats};
-use herald_proto::{Epoch, Offset};
+use herald_proto::{Epoch, Offset, SubscriptionInfo};
 use herald_store::{Appended, StoreStats};
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -183,6 +184,12 @@ struct LogStats {
 }
 
 impl Stats {
+    /// The statistics now.
+    pub(crate) async fn now(app: &AppState) -> Stats {
+        let rates = *app.rates.borrow();
+        Stats::new(Snapshot::take(app).await, rates)
+    }
+
     fn new(snapshot: Snapshot, rates: Rates) -> Stats {
         let Snapshot {
             hub,
@@ -219,8 +226,32 @@ impl Stats {
 
 /// `GET /v1/stats`.
 pub(crate) async fn stats(State(app): State<AppState>) -> Json<Stats> {
-    let rates = *app.rates.borrow();
-    Json(Stats::new(Snapshot::take(&app).await, rates))
+    Json(Stats::now(&app).await)
+}
+
+/// One subscription in `GET /v1/subscriptions`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Listed {
+    /// The connection holding it (as in its `welcome`).
+    connection: String,
+    #[serde(flatten)]
+    subscription: SubscriptionInfo,
+}
+
+/// `GET /v1/subscriptions`: every subscription of every connection (an
+/// admin view; authorization comes with the security work).
+pub(crate) async fn subscriptions(State(app): State<AppState>) -> Json<serde_json::Value> {
+    let listed: Vec<Listed> = app
+        .hub
+        .subscriptions()
+        .await
+        .into_iter()
+        .map(|(conn, subscription)| Listed {
+            connection: conn.to_string(),
+            subscription,
+        })
+        .collect();
+    Json(serde_json::json!({ "subscriptions": listed }))
 }
 
 #[cfg(test)]

@@ -287,6 +287,11 @@ async fn handle(app: &AppState, conn: &Connection, text: &str) {
             ),
             Err(e) => reply(conn, &e.to_message(None, reference)),
         },
+        ClientMessage::Stats { reference } => {
+            let stats =
+                serde_json::to_value(crate::stats::Stats::now(app).await).unwrap_or_default();
+            reply(conn, &ServerMessage::Stats { reference, stats });
+        }
         // Authentication comes with the security work; until then every
         // connection is anonymous and a token changes nothing.
         ClientMessage::Auth { .. } => {}

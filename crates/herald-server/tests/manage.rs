@@ -259,3 +259,62 @@ async fn steering_errors_name_the_subscription_and_keep_the_connection() {
     assert_eq!(event["op"], "delete");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn admins_list_every_subscription_and_connections_ask_for_stats() {
+    let server = Server::start().await;
+    let (mut a, welcome_a) = server.ws_welcome().await;
+    let (mut b, welcome_b) = server.ws_welcome().await;
+    a.subscribe(json!({"id": "x", "table": "t"})).await;
+    b.subscribe(json!({"id": "y", "channel": "chat:z"})).await;
+    b.subscribe(json!({"id": "z", "table": "*", "filter": {"k": 1}}))
+        .await;
+    let offset = server.insert("t", json!({"k": 1})).await;
+    a.expect("event").await;
+    b.expect("event").await;
+
+    let listed: Value = server
+        .http
+        .get(format!("{}/v1/subscriptions", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows: Vec<(String, String, String, u64, u64)> = listed["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["connection"].as_str().unwrap().to_owned(),
+                s["id"].as_str().unwrap().to_owned(),
+                s["topic"].as_str().unwrap().to_owned(),
+                s["delivered"].as_u64().unwrap(),
+                s["last_offset"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let (ca, cb) = (
+        welcome_a["connection"].as_str().unwrap().to_owned(),
+        welcome_b["connection"].as_str().unwrap().to_owned(),
+    );
+    let mut expected = vec![
+        (ca, "x".to_owned(), "table:t".to_owned(), 1, offset),
+        (cb.clone(), "y".to_owned(), "chat:z".to_owned(), 0, 0),
+        (cb, "z".to_owned(), "table:*".to_owned(), 1, offset),
+    ];
+    expected.sort_by(|l, r| {
+        (l.0.parse::<u64>().unwrap(), &l.1).cmp(&(r.0.parse::<u64>().unwrap(), &r.1))
+    });
+    assert_eq!(rows, expected);
+
+    a.send(json!({"type": "stats", "ref": "st"})).await;
+    let stats = a.expect("stats").await;
+    assert_eq!(stats["ref"], "st");
+    assert_eq!(stats["stats"]["subscriptions"], 3);
+    assert_eq!(stats["stats"]["sessions"], 2);
+    assert_eq!(stats["stats"]["deliveries"], 2);
+    server.stop().await;
+}
