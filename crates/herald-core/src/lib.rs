@@ -34,6 +34,7 @@ pub use herald::{Doc, Herald};
 pub use herald_store::{StoreConfig, StoreError};
 pub use hub::{
     Connection, Hub, HubConfig, HubError, HubStats, HubTotals, Selection, SubscriptionSpec,
+    TopicStats,
 };
 pub use log_limit::LogLimit;
 pub use outbox::{End, Outbox, Outgoing, Pushed};

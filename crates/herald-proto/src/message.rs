@@ -360,6 +360,12 @@ pub struct SubscriptionInfo {
     /// Its filter as given (`filter` or `where`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Value>,
+    /// Its changed-fields restriction, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<Vec<String>>,
+    /// What happens when its connection falls behind.
+    #[serde(default)]
+    pub on_lag: LagPolicy,
     /// Whether it is live yet (false while history or a snapshot is sent).
     pub live: bool,
     /// Whether it is paused.

@@ -166,6 +166,28 @@ pub(crate) struct Stats {
     memory_rss_bytes: Option<u64>,
     /// The change log.
     log: LogStats,
+    /// Topics (tables, `table:*`, channels) with live subscriptions, most
+    /// subscribed first, at most [`TOPICS`]. Their counters run from when
+    /// they last got a subscriber.
+    topics: Vec<TopicJson>,
+}
+
+/// Most topics listed in [`Stats`].
+const TOPICS: usize = 100;
+
+/// One entry of [`Stats::topics`].
+#[derive(Debug, Serialize)]
+struct TopicJson {
+    /// `table:<name>`, `table:*` or the channel name.
+    topic: String,
+    /// Live subscriptions to it.
+    subscriptions: usize,
+    /// Its events (messages, or table changes) routed to subscribers.
+    events: u64,
+    /// Events queued for its subscriptions.
+    deliveries: u64,
+    /// When its last event was appended (Unix ms; 0: none yet).
+    last_event: herald_proto::Timestamp,
 }
 
 /// The `log` part of [`Stats`].
@@ -220,6 +242,18 @@ impl Stats {
                 epoch: store.epoch,
                 bytes: store.log_bytes,
             },
+            topics: hub
+                .topics
+                .into_iter()
+                .take(TOPICS)
+                .map(|t| TopicJson {
+                    topic: t.topic,
+                    subscriptions: t.subscriptions,
+                    events: t.events,
+                    deliveries: t.deliveries,
+                    last_event: t.last_event,
+                })
+                .collect(),
         }
     }
 }

@@ -267,8 +267,10 @@ async fn admins_list_every_subscription_and_connections_ask_for_stats() {
     let (mut b, welcome_b) = server.ws_welcome().await;
     a.subscribe(json!({"id": "x", "table": "t"})).await;
     b.subscribe(json!({"id": "y", "channel": "chat:z"})).await;
-    b.subscribe(json!({"id": "z", "table": "*", "filter": {"k": 1}}))
-        .await;
+    b.subscribe(
+        json!({"id": "z", "table": "*", "filter": {"k": 1}, "changed": ["k"], "on_lag": "skip"}),
+    )
+    .await;
     let offset = server.insert("t", json!({"k": 1})).await;
     a.expect("event").await;
     b.expect("event").await;
@@ -310,11 +312,37 @@ async fn admins_list_every_subscription_and_connections_ask_for_stats() {
     });
     assert_eq!(rows, expected);
 
+    let z = &listed["subscriptions"][2];
+    assert_eq!(
+        (z["changed"].clone(), z["on_lag"].clone()),
+        (json!(["k"]), json!("skip"))
+    );
     a.send(json!({"type": "stats", "ref": "st"})).await;
     let stats = a.expect("stats").await;
     assert_eq!(stats["ref"], "st");
     assert_eq!(stats["stats"]["subscriptions"], 3);
     assert_eq!(stats["stats"]["sessions"], 2);
     assert_eq!(stats["stats"]["deliveries"], 2);
+    let topics: Vec<(String, u64, u64, u64)> = stats["stats"]["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["topic"].as_str().unwrap().to_owned(),
+                t["subscriptions"].as_u64().unwrap(),
+                t["events"].as_u64().unwrap(),
+                t["deliveries"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        topics,
+        [
+            ("chat:z".to_owned(), 1, 0, 0),
+            ("table:*".to_owned(), 1, 1, 1),
+            ("table:t".to_owned(), 1, 1, 1),
+        ]
+    );
     server.stop().await;
 }

@@ -1377,8 +1377,8 @@ async fn a_subscription_is_listed_as_not_live_while_its_snapshot_is_sent() {
     assert_eq!(
         without_created_at(listed.expect("the listing arrived before `subscribed`")),
         json!({"type": "subscriptions", "ref": "during", "subscriptions": [
-            {"id": "s", "topic": "table:big", "live": false, "paused": false,
-             "delivered": 0, "last_offset": 0},
+            {"id": "s", "topic": "table:big", "on_lag": "close", "live": false,
+             "paused": false, "delivered": 0, "last_offset": 0},
         ]})
     );
     ws.send(json!({"type": "list_subscriptions"})).await;
@@ -1575,7 +1575,7 @@ async fn list_subscriptions_describes_each_subscription() {
         .await;
     ws.send(json!({"type": "list_subscriptions", "ref": "l1"}))
         .await;
-    let not_yet = json!({"paused": false, "delivered": 0, "last_offset": 0});
+    let not_yet = json!({"on_lag": "close", "paused": false, "delivered": 0, "last_offset": 0});
     let with = |mut v: Value| {
         v.as_object_mut()
             .unwrap()

@@ -28,7 +28,9 @@ use crate::herald::Herald;
 use crate::outbox::Outbox;
 use crate::subscribe::Topic;
 use herald_filter::{ChangedFields, Filter};
-use herald_proto::{ErrorCode, LagPolicy, Offset, Op, ServerMessage, StartFrom, SubscriptionInfo};
+use herald_proto::{
+    ErrorCode, LagPolicy, Offset, Op, ServerMessage, StartFrom, SubscriptionInfo, Timestamp,
+};
 use herald_store::StoreError;
 use serde_json::Value;
 use shard::{Command, Receivers, Shard};
@@ -157,6 +159,7 @@ impl Hub {
                 sum += s.totals;
                 sum
             }),
+            topics: merge_topics(shards.iter().flat_map(|s| s.topics.iter())),
         }
     }
 
@@ -194,7 +197,7 @@ impl Hub {
 }
 
 /// A snapshot of the hub's state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HubStats {
     /// Connections holding at least one subscription.
     pub connections: usize,
@@ -206,6 +209,24 @@ pub struct HubStats {
     pub routed: Offset,
     /// Counters since the hub started (summed over shards).
     pub totals: HubTotals,
+    /// Topics with live subscriptions, most subscribed first.
+    pub topics: Vec<TopicStats>,
+}
+
+/// One topic with live subscriptions (`table:<name>`, `table:*` or a
+/// channel). Its counters run from when it last got a subscriber.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicStats {
+    /// The topic.
+    pub topic: String,
+    /// Live subscriptions to it.
+    pub subscriptions: usize,
+    /// Its events routed (for `table:*`: every table change).
+    pub events: u64,
+    /// Events queued for its subscriptions.
+    pub deliveries: u64,
+    /// When its last event was appended (0: none yet).
+    pub last_event: Timestamp,
 }
 
 /// Counters since the hub started.
@@ -232,6 +253,29 @@ impl std::ops::AddAssign for HubTotals {
         self.slow_consumers += other.slow_consumers;
         self.lagged += other.lagged;
     }
+}
+
+/// Sums the shards' views of each topic (every shard routes every event, so
+/// a topic's events are the most any shard saw, not the sum).
+fn merge_topics<'a>(topics: impl Iterator<Item = &'a TopicStats>) -> Vec<TopicStats> {
+    let mut merged: std::collections::HashMap<&str, TopicStats> = std::collections::HashMap::new();
+    for t in topics {
+        let m = merged.entry(&t.topic).or_insert_with(|| TopicStats {
+            topic: t.topic.clone(),
+            ..TopicStats::default()
+        });
+        m.subscriptions += t.subscriptions;
+        m.events = m.events.max(t.events);
+        m.deliveries += t.deliveries;
+        m.last_event = m.last_event.max(t.last_event);
+    }
+    let mut list: Vec<TopicStats> = merged.into_values().collect();
+    list.sort_by(|a, b| {
+        b.subscriptions
+            .cmp(&a.subscriptions)
+            .then_with(|| a.topic.cmp(&b.topic))
+    });
+    list
 }
 
 /// A failure to subscribe, unsubscribe or list, as the client sees it.

@@ -11,7 +11,9 @@
 use super::subscription::{
     ALL_TABLES, Selector, Sub, filter_target, json_string, resume, topic_key, topic_selects,
 };
-use super::{HubConfig, HubError, HubStats, HubTotals, Selection, SubscriptionSpec, history};
+use super::{
+    HubConfig, HubError, HubStats, HubTotals, Selection, SubscriptionSpec, TopicStats, history,
+};
 use crate::LogLimit;
 use crate::outbox::{End, Outbox, Outgoing, Pushed};
 use bytes::Bytes;
@@ -153,6 +155,16 @@ impl Receivers {
     }
 }
 
+/// A topic with live subscriptions on this shard: their index, and what
+/// went through it since it had some.
+#[derive(Debug, Default)]
+struct TopicEntry {
+    index: SubIndex<usize>,
+    events: u64,
+    deliveries: u64,
+    last_event: Timestamp,
+}
+
 #[derive(Debug)]
 struct Conn {
     outbox: Arc<Outbox>,
@@ -203,7 +215,7 @@ pub(super) struct Shard {
     recent: Recent,
     subs: slab::Slab<Sub>,
     conns: HashMap<u64, Conn>,
-    topics: HashMap<String, SubIndex<usize>>,
+    topics: HashMap<String, TopicEntry>,
     /// Subscriptions skipping events until their connection has room.
     lagging: Vec<usize>,
     next_nonce: u64,
@@ -357,13 +369,20 @@ impl Shard {
         self.totals.events += 1;
         self.matched.clear();
         let target = filter_target(event);
-        if let Some(index) = self.topics.get(&event.topic) {
-            index.matches(target, &mut self.matched);
+        // The event's topic, then `table:*` for a table change: matches
+        // before `split` are the topic's own.
+        if let Some(entry) = self.topics.get_mut(&event.topic) {
+            entry.events += 1;
+            entry.last_event = event.ts;
+            entry.index.matches(target, &mut self.matched);
         }
+        let split = self.matched.len();
         if event.topic.starts_with("table:")
-            && let Some(index) = self.topics.get(ALL_TABLES)
+            && let Some(entry) = self.topics.get_mut(ALL_TABLES)
         {
-            index.matches(target, &mut self.matched);
+            entry.events += 1;
+            entry.last_event = event.ts;
+            entry.index.matches(target, &mut self.matched);
         }
         self.deliveries.clear();
         for i in 0..self.matched.len() {
@@ -376,6 +395,10 @@ impl Shard {
             }
             if sub.wants(event) {
                 self.deliveries.push((sub.conn, slot));
+                let topic = if i < split { &event.topic } else { ALL_TABLES };
+                if let Some(entry) = self.topics.get_mut(topic) {
+                    entry.deliveries += 1;
+                }
             }
         }
         if matches!(event.body, EventBody::Publish { .. }) {
@@ -580,6 +603,17 @@ impl Shard {
                     queued_bytes: self.conns.values().map(|c| c.outbox.bytes()).sum(),
                     routed: self.head,
                     totals: self.totals,
+                    topics: self
+                        .topics
+                        .iter()
+                        .map(|(topic, e)| TopicStats {
+                            topic: topic.clone(),
+                            subscriptions: e.index.len(),
+                            events: e.events,
+                            deliveries: e.deliveries,
+                            last_event: e.last_event,
+                        })
+                        .collect(),
                 });
             }
         }
@@ -693,14 +727,15 @@ impl Shard {
         self.topics
             .entry(sub.topic.clone())
             .or_default()
+            .index
             .insert(slot, sub.selector.filter().clone());
     }
 
     fn unindex(&mut self, slot: usize) {
         let topic = &self.subs[slot].topic;
-        if let Some(index) = self.topics.get_mut(topic) {
-            index.remove(slot);
-            if index.is_empty() {
+        if let Some(entry) = self.topics.get_mut(topic) {
+            entry.index.remove(slot);
+            if entry.index.is_empty() {
                 self.topics.remove(topic);
             }
         }

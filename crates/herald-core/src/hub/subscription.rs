@@ -159,6 +159,8 @@ impl Sub {
             topic: self.topic.clone(),
             ops: self.ops_list.clone(),
             filter: self.filter_source.clone(),
+            changed: self.selector.changed.as_ref().map(|c| c.fields().to_vec()),
+            on_lag: self.on_lag,
             live: self.live,
             paused: self.paused.is_some(),
             created_at: self.created_at,
