@@ -141,6 +141,9 @@ pub(crate) struct Stats {
     events_appended_by_op: Appended,
     /// Events appended per second over the last ten seconds.
     events_per_second: f64,
+    /// Events the hub processed (routed to its subscriptions), counted
+    /// once per event.
+    events_processed: u64,
     /// Events queued for subscribers: one per matching subscription.
     deliveries: u64,
     /// Deliveries per second over the last ten seconds.
@@ -170,6 +173,11 @@ pub(crate) struct Stats {
     /// subscribed first, at most [`TOPICS`]. Their counters run from when
     /// they last got a subscriber.
     topics: Vec<TopicJson>,
+}
+
+/// Hub shards: every shard routes every event.
+fn shards(hub: &HubStats) -> u64 {
+    hub.shards.max(1) as u64
 }
 
 /// Most topics listed in [`Stats`].
@@ -224,6 +232,7 @@ impl Stats {
             events_appended: store.appended.total(),
             events_appended_by_op: store.appended,
             events_per_second: rates.events_per_second,
+            events_processed: hub.totals.events / shards(&hub),
             deliveries: hub.totals.deliveries,
             deliveries_per_second: rates.deliveries_per_second,
             bytes_out: hub.totals.delivered_bytes,

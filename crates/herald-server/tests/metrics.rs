@@ -362,6 +362,7 @@ async fn stats_report_known_traffic() {
             "events_appended",
             "events_appended_by_op",
             "events_per_second",
+            "events_processed",
             "deliveries",
             "deliveries_per_second",
             "bytes_out",
@@ -374,6 +375,7 @@ async fn stats_report_known_traffic() {
             "lagged",
             "memory_rss_bytes",
             "log",
+            "topics",
         ])
     );
     assert_eq!(stats["events_appended"], N + 1);
@@ -382,6 +384,7 @@ async fn stats_report_known_traffic() {
         json!({"insert": N, "update": 0, "delete": 0, "publish": 1})
     );
     assert_eq!(stats["deliveries"], N);
+    assert_eq!(stats["events_processed"], N + 1);
     assert!(stats["bytes_out"].as_u64().unwrap() > 0);
     assert_eq!(stats["sessions"], 1);
     assert_eq!(stats["sessions_opened"], 1);

@@ -160,6 +160,7 @@ impl Hub {
                 sum
             }),
             topics: merge_topics(shards.iter().flat_map(|s| s.topics.iter())),
+            shards: shards.len(),
         }
     }
 
@@ -211,6 +212,8 @@ pub struct HubStats {
     pub totals: HubTotals,
     /// Topics with live subscriptions, most subscribed first.
     pub topics: Vec<TopicStats>,
+    /// Shards that answered.
+    pub shards: usize,
 }
 
 /// One topic with live subscriptions (`table:<name>`, `table:*` or a

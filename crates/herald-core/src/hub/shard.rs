@@ -614,6 +614,7 @@ impl Shard {
                             last_event: e.last_event,
                         })
                         .collect(),
+                    shards: 1,
                 });
             }
         }
