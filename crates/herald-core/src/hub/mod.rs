@@ -473,15 +473,16 @@ impl Connection {
                 .into());
             }
         }
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Subscribe {
-            conn: self.id,
-            outbox: self.outbox.clone(),
-            spec: Box::new(spec),
-            start,
-            reply,
-        })?;
-        if let Some(pending) = answer.await.map_err(|_| stopped())?? {
+        let pending = self
+            .ask(|reply| Command::Subscribe {
+                conn: self.id,
+                outbox: self.outbox.clone(),
+                spec: Box::new(spec),
+                start,
+                reply,
+            })
+            .await??;
+        if let Some(pending) = pending {
             self.read_history(*pending);
         }
         Ok(())
@@ -490,38 +491,37 @@ impl Connection {
     /// Ends a subscription; an `unsubscribed` message follows in the outbox
     /// after anything already queued for it.
     pub async fn unsubscribe(&self, id: &str) -> Result<(), HubError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Unsubscribe {
+        self.ask(|reply| Command::Unsubscribe {
             conn: self.id,
             id: id.to_owned(),
             reply,
-        })?;
-        answer.await.map_err(|_| stopped())?
+        })
+        .await?
     }
 
     /// Pauses a live subscription: a `paused` message follows in the outbox
     /// and nothing more for it until [`Connection::resume`].
     pub async fn pause(&self, id: &str) -> Result<(), HubError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Pause {
+        self.ask(|reply| Command::Pause {
             conn: self.id,
             id: id.to_owned(),
             reply,
-        })?;
-        answer.await.map_err(|_| stopped())?
+        })
+        .await?
     }
 
     /// Resumes a paused subscription: every matching event it missed (unless
     /// `skip`), then `resumed`, then live events.
     pub async fn resume(&self, id: &str, skip: bool) -> Result<(), HubError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Resume {
-            conn: self.id,
-            id: id.to_owned(),
-            skip,
-            reply,
-        })?;
-        if let Some(pending) = answer.await.map_err(|_| stopped())?? {
+        let pending = self
+            .ask(|reply| Command::Resume {
+                conn: self.id,
+                id: id.to_owned(),
+                skip,
+                reply,
+            })
+            .await??;
+        if let Some(pending) = pending {
             self.read_history(*pending);
         }
         Ok(())
@@ -530,14 +530,13 @@ impl Connection {
     /// Replaces a live (or paused) subscription's selection; an `updated`
     /// message names the offset of the switch.
     pub async fn update(&self, id: &str, selection: Selection) -> Result<(), HubError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Update {
+        self.ask(|reply| Command::Update {
             conn: self.id,
             id: id.to_owned(),
             selection: Box::new(selection),
             reply,
-        })?;
-        answer.await.map_err(|_| stopped())?
+        })
+        .await?
     }
 
     fn read_history(&self, pending: history::Pending) {
@@ -552,16 +551,22 @@ impl Connection {
 
     /// Every subscription of this connection, in id order.
     pub async fn subscriptions(&self) -> Result<Vec<SubscriptionInfo>, HubError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::List {
+        self.ask(|reply| Command::List {
             conn: self.id,
             reply,
-        })?;
-        answer.await.map_err(|_| stopped())
+        })
+        .await
     }
 
-    fn send(&self, command: Command) -> Result<(), HubError> {
-        self.commands.send(command).map_err(|_| stopped())
+    /// Sends the command `make` builds around a reply channel to the
+    /// connection's shard; the reply.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, HubError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(make(reply)).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())
     }
 }
 
