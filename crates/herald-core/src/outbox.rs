@@ -77,24 +77,8 @@ impl Outgoing {
     /// resume after it (SSE `id:`).
     #[must_use]
     pub fn message(m: &ServerMessage, position: Option<Offset>) -> Outgoing {
-        let kind = match m {
-            ServerMessage::Welcome { .. } => "welcome",
-            ServerMessage::Subscribed { .. } => "subscribed",
-            ServerMessage::Snapshot { .. } => "snapshot",
-            ServerMessage::Event { .. } => "event",
-            ServerMessage::Lagged { .. } => "lagged",
-            ServerMessage::Unsubscribed { .. } => "unsubscribed",
-            ServerMessage::Paused { .. } => "paused",
-            ServerMessage::Resumed { .. } => "resumed",
-            ServerMessage::Updated { .. } => "updated",
-            ServerMessage::Published { .. } => "published",
-            ServerMessage::Pong { .. } => "pong",
-            ServerMessage::Subscriptions { .. } => "subscriptions",
-            ServerMessage::Stats { .. } => "stats",
-            ServerMessage::Error { .. } => "error",
-        };
         Outgoing::Message {
-            kind,
+            kind: m.kind(),
             json: Bytes::from(serde_json::to_vec(m).expect("server messages serialize")),
             position,
         }

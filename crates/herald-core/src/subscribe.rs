@@ -39,14 +39,38 @@ impl Topic {
         Ok(Topic::Channel(ChannelName::new(name)?))
     }
 
-    fn filter(&self) -> TopicFilter {
+    /// Its name as a topic: `table:<name>`, `table:*` or the channel name.
+    #[must_use]
+    pub fn key(&self) -> String {
         match self {
-            Topic::Table(t) => TopicFilter::Exact(t.topic()),
+            Topic::Table(t) => t.topic(),
+            Topic::AllTables => ALL_TABLES.to_owned(),
+            Topic::Channel(c) => c.as_str().to_owned(),
+        }
+    }
+
+    /// Whether an event of topic `topic` belongs to it.
+    #[must_use]
+    pub fn selects(&self, topic: &str) -> bool {
+        match self {
+            Topic::Table(t) => topic.strip_prefix("table:") == Some(t.as_str()),
+            Topic::AllTables => topic.starts_with("table:"),
+            Topic::Channel(c) => topic == c.as_str(),
+        }
+    }
+
+    /// The store's selection of its events, for log reads.
+    #[must_use]
+    pub fn filter(&self) -> TopicFilter {
+        match self {
             Topic::AllTables => TopicFilter::AllTables,
-            Topic::Channel(c) => TopicFilter::Exact(c.as_str().to_owned()),
+            other => TopicFilter::Exact(other.key()),
         }
     }
 }
+
+/// The topic name of every-table subscriptions.
+pub(crate) const ALL_TABLES: &str = "table:*";
 
 /// How a subscription starts and what it keeps.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

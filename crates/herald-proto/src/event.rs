@@ -24,6 +24,19 @@ pub struct Event {
 }
 
 impl Event {
+    /// What a subscription's filter is evaluated on: the document for
+    /// inserts and updates (its new state, so a subscriber never receives a
+    /// row it does not match), the old document for deletes, the data of a
+    /// message.
+    #[must_use]
+    pub fn subject(&self) -> &Value {
+        match &self.body {
+            EventBody::Insert { doc, .. } | EventBody::Update { doc, .. } => doc,
+            EventBody::Delete { old, .. } => old,
+            EventBody::Publish { data, .. } => data,
+        }
+    }
+
     /// The operation, without its payload.
     #[must_use]
     pub fn op(&self) -> Op {

@@ -347,6 +347,29 @@ pub enum ServerMessage {
     },
 }
 
+impl ServerMessage {
+    /// Its `type` on the wire (also the SSE event name).
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerMessage::Welcome { .. } => "welcome",
+            ServerMessage::Subscribed { .. } => "subscribed",
+            ServerMessage::Snapshot { .. } => "snapshot",
+            ServerMessage::Event { .. } => "event",
+            ServerMessage::Lagged { .. } => "lagged",
+            ServerMessage::Unsubscribed { .. } => "unsubscribed",
+            ServerMessage::Paused { .. } => "paused",
+            ServerMessage::Resumed { .. } => "resumed",
+            ServerMessage::Updated { .. } => "updated",
+            ServerMessage::Published { .. } => "published",
+            ServerMessage::Pong { .. } => "pong",
+            ServerMessage::Subscriptions { .. } => "subscriptions",
+            ServerMessage::Stats { .. } => "stats",
+            ServerMessage::Error { .. } => "error",
+        }
+    }
+}
+
 /// One entry of a `subscriptions` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubscriptionInfo {
@@ -472,6 +495,24 @@ mod tests {
         assert!(bad.unwrap_err().to_string().contains("filtr"));
         let bad = serde_json::from_value::<ClientMessage>(json!({"type": "dance"}));
         assert!(bad.unwrap_err().to_string().contains("dance"));
+    }
+
+    #[test]
+    fn kind_is_the_serialized_type() {
+        for m in [
+            ServerMessage::Pong { reference: None },
+            ServerMessage::Unsubscribed { id: "a".into() },
+            ServerMessage::Paused {
+                id: "a".into(),
+                offset: Offset(1),
+            },
+            ServerMessage::Stats {
+                reference: None,
+                stats: json!({}),
+            },
+        ] {
+            assert_eq!(serde_json::to_value(&m).unwrap()["type"], m.kind());
+        }
     }
 
     #[test]

@@ -155,18 +155,9 @@ fn render(
     (out.freeze(), false)
 }
 
-/// Whether an event's subject matches: the document for inserts and
-/// updates, the old document for deletes, the data of channel messages.
+/// Whether an event's subject ([`herald_proto::Event::subject`]) matches.
 fn event_matches(json: &[u8], filter: &DocFilter) -> bool {
-    let Ok(event) = serde_json::from_slice::<serde_json::Value>(json) else {
-        return false;
-    };
-    let subject = match event.get("op").and_then(serde_json::Value::as_str) {
-        Some("insert" | "update") => "doc",
-        Some("delete") => "old",
-        _ => "data",
-    };
-    event.get(subject).is_some_and(|doc| filter.matches(doc))
+    serde_json::from_slice::<herald_proto::Event>(json).is_ok_and(|e| filter.matches(e.subject()))
 }
 
 fn parse_topic(topic: Option<&str>) -> Result<TopicFilter, ApiError> {

@@ -8,7 +8,7 @@
 //! reader is behind it, and the reader goes on reading).
 
 use super::shard::{Activated, Command};
-use super::subscription::{Progress, Selector, topic_filter};
+use super::subscription::{Progress, Selector};
 use super::{HubConfig, HubError};
 use crate::outbox::{End, Outbox, Outgoing, Pushed};
 use crate::subscribe::Topic;
@@ -91,7 +91,7 @@ async fn catch_up(
             None => return Ok(()),
         }
     }
-    let topics = topic_filter(&pending.topic);
+    let topics = pending.topic.filter();
     loop {
         // Only what is durable: the log may hold a group being fsynced.
         let (reader, topics_now, head) = (store.clone(), topics.clone(), store.head());

@@ -8,14 +8,13 @@
 //! matching several subscriptions of a connection is queued once with all
 //! their ids.
 
-use super::subscription::{
-    ALL_TABLES, Selector, Sub, filter_target, json_string, resume, topic_key, topic_selects,
-};
+use super::subscription::{Selector, Sub, json_string, resume};
 use super::{
     HubConfig, HubError, HubStats, HubTotals, Selection, SubscriptionSpec, TopicStats, history,
 };
 use crate::LogLimit;
 use crate::outbox::{End, Outbox, Outgoing, Pushed};
+use crate::subscribe::ALL_TABLES;
 use bytes::Bytes;
 use herald_filter::SubIndex;
 use herald_proto::{
@@ -368,7 +367,7 @@ impl Shard {
         let event = &*committed.event;
         self.totals.events += 1;
         self.matched.clear();
-        let target = filter_target(event);
+        let target = event.subject();
         // The event's topic, then `table:*` for a table change: matches
         // before `split` are the topic's own.
         if let Some(entry) = self.topics.get_mut(&event.topic) {
@@ -726,18 +725,18 @@ impl Shard {
     fn index(&mut self, slot: usize) {
         let sub = &self.subs[slot];
         self.topics
-            .entry(sub.topic.clone())
+            .entry(sub.topic.key())
             .or_default()
             .index
             .insert(slot, sub.selector.filter().clone());
     }
 
     fn unindex(&mut self, slot: usize) {
-        let topic = &self.subs[slot].topic;
-        if let Some(entry) = self.topics.get_mut(topic) {
+        let topic = self.subs[slot].topic.key();
+        if let Some(entry) = self.topics.get_mut(&topic) {
             entry.index.remove(slot);
             if entry.index.is_empty() {
-                self.topics.remove(topic);
+                self.topics.remove(&topic);
             }
         }
     }
@@ -788,8 +787,7 @@ impl Shard {
             id: id.clone(),
             id_json,
             subs_json: subs_json.into(),
-            topic: topic_key(&spec.topic),
-            topic_spec: spec.topic.clone(),
+            topic: spec.topic.clone(),
             selector: Selector::of(&spec),
             filter_source: spec.filter_source.clone(),
             ops_list: spec.ops.clone(),
@@ -832,7 +830,7 @@ impl Shard {
         let backlog: Vec<Outgoing> = self
             .recent
             .after(after)
-            .filter(|c| topic_selects(&sub.topic, &c.event.topic) && sub.selector.selects(&c.event))
+            .filter(|c| sub.topic.selects(&c.event.topic) && sub.selector.selects(&c.event))
             .map(|c| Outgoing::event(&sub.subs_json, c.event.offset, &c.json))
             .collect();
         let bytes: usize = backlog.iter().map(Outgoing::size).sum();

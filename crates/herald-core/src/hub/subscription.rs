@@ -1,6 +1,5 @@
-//! A subscription as the hub holds it: what it selects ([`Selector`]), where
-//! its events go ([`Sub`]), and the topic helpers shared by routing and
-//! history.
+//! A subscription as the hub holds it: what it selects ([`Selector`]) and
+//! where its events go ([`Sub`]).
 
 use super::SubscriptionSpec;
 use super::history::Pending;
@@ -11,13 +10,9 @@ use herald_filter::{ChangedFields, Filter};
 use herald_proto::{
     Event, EventBody, LagPolicy, Offset, Op, ServerMessage, SubscriptionInfo, Timestamp,
 };
-use herald_store::TopicFilter;
 use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-/// The topic key of `table:*` subscriptions.
-pub(super) const ALL_TABLES: &str = "table:*";
 
 /// Operations as a bit set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +91,7 @@ impl Selector {
 
     /// Everything, filter included.
     pub(super) fn selects(&self, event: &Event) -> bool {
-        self.admits(event) && self.filter.matches(filter_target(event))
+        self.admits(event) && self.filter.matches(event.subject())
     }
 }
 
@@ -124,9 +119,7 @@ pub(super) struct Sub {
     /// The id as a JSON string, and as a one-element `subs` array.
     pub(super) id_json: Bytes,
     pub(super) subs_json: Bytes,
-    pub(super) topic: String,
-    /// The topic as asked, for history readers.
-    pub(super) topic_spec: Topic,
+    pub(super) topic: Topic,
     pub(super) selector: Selector,
     pub(super) filter_source: Option<Value>,
     pub(super) ops_list: Option<Vec<Op>>,
@@ -156,7 +149,7 @@ impl Sub {
     pub(super) fn info(&self) -> SubscriptionInfo {
         SubscriptionInfo {
             id: self.id.to_string(),
-            topic: self.topic.clone(),
+            topic: self.topic.key(),
             ops: self.ops_list.clone(),
             filter: self.filter_source.clone(),
             changed: self.selector.changed.as_ref().map(|c| c.fields().to_vec()),
@@ -177,46 +170,13 @@ impl Sub {
             nonce: self.nonce,
             subs_json: self.subs_json.clone(),
             id_json: self.id_json.clone(),
-            topic: self.topic_spec.clone(),
+            topic: self.topic.clone(),
             selector: self.selector.clone(),
             snapshot,
             after,
             cancel: self.cancel.clone(),
             progress: self.progress.clone(),
         }
-    }
-}
-
-/// The value a subscription's filter is evaluated on: the document for
-/// inserts and updates (its new state — a subscriber never sees a row it
-/// does not match), the old document for deletes, the data of a message.
-pub(super) fn filter_target(event: &Event) -> &Value {
-    match &event.body {
-        EventBody::Insert { doc, .. } | EventBody::Update { doc, .. } => doc,
-        EventBody::Delete { old, .. } => old,
-        EventBody::Publish { data, .. } => data,
-    }
-}
-
-/// Whether a subscription topic key selects an event topic.
-pub(super) fn topic_selects(key: &str, topic: &str) -> bool {
-    key == topic || (key == ALL_TABLES && topic.starts_with("table:"))
-}
-
-/// The topic key of a subscription.
-pub(super) fn topic_key(topic: &Topic) -> String {
-    match topic {
-        Topic::Table(t) => t.topic(),
-        Topic::AllTables => ALL_TABLES.to_owned(),
-        Topic::Channel(c) => c.as_str().to_owned(),
-    }
-}
-
-/// The store's topic selection for a subscription topic.
-pub(super) fn topic_filter(topic: &Topic) -> TopicFilter {
-    match topic {
-        Topic::AllTables => TopicFilter::AllTables,
-        other => TopicFilter::Exact(topic_key(other)),
     }
 }
 
