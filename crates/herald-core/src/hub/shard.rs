@@ -384,8 +384,8 @@ impl Shard {
             entry.index.matches(target, &mut self.matched);
         }
         self.deliveries.clear();
-        for i in 0..self.matched.len() {
-            let slot = self.matched[i];
+        let mut own = 0;
+        for (i, &slot) in self.matched.iter().enumerate() {
             let sub = &mut self.subs[slot];
             if sub.lagging.is_some() && sub.selector.admits(event) {
                 // Skipping since an overflow: back if there is room now,
@@ -394,11 +394,20 @@ impl Shard {
             }
             if sub.wants(event) {
                 self.deliveries.push((sub.conn, slot));
-                let topic = if i < split { &event.topic } else { ALL_TABLES };
-                if let Some(entry) = self.topics.get_mut(topic) {
-                    entry.deliveries += 1;
-                }
+                own += usize::from(i < split);
             }
+        }
+        // Per-topic counts: one lookup per topic, not one per delivery.
+        let star = (self.deliveries.len() - own) as u64;
+        if own > 0
+            && let Some(entry) = self.topics.get_mut(&event.topic)
+        {
+            entry.deliveries += own as u64;
+        }
+        if star > 0
+            && let Some(entry) = self.topics.get_mut(ALL_TABLES)
+        {
+            entry.deliveries += star;
         }
         if matches!(event.body, EventBody::Publish { .. }) {
             self.receivers
