@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use herald_core::{Connection, End, HubError, LogLimit, Outgoing};
-use herald_proto::{ClientMessage, CloseCode, ErrorCode, Offset, ServerMessage};
+use herald_proto::{ClientMessage, CloseCode, ErrorCode, ServerMessage};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -82,16 +82,13 @@ async fn session(socket: WebSocket, app: AppState, _permit: Permit) {
                     // Boxed: the handling future is large and lives only while
                     // a message is handled, not in every idle connection.
                     Ok(Message::Text(text)) => Box::pin(handle(&app, &conn, text.as_str())).await,
-                    Ok(Message::Binary(_)) => reply(
-                        &conn,
-                        &error(
-                            None,
-                            None,
+                    Ok(Message::Binary(_)) => {
+                        let e = HubError::new(
                             ErrorCode::InvalidMessage,
-                            "binary frames are not supported; send JSON text".into(),
-                            None,
-                        ),
-                    ),
+                            "binary frames are not supported; send JSON text",
+                        );
+                        reply(&conn, &e.to_message(None, None));
+                    }
                     Ok(Message::Ping(_) | Message::Pong(_)) => {}
                     Ok(Message::Close(_)) => return Exit::ClosedByClient,
                     Err(e) => return read_failure(&e),
@@ -306,22 +303,6 @@ fn reply(conn: &Connection, message: &ServerMessage) {
     let _ = conn.outbox().push_control(item, conn.routed());
 }
 
-fn error(
-    id: Option<String>,
-    reference: Option<String>,
-    code: ErrorCode,
-    message: String,
-    earliest: Option<Offset>,
-) -> ServerMessage {
-    ServerMessage::Error {
-        reference,
-        id,
-        code,
-        message,
-        earliest,
-    }
-}
-
 /// The `error` for a message that does not parse, echoing its `ref` when
 /// it has one.
 fn invalid_message(text: &str, e: &serde_json::Error) -> ServerMessage {
@@ -336,7 +317,7 @@ fn invalid_message(text: &str, e: &serde_json::Error) -> ServerMessage {
         Some(v) if !v.is_object() => "a message is a JSON object with a `type`".to_owned(),
         Some(_) => format!("{e}; see docs/protocol.md"),
     };
-    error(None, reference, ErrorCode::InvalidMessage, message, None)
+    HubError::new(ErrorCode::InvalidMessage, message).to_message(None, reference)
 }
 
 /// The text of one WebSocket message: event frames are built (once, and

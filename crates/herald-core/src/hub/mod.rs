@@ -293,7 +293,8 @@ pub struct HubError {
 }
 
 impl HubError {
-    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> HubError {
+    /// An error without a position.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> HubError {
         HubError {
             code,
             message: message.into(),
