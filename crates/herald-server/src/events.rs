@@ -182,18 +182,5 @@ fn parse_from(from: &str, store: &Store) -> Result<Offset, ApiError> {
             format!("from must be an offset or <epoch>:<offset> token: {e}"),
         )
     })?;
-    if token.epoch != store.epoch() {
-        return Err(ApiError {
-            earliest: Some(store.earliest().0),
-            ..ApiError::new(
-                ErrorCode::UnrecoverablePosition,
-                format!(
-                    "the token is from epoch {} but this log is epoch {}: its history is gone; start over from a snapshot",
-                    token.epoch,
-                    store.epoch()
-                ),
-            )
-        });
-    }
-    Ok(token.offset)
+    Ok(store.token_offset(token)?)
 }

@@ -1,6 +1,6 @@
 //! The store's one error type.
 
-use herald_proto::{ErrorCode, Offset, Version};
+use herald_proto::{Epoch, ErrorCode, Offset, Version};
 
 /// Everything that can go wrong in the store. Expected conditions (a missing
 /// document, a version mismatch) are variants; the server maps each to a code.
@@ -101,6 +101,20 @@ pub enum StoreError {
         /// The first offset still in the log.
         earliest: Offset,
     },
+    /// A resume position from another history of the log (the data
+    /// directory was replaced): nothing can be resumed from it.
+    #[error(
+        "the position is from epoch {token}, but the log is epoch {epoch}: its history is gone; \
+         start over from a snapshot"
+    )]
+    OtherEpoch {
+        /// The epoch the position named.
+        token: Epoch,
+        /// The log's epoch.
+        epoch: Epoch,
+        /// The first offset still in the log.
+        earliest: Offset,
+    },
     /// The store is closed or closing.
     #[error("the store is closed")]
     Closed,
@@ -163,7 +177,9 @@ impl StoreError {
             StoreError::NotFound { .. } => ErrorCode::NotFound,
             StoreError::VersionMismatch { .. } => ErrorCode::VersionMismatch,
             StoreError::EmptyBatch | StoreError::BatchTooLarge { .. } => ErrorCode::InvalidBatch,
-            StoreError::Unrecoverable { .. } => ErrorCode::UnrecoverablePosition,
+            StoreError::Unrecoverable { .. } | StoreError::OtherEpoch { .. } => {
+                ErrorCode::UnrecoverablePosition
+            }
             StoreError::Closed => ErrorCode::ShuttingDown,
             StoreError::InBatch { .. }
             | StoreError::CommitFailed { .. }
@@ -174,12 +190,14 @@ impl StoreError {
         }
     }
 
-    /// For [`StoreError::Unrecoverable`] (also inside a batch): the earliest
+    /// For [`StoreError::Unrecoverable`] and [`StoreError::OtherEpoch`]
+    /// (also inside a batch): the earliest
     /// offset still in the log.
     #[must_use]
     pub fn earliest(&self) -> Option<Offset> {
         match self.root() {
-            StoreError::Unrecoverable { earliest, .. } => Some(*earliest),
+            StoreError::Unrecoverable { earliest, .. }
+            | StoreError::OtherEpoch { earliest, .. } => Some(*earliest),
             _ => None,
         }
     }

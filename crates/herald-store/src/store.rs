@@ -9,7 +9,7 @@ use crate::stats::{Counters, StoreStats};
 use crate::write::{WriteOp, Written};
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, Readable};
-use herald_proto::{Epoch, Event, Offset, Timestamp};
+use herald_proto::{Epoch, Event, Offset, ResumeToken, Timestamp};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -447,7 +447,22 @@ impl Store {
         }
     }
 
-    fn check_recoverable(&self, after: Offset) -> Result<(), StoreError> {
+    /// The offset a resume token stands for, if the token is of this log's
+    /// history ([`StoreError::OtherEpoch`] if not).
+    pub fn token_offset(&self, token: ResumeToken) -> Result<Offset, StoreError> {
+        if token.epoch != self.epoch {
+            return Err(StoreError::OtherEpoch {
+                token: token.epoch,
+                epoch: self.epoch,
+                earliest: self.earliest(),
+            });
+        }
+        Ok(token.offset)
+    }
+
+    /// Fails with [`StoreError::Unrecoverable`] if retention removed events
+    /// after `after`: reading on from there would have a hole.
+    pub fn check_recoverable(&self, after: Offset) -> Result<(), StoreError> {
         let earliest = self.earliest();
         if after.0.saturating_add(1) < earliest.0 {
             return Err(StoreError::Unrecoverable {

@@ -434,21 +434,7 @@ impl Connection {
         let start = match spec.from {
             StartFrom::Now => None,
             StartFrom::After(offset) => Some(offset),
-            StartFrom::Token(token) => {
-                if token.epoch != store.epoch() {
-                    return Err(HubError {
-                        code: ErrorCode::UnrecoverablePosition,
-                        message: format!(
-                            "the resume token is from epoch {}, but the log is now epoch {}: \
-                             its history is gone; take a new snapshot",
-                            token.epoch,
-                            store.epoch()
-                        ),
-                        earliest: Some(store.earliest()),
-                    });
-                }
-                Some(token.offset)
-            }
+            StartFrom::Token(token) => Some(store.token_offset(token)?),
             StartFrom::Time(ts) => {
                 let reader = store.clone();
                 Some(
@@ -466,13 +452,7 @@ impl Connection {
                     format!("`from` {after} is ahead of the log's head {head}"),
                 ));
             }
-            if after.0.saturating_add(1) < store.earliest().0 {
-                return Err(StoreError::Unrecoverable {
-                    requested: after,
-                    earliest: store.earliest(),
-                }
-                .into());
-            }
+            store.check_recoverable(after)?;
         }
         let pending = self
             .ask(|reply| Command::Subscribe {
