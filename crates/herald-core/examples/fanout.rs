@@ -11,8 +11,6 @@
 //! outbox as a transport writer would (without a socket), counting events.
 
 use herald_core::{Herald, Hub, HubConfig, Outgoing, SubscriptionSpec, Topic};
-use herald_filter::Filter;
-use herald_proto::{LagPolicy, StartFrom};
 use herald_store::{ChannelName, Durability, StoreConfig, WriteOp};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,17 +49,8 @@ async fn run(subscribers: usize, messages: usize, channels: usize) {
     let mut connections = Vec::new();
     for i in 0..subscribers {
         let conn = hub.connect();
-        let spec = SubscriptionSpec {
-            id: "s".into(),
-            topic: Topic::channel(&format!("bench:{}", i % channels)).expect("name"),
-            ops: None,
-            filter: Arc::new(Filter::match_all()),
-            filter_source: None,
-            changed: None,
-            from: StartFrom::Now,
-            snapshot: false,
-            on_lag: LagPolicy::Close,
-        };
+        let topic = Topic::channel(&format!("bench:{}", i % channels)).expect("name");
+        let spec = SubscriptionSpec::new("s", topic);
         conn.subscribe(spec).await.expect("subscribe");
         let (outbox, delivered) = (conn.outbox().clone(), delivered.clone());
         tokio::spawn(async move {

@@ -14,7 +14,6 @@
 
 use herald_core::{Herald, Hub, HubConfig, Outgoing, SubscriptionSpec, Topic};
 use herald_filter::{Filter, Limits};
-use herald_proto::{LagPolicy, StartFrom};
 use herald_store::{Durability, StoreConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,15 +24,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn spec(id: &str, channel: &str, filter: serde_json::Value) -> SubscriptionSpec {
     SubscriptionSpec {
-        id: id.into(),
-        topic: Topic::channel(channel).expect("name"),
-        ops: None,
         filter: Arc::new(Filter::from_json(&filter, &Limits::default()).expect("filter")),
-        filter_source: None,
-        changed: None,
-        from: StartFrom::Now,
-        snapshot: false,
-        on_lag: LagPolicy::Close,
+        ..SubscriptionSpec::new(id, Topic::channel(channel).expect("name"))
     }
 }
 

@@ -1,24 +1,12 @@
 //! The hub on its own (no sockets): what the transports rely on.
 
 use herald_core::{Herald, Hub, HubConfig, Outgoing, SubscriptionSpec, Topic};
-use herald_filter::Filter;
-use herald_proto::{LagPolicy, Offset, StartFrom};
+use herald_proto::Offset;
 use herald_store::{Durability, StoreConfig};
 use serde_json::json;
-use std::sync::Arc;
 
 fn spec(table: &str) -> SubscriptionSpec {
-    SubscriptionSpec {
-        id: "s".into(),
-        topic: Topic::table(table).unwrap(),
-        ops: None,
-        filter: Arc::new(Filter::match_all()),
-        filter_source: None,
-        changed: None,
-        from: StartFrom::Now,
-        snapshot: false,
-        on_lag: LagPolicy::Close,
-    }
+    SubscriptionSpec::new("s", Topic::table(table).unwrap())
 }
 
 /// A shard that falls more than the broadcast's capacity behind the commit

@@ -368,6 +368,25 @@ pub struct SubscriptionSpec {
     pub on_lag: LagPolicy,
 }
 
+impl SubscriptionSpec {
+    /// Every event of `topic`, from now on, closing the connection if it
+    /// falls behind: set the other fields to narrow it.
+    #[must_use]
+    pub fn new(id: impl Into<String>, topic: Topic) -> SubscriptionSpec {
+        SubscriptionSpec {
+            id: id.into(),
+            topic,
+            ops: None,
+            filter: Arc::new(Filter::match_all()),
+            filter_source: None,
+            changed: None,
+            from: StartFrom::Now,
+            snapshot: false,
+            on_lag: LagPolicy::Close,
+        }
+    }
+}
+
 /// A subscription's new selection, for [`Connection::update`].
 #[derive(Debug, Clone)]
 pub struct Selection {
