@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::{Server, TIMEOUT};
-use tokio_tungstenite::tungstenite::Message;
 
 /// What one test subscription asks for, and the same selection applied to
 /// the log afterwards to know exactly what it must have received.
@@ -491,28 +490,10 @@ async fn a_slow_consumer_is_closed_with_its_resume_offset_and_others_get_everyth
         "the fast reader got everything"
     );
 
-    // Now the slow one reads: what was queued, then the close.
-    let mut got = Vec::new();
-    let close = loop {
-        let frame = tokio::time::timeout(TIMEOUT, slow.stream.next())
-            .await
-            .expect("a frame in time")
-            .expect("open")
-            .expect("no error");
-        match frame {
-            Message::Text(text) => {
-                let m: Value = serde_json::from_str(&text).unwrap();
-                got.push(m["offset"].as_u64().unwrap());
-            }
-            Message::Close(close) => break close.expect("a close frame with a code"),
-            _ => {}
-        }
-    };
-    assert_eq!(u16::from(close.code), 4000);
+    // Now the slow one reads: what was queued, then the close (4000,
+    // `slow_consumer`, with the offset to resume from).
+    let (got, resume_from) = slow.read_until_cut().await;
     assert_eq!(server.hub.stats().await.totals.slow_consumers, 1);
-    let reason: Value = serde_json::from_str(&close.reason).unwrap();
-    assert_eq!(reason["code"], "slow_consumer");
-    let resume_from = reason["resume_from"].as_u64().unwrap();
     assert!(got.len() < offsets.len(), "the slow consumer was cut");
     // It got exactly every event up to resume_from, and nothing after.
     let upto: Vec<u64> = offsets
@@ -598,20 +579,12 @@ async fn history_for_one_subscription_never_overflows_the_others() {
     ws.subscribe(json!({"id": "live", "table": "live"})).await;
     // Live events keep coming while the history is read.
     let writer = {
-        let (http, base) = (server.http.clone(), server.base.clone());
+        let writer = server.writer();
         tokio::spawn(async move {
             let mut offsets = Vec::new();
             for i in 0..200 {
-                let reply: Value = http
-                    .post(format!("{base}/v1/tables/live/docs"))
-                    .json(&json!({"id": format!("l{i}"), "pad": "y".repeat(2000)}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                offsets.push(reply["offset"].as_u64().unwrap());
+                let doc = json!({"id": format!("l{i}"), "pad": "y".repeat(2000)});
+                offsets.push(writer.insert("live", doc).await);
             }
             offsets
         })

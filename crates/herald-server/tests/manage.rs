@@ -14,21 +14,12 @@ use support::{Server, Ws};
 /// Inserts into `t` until stopped, alternating `n` between 0 and 1; returns
 /// the offsets written.
 fn writer(server: &Server, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<u64>> {
-    let (http, base) = (server.http.clone(), server.base.clone());
+    let writer = server.writer();
     tokio::spawn(async move {
         let mut offsets = Vec::new();
         let mut i = 0u64;
         while !stop.load(Ordering::Relaxed) {
-            let reply: Value = http
-                .post(format!("{base}/v1/tables/t/docs"))
-                .json(&json!({"n": i % 2, "i": i}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            offsets.push(reply["offset"].as_u64().unwrap());
+            offsets.push(writer.insert("t", json!({"n": i % 2, "i": i})).await);
             i += 1;
         }
         offsets

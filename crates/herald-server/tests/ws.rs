@@ -921,26 +921,15 @@ fn spawn_writer(
     tokio::task::JoinHandle<Vec<u64>>,
     tokio::sync::watch::Receiver<usize>,
 ) {
-    let (http, base) = (server.http.clone(), server.base.clone());
+    let writer = server.writer();
     let (progress, watch) = tokio::sync::watch::channel(0);
     let task = tokio::spawn(async move {
         let mut offsets = Vec::new();
         for i in 0..count {
             let doc = json!({"id": format!("{prefix}{i:04}"), "i": i});
-            let url = format!("{base}/v1/tables/{table}/docs");
-            let ack: Value = http
-                .post(url)
-                .json(&doc)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            offsets.push(offset(&ack));
+            offsets.push(writer.insert(table, doc.clone()).await);
             // Noise in another table.
-            let url = format!("{base}/v1/tables/noise/docs");
-            http.post(url).json(&doc).send().await.unwrap();
+            writer.insert("noise", doc).await;
             progress.send_replace(i + 1);
         }
         offsets
@@ -2018,34 +2007,6 @@ fn bulky(count: usize) -> Vec<Value> {
         .collect()
 }
 
-/// Reads a slow consumer's events up to its close frame: their offsets and
-/// the `resume_from` of the close reason (code 4000, `slow_consumer`).
-async fn read_until_cut(ws: &mut Ws) -> (Vec<u64>, u64) {
-    let mut got = Vec::new();
-    loop {
-        let frame = tokio::time::timeout(TIMEOUT, ws.stream.next())
-            .await
-            .expect("a frame in time")
-            .expect("a close frame before the end")
-            .expect("no socket error");
-        match frame {
-            Message::Text(text) => {
-                let event: Value = serde_json::from_str(&text).unwrap();
-                assert_eq!(event["type"], "event", "{event}");
-                got.push(offset(&event));
-            }
-            Message::Close(Some(frame)) => {
-                assert_eq!(u16::from(frame.code), 4000, "{frame:?}");
-                let reason: Value = serde_json::from_str(&frame.reason).unwrap();
-                assert_eq!(reason["code"], "slow_consumer");
-                return (got, reason["resume_from"].as_u64().unwrap());
-            }
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
 /// A connection subscribed to `bulk` with an 8 KiB outbox is cut by one
 /// 200 KB commit group; resuming from its `resume_from` must replay the
 /// rest, paced by the client like any history.
@@ -2055,7 +2016,7 @@ async fn resume_after_a_burst(config: RealtimeConfig) {
     slow.subscribe(json!({"id": "s", "table": "bulk"})).await;
     // One commit group of 200 KB: more than the outbox holds at once.
     let written = batch_insert(&server, "bulk", bulky(200)).await;
-    let (got, resume_from) = read_until_cut(&mut slow).await;
+    let (got, resume_from) = slow.read_until_cut().await;
     assert!(
         got.len() < written.len(),
         "cut after {} of {}",

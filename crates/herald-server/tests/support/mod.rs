@@ -133,6 +133,38 @@ impl Server {
             .as_u64()
             .unwrap()
     }
+
+    /// A handle that inserts over HTTP from spawned tasks.
+    pub fn writer(&self) -> Writer {
+        Writer {
+            http: self.http.clone(),
+            base: self.base.clone(),
+        }
+    }
+}
+
+/// Inserts documents over HTTP; cheap to clone into tasks.
+#[derive(Clone)]
+pub struct Writer {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Writer {
+    /// Inserts `doc` into `table`; its offset.
+    pub async fn insert(&self, table: &str, doc: Value) -> u64 {
+        let reply: Value = self
+            .http
+            .post(format!("{}/v1/tables/{table}/docs", self.base))
+            .json(&doc)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        reply["offset"].as_u64().unwrap()
+    }
 }
 
 impl Drop for Server {
@@ -192,6 +224,34 @@ impl Ws {
                 Some("subscribed") => return (before, m),
                 Some("error") => panic!("subscribe failed: {m}"),
                 _ => before.push(m),
+            }
+        }
+    }
+
+    /// Reads a slow consumer's events up to its close frame: their offsets and
+    /// the `resume_from` of the close reason (code 4000, `slow_consumer`).
+    pub async fn read_until_cut(&mut self) -> (Vec<u64>, u64) {
+        let mut got = Vec::new();
+        loop {
+            let frame = tokio::time::timeout(TIMEOUT, self.stream.next())
+                .await
+                .expect("a frame in time")
+                .expect("a close frame before the end")
+                .expect("no socket error");
+            match frame {
+                Message::Text(text) => {
+                    let event: Value = serde_json::from_str(&text).unwrap();
+                    assert_eq!(event["type"], "event", "{event}");
+                    got.push(event["offset"].as_u64().unwrap());
+                }
+                Message::Close(Some(frame)) => {
+                    assert_eq!(u16::from(frame.code), 4000, "{frame:?}");
+                    let reason: Value = serde_json::from_str(&frame.reason).unwrap();
+                    assert_eq!(reason["code"], "slow_consumer");
+                    return (got, reason["resume_from"].as_u64().unwrap());
+                }
+                Message::Ping(_) | Message::Pong(_) => {}
+                other => panic!("unexpected {other:?}"),
             }
         }
     }
