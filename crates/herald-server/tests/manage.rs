@@ -11,14 +11,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use support::{Server, Ws};
 
-/// Inserts into `t` until stopped, alternating `n` between 0 and 1; returns
-/// the offsets written.
+/// Inserts into `t` until stopped (ten times at least), alternating `n`
+/// between 0 and 1; returns the offsets written.
 fn writer(server: &Server, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<u64>> {
     let writer = server.writer();
     tokio::spawn(async move {
         let mut offsets = Vec::new();
         let mut i = 0u64;
-        while !stop.load(Ordering::Relaxed) {
+        // At least a few writes, however late the task gets to run.
+        while i < 10 || !stop.load(Ordering::Relaxed) {
             offsets.push(writer.insert("t", json!({"n": i % 2, "i": i})).await);
             i += 1;
         }
