@@ -19,17 +19,20 @@
 //! - [`herald`]: the [`Herald`] handle: open, table operations, publish, close.
 //! - [`subscribe`]: [`Topic`], [`SubscribeOptions`] and the subscription stream
 //!   (replay from the log, then live, without gap or duplicate).
+//! - [`blocking`]: store reads off the async threads.
 //! - [`hub`]: routes committed events to many connections' subscriptions
 //!   (filter index per topic, sharded), with snapshots and history.
 //! - [`outbox`]: a connection's bounded outbound queue.
 //! - [`log_limit`]: a cap on operator log lines of one kind per second.
 
+pub mod blocking;
 pub mod herald;
 pub mod hub;
 pub mod log_limit;
 pub mod outbox;
 pub mod subscribe;
 
+pub use blocking::blocking;
 pub use herald::{Doc, Herald};
 pub use herald_store::{StoreConfig, StoreError};
 pub use hub::{

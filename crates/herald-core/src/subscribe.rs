@@ -110,12 +110,10 @@ impl Herald {
             loop {
                 while catch_up {
                     let (reader, topics_now) = (store.clone(), topics.clone());
-                    let chunk = tokio::task::spawn_blocking(move || {
+                    let chunk = crate::blocking(move || {
                         reader.read_log(last, None, &topics_now, CATCH_UP_CHUNK)
                     })
-                    .await
-                    .map_err(|e| StoreError::Corrupt(format!("log reader stopped: {e}")))
-                    .and_then(|r| r);
+                    .await;
                     let chunk = match chunk {
                         Ok(chunk) => chunk,
                         Err(e) => {

@@ -76,11 +76,7 @@ pub(crate) async fn replay(
 
     let read = move |after: Offset| {
         let (herald, topics) = (store.clone(), topics.clone());
-        async move {
-            tokio::task::spawn_blocking(move || herald.store().read_log(after, to, &topics, CHUNK))
-                .await
-                .map_err(|e| StoreError::Corrupt(format!("log reader stopped: {e}")))?
-        }
+        herald_core::blocking(move || herald.store().read_log(after, to, &topics, CHUNK))
     };
     // Read the first chunk before answering, so its errors get a status.
     let mut first = read(after).await;

@@ -135,7 +135,7 @@ pub(crate) async fn query(
     }
     let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
     let herald = app.herald.clone();
-    let page = tokio::task::spawn_blocking(move || {
+    let page = herald_core::blocking(move || {
         herald
             .store()
             .scan(&table, after.as_deref(), reverse, limit, |record| {
@@ -143,8 +143,7 @@ pub(crate) async fn query(
                     || serde_json::from_slice(&record.json).is_ok_and(|doc| filter.matches(&doc))
             })
     })
-    .await
-    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("query task failed: {e}")))??;
+    .await?;
 
     // Documents are stored as JSON text: splice them in without re-parsing.
     let mut body = Vec::with_capacity(

@@ -10,6 +10,7 @@
 use super::shard::{Activated, Command};
 use super::subscription::{Progress, Selector};
 use super::{HubConfig, HubError};
+use crate::blocking;
 use crate::outbox::{End, Outbox, Outgoing, Pushed};
 use crate::subscribe::Topic;
 use bytes::Bytes;
@@ -260,15 +261,6 @@ fn snapshot_json<'a>(
         format!("],\"chunk\":{chunk},\"chunks\":{chunks},\"offset\":{offset}}}").as_bytes(),
     );
     Bytes::from(out)
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, HubError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| HubError::new(ErrorCode::Internal, format!("store reader stopped: {e}")))?
-        .map_err(HubError::from)
 }
 
 #[cfg(test)]

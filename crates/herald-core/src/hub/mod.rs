@@ -456,11 +456,7 @@ impl Connection {
             StartFrom::Token(token) => Some(store.token_offset(token)?),
             StartFrom::Time(ts) => {
                 let reader = store.clone();
-                Some(
-                    tokio::task::spawn_blocking(move || reader.position_at(ts))
-                        .await
-                        .map_err(|e| HubError::new(ErrorCode::Internal, e.to_string()))??,
-                )
+                Some(crate::blocking(move || reader.position_at(ts)).await?)
             }
         };
         if let Some(after) = start {

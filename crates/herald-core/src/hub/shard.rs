@@ -319,11 +319,10 @@ impl Shard {
             // Only what is durable: the log may hold a group being fsynced,
             // which the broadcast will bring.
             let (store, after, head) = (self.store.clone(), self.head, self.store.head());
-            let chunk = tokio::task::spawn_blocking(move || {
+            let chunk = crate::blocking(move || {
                 store.read_log(after, Some(head), &TopicFilter::All, RECOVER_CHUNK)
             })
-            .await
-            .map_err(|e| StoreError::Corrupt(format!("log reader stopped: {e}")))??;
+            .await?;
             let group = chunk
                 .records
                 .iter()
