@@ -156,6 +156,7 @@ async fn stats_count_what_was_routed_and_delivered() {
     assert!(stats.totals.delivered_bytes > 0);
     assert!(stats.queued_bytes > 0, "nothing drained the outbox");
     assert_eq!((stats.totals.slow_consumers, stats.totals.lagged), (0, 0));
+    assert_eq!(hub.totals().await, stats.totals);
     let all = hub.subscriptions().await;
     let seen: Vec<(u64, &str, u64, Offset)> = all
         .iter()

@@ -104,7 +104,7 @@ pub(crate) fn spawn_rate_ticker(herald: Herald, hub: Hub) -> watch::Receiver<Rat
             let sample = Sample {
                 at: Instant::now(),
                 events: herald.store().stats().appended.total(),
-                deliveries: hub.stats().await.totals.deliveries,
+                deliveries: hub.totals().await.deliveries,
             };
             if ring.len() == WINDOW {
                 ring.pop_front();

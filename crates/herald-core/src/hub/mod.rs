@@ -164,6 +164,21 @@ impl Hub {
         }
     }
 
+    /// The counters alone, summed over shards: what [`Hub::stats`] has in
+    /// `totals`, without walking connections and topics.
+    pub async fn totals(&self) -> HubTotals {
+        let mut sum = HubTotals::default();
+        for shard in &self.inner.shards {
+            let (reply, answer) = oneshot::channel();
+            if shard.commands.send(Command::Totals { reply }).is_ok()
+                && let Ok(totals) = answer.await
+            {
+                sum += totals;
+            }
+        }
+        sum
+    }
+
     /// Every subscription of every connection, by connection id then
     /// subscription id.
     pub async fn subscriptions(&self) -> Vec<(u64, SubscriptionInfo)> {

@@ -99,6 +99,10 @@ pub(super) enum Command {
     Stats {
         reply: oneshot::Sender<HubStats>,
     },
+    /// Only the counters: cheap enough to sample every second.
+    Totals {
+        reply: oneshot::Sender<HubTotals>,
+    },
 }
 
 impl std::fmt::Debug for Command {
@@ -115,6 +119,7 @@ impl std::fmt::Debug for Command {
             Command::Update { .. } => "Update",
             Command::Disconnect { .. } => "Disconnect",
             Command::Stats { .. } => "Stats",
+            Command::Totals { .. } => "Totals",
         };
         f.write_str(name)
     }
@@ -603,6 +608,9 @@ impl Shard {
                 let _ = reply.send(answer);
             }
             Command::Disconnect { conn } => self.remove_conn(conn),
+            Command::Totals { reply } => {
+                let _ = reply.send(self.totals);
+            }
             Command::Stats { reply } => {
                 let _ = reply.send(HubStats {
                     connections: self.conns.len(),
