@@ -114,7 +114,10 @@ pub struct Subscribe {
 }
 
 /// The body of an `update` message: the subscription's new selection.
-/// Fields left out select everything (as in `subscribe`).
+/// Fields left out select everything (as in `subscribe`). The selection
+/// fields are spelled out here and in [`Subscribe`] rather than shared
+/// through `#[serde(flatten)]`, which cannot be combined with
+/// `deny_unknown_fields` (a misspelt field must stay an error).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Update {
