@@ -345,7 +345,8 @@ impl Session {
             ServerMessage::Paused { .. }
             | ServerMessage::Resumed { .. }
             | ServerMessage::Updated { .. }
-            | ServerMessage::Stats { .. } => Vec::new(),
+            | ServerMessage::Stats { .. }
+            | ServerMessage::Authenticated { .. } => Vec::new(),
             ServerMessage::Published { ref reference, .. }
             | ServerMessage::Pong { ref reference }
             | ServerMessage::Subscriptions { ref reference, .. } => {
@@ -361,6 +362,7 @@ impl Session {
                 code,
                 message,
                 earliest,
+                ..
             } => {
                 self.on_error(reference, id, code, message, earliest);
                 Vec::new()

@@ -110,7 +110,17 @@ impl Herald {
 
     /// Appends a message to a channel; returns its offset.
     pub async fn publish(&self, channel: &str, data: Value) -> Result<Offset, StoreError> {
-        let op = WriteOp::publish(ChannelName::new(channel)?, data, None);
+        self.publish_from(channel, data, None).await
+    }
+
+    /// [`Herald::publish`], saying who published (the event's `from`).
+    pub async fn publish_from(
+        &self,
+        channel: &str,
+        data: Value,
+        from: Option<String>,
+    ) -> Result<Offset, StoreError> {
+        let op = WriteOp::publish(ChannelName::new(channel)?, data, from);
         Ok(self.store.write_one(op).await?.offset())
     }
 

@@ -23,6 +23,8 @@
 //! - [`hub`]: routes committed events to many connections' subscriptions
 //!   (filter index per topic, sharded), with snapshots and history.
 //! - [`outbox`]: a connection's bounded outbound queue.
+//! - [`view`]: what one reader may see of the rows it is sent (hidden
+//!   fields, a row rule's hold on an update's previous version).
 //! - [`log_limit`]: a cap on operator log lines of one kind per second.
 
 pub mod blocking;
@@ -31,6 +33,7 @@ pub mod hub;
 pub mod log_limit;
 pub mod outbox;
 pub mod subscribe;
+pub mod view;
 
 pub use blocking::blocking;
 pub use herald::{Doc, Herald};
@@ -42,3 +45,4 @@ pub use hub::{
 pub use log_limit::LogLimit;
 pub use outbox::{End, Outbox, Outgoing, Pushed};
 pub use subscribe::{SubscribeOptions, Topic};
+pub use view::{HiddenFields, View};

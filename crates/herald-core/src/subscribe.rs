@@ -39,6 +39,15 @@ impl Topic {
         Ok(Topic::Channel(ChannelName::new(name)?))
     }
 
+    /// The topic a [`Topic::key`] names.
+    pub fn parse(key: &str) -> Result<Topic, StoreError> {
+        match key.strip_prefix("table:") {
+            Some("*") => Ok(Topic::AllTables),
+            Some(table) => Topic::table(table),
+            None => Topic::channel(key),
+        }
+    }
+
     /// Its name as a topic: `table:<name>`, `table:*` or the channel name.
     #[must_use]
     pub fn key(&self) -> String {

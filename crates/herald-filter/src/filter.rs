@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::error::FilterError;
-use crate::eval::Node;
+use crate::eval::{Node, Pred};
 use crate::limits::Limits;
 use crate::parse::{Compiler, and_of};
 
@@ -72,6 +72,38 @@ impl Filter {
         matches!(*self.root, Node::All)
     }
 
+    /// The dotted field paths the filter reads; an `$elemMatch`'s inner
+    /// fields are joined to its array's path (`items.sku`). Used to refuse
+    /// filters that would probe fields hidden from their author.
+    pub fn fields(&self) -> Vec<String> {
+        fn walk(node: &Node, prefix: &str, out: &mut Vec<String>) {
+            match node {
+                Node::All => {}
+                Node::And(nodes) | Node::Or(nodes) => {
+                    nodes.iter().for_each(|n| walk(n, prefix, out));
+                }
+                Node::Not(node) => walk(node, prefix, out),
+                Node::Field(path, pred) => {
+                    let path = path.to_string();
+                    let full = match (prefix.is_empty(), path.is_empty()) {
+                        (true, _) => path,
+                        (false, true) => prefix.to_owned(),
+                        (false, false) => format!("{prefix}.{path}"),
+                    };
+                    if let Pred::ElemMatch { node, .. } = pred {
+                        walk(node, &full, out);
+                    }
+                    out.push(full);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root, "", &mut out);
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Both filters: used to combine a user's filter with a row-level security rule.
     /// Limits are not re-applied; each side was checked when it was compiled.
     #[must_use]
@@ -89,6 +121,17 @@ mod tests {
 
     fn compile(v: Value) -> Filter {
         Filter::from_json(&v, &Limits::default()).unwrap()
+    }
+
+    #[test]
+    fn fields_lists_every_path_read() {
+        let f = compile(
+            json!({"a": 1, "$or": [{"b.c": {"$gt": 1}}, {"items": {"$elemMatch": {"sku": "x"}}}], "d": {"$not": {"$exists": true}}}),
+        );
+        assert_eq!(f.fields(), ["a", "b.c", "d", "items", "items.sku"]);
+        let sql = Filter::from_sql("x = 1 AND y.z > 2", &[], &Limits::default()).unwrap();
+        assert_eq!(sql.fields(), ["x", "y.z"]);
+        assert!(Filter::match_all().fields().is_empty());
     }
 
     #[test]

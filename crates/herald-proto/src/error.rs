@@ -57,6 +57,18 @@ pub enum ErrorCode {
     SlowConsumer,
     /// The client did not answer the server's pings in time.
     HeartbeatTimeout,
+    /// No valid credentials: a missing, malformed, forged or rejected
+    /// token or API key; the message says which check failed.
+    Unauthorized,
+    /// The token has expired (send a fresh one with `auth`).
+    TokenExpired,
+    /// Authenticated, but not allowed to do this; the message names the
+    /// permission or rule.
+    Forbidden,
+    /// The request's `Origin` is not allowed.
+    OriginNotAllowed,
+    /// Too many requests; retry after `retry_after_ms`.
+    RateLimited,
     /// Something failed inside the server; details are in its log.
     Internal,
 }
@@ -90,6 +102,11 @@ impl ErrorCode {
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::SlowConsumer => "slow_consumer",
             ErrorCode::HeartbeatTimeout => "heartbeat_timeout",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::OriginNotAllowed => "origin_not_allowed",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
         }
     }
@@ -108,6 +125,9 @@ impl ErrorCode {
             | ErrorCode::InvalidFilter
             | ErrorCode::InvalidBatch
             | ErrorCode::InvalidMessage => 400,
+            ErrorCode::Unauthorized | ErrorCode::TokenExpired => 401,
+            ErrorCode::Forbidden | ErrorCode::OriginNotAllowed => 403,
+            ErrorCode::RateLimited => 429,
             ErrorCode::NotFound | ErrorCode::UnknownSubscription => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::AlreadyExists | ErrorCode::SubscriptionExists => 409,
@@ -140,6 +160,9 @@ pub struct ErrorDetail {
     /// For `unrecoverable_position`: the earliest offset still available.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub earliest: Option<u64>,
+    /// For `rate_limited`: milliseconds until a retry may succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 #[cfg(test)]
@@ -160,6 +183,11 @@ mod tests {
             ErrorCode::TooManyConnections,
             ErrorCode::SlowConsumer,
             ErrorCode::HeartbeatTimeout,
+            ErrorCode::Unauthorized,
+            ErrorCode::TokenExpired,
+            ErrorCode::Forbidden,
+            ErrorCode::OriginNotAllowed,
+            ErrorCode::RateLimited,
             ErrorCode::Internal,
         ] {
             let json = serde_json::to_string(&code).unwrap();

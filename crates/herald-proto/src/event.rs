@@ -76,9 +76,14 @@ pub enum EventBody {
         version: Version,
         /// The document after the write (an object).
         doc: Value,
-        /// The document before the write (an object).
+        /// The document before the write (an object). Withheld (absent on
+        /// the wire, `null` here) from a reader whose row-level rule does not
+        /// admit the previous version.
+        #[serde(default)]
         old: Value,
-        /// Top-level fields whose value differs between `old` and `doc`.
+        /// Top-level fields whose value differs between `old` and `doc`;
+        /// withheld with `old`.
+        #[serde(default)]
         changed: Vec<String>,
     },
     /// A document was deleted.

@@ -67,10 +67,15 @@ pub enum ClientMessage {
         #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<String>,
     },
-    /// Present a token (accepted and ignored until authentication exists).
+    /// Authenticate (when the upgrade carried no credentials), or present
+    /// a fresh token for the same subject before the current one expires.
+    /// Answered by `authenticated`.
     Auth {
-        /// The token.
+        /// A JWT or an API key.
         token: String,
+        /// Echoed in the answer.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
     },
 }
 
@@ -332,6 +337,18 @@ pub enum ServerMessage {
         /// The statistics.
         stats: Value,
     },
+    /// The answer to `auth`: who the connection now is.
+    Authenticated {
+        /// The `ref` of the `auth` message.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+        /// `user:<sub>` or `key:<id>`.
+        who: String,
+        /// When the token expires (unix seconds); the connection is closed
+        /// with 4004 then unless a fresh token is sent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<u64>,
+    },
     /// A request failed; the connection stays open.
     Error {
         /// The `ref` of the failed request, if it had one.
@@ -347,6 +364,9 @@ pub enum ServerMessage {
         /// For `unrecoverable_position`: the earliest offset available.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         earliest: Option<Offset>,
+        /// For `rate_limited`: milliseconds until a retry may succeed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
 }
 
@@ -368,6 +388,7 @@ impl ServerMessage {
             ServerMessage::Pong { .. } => "pong",
             ServerMessage::Subscriptions { .. } => "subscriptions",
             ServerMessage::Stats { .. } => "stats",
+            ServerMessage::Authenticated { .. } => "authenticated",
             ServerMessage::Error { .. } => "error",
         }
     }
@@ -430,6 +451,13 @@ pub enum CloseCode {
     SlowConsumer = 4000,
     /// The client did not answer pings in time.
     HeartbeatTimeout = 4001,
+    /// The connection did not authenticate in time, or its credentials
+    /// were rejected. The reason names the check that failed.
+    Unauthorized = 4003,
+    /// The connection's token expired and no fresh one was sent (`auth`).
+    TokenExpired = 4004,
+    /// The client kept exceeding its rate limit.
+    PolicyViolation = 1008,
 }
 
 impl CloseCode {

@@ -32,7 +32,7 @@ use crate::error::StoreError;
 use crate::layout::{self, DocRecord, LogRecord};
 use crate::stats::{self, Appended};
 use crate::store::{Committed, Shared};
-use crate::write::{Op, WriteOp, Written};
+use crate::write::{Op, RowGuard, WriteOp, Written};
 use bytes::Bytes;
 use fjall::{Database, Keyspace, OwnedWriteBatch as WriteBatch, PersistMode};
 use herald_proto::{Epoch, Event, EventBody, Offset, Timestamp, WriteAck};
@@ -305,7 +305,7 @@ impl Committer {
 
     fn apply_op(
         &self,
-        WriteOp(op): WriteOp,
+        WriteOp(op, guard): WriteOp,
         overlay: &Overlay,
         pending: &mut Pending,
     ) -> Result<(), StoreError> {
@@ -384,6 +384,9 @@ impl Committer {
                 (key, table.topic(), body, current.map(|r| r.json), None)
             }
         };
+        if let Some(guard) = guard {
+            check_guard(&guard, &body)?;
+        }
         // The new slot content follows from the event; its JSON is encoded
         // once, for the document record and for the envelope.
         let (slot, doc) = match &body {
@@ -607,4 +610,40 @@ impl Committer {
 
 fn lookup<'a>(mine: &'a Overlay, group: &'a Overlay, key: &[u8]) -> Option<&'a Option<DocRecord>> {
     mine.get(key).or_else(|| group.get(key))
+}
+
+/// A guarded operation's rows: the stored version it replaces or deletes
+/// and the version it writes must both pass.
+fn check_guard(guard: &RowGuard, body: &EventBody) -> Result<(), StoreError> {
+    let (table, id, rows): (&str, &str, [Option<(&serde_json::Value, &'static str)>; 2]) =
+        match body {
+            EventBody::Insert { table, id, doc, .. } => {
+                (table, id, [Some((doc, "the new row")), None])
+            }
+            EventBody::Update {
+                table,
+                id,
+                doc,
+                old,
+                ..
+            } => (
+                table,
+                id,
+                [Some((old, "the stored row")), Some((doc, "the new row"))],
+            ),
+            EventBody::Delete { table, id, old, .. } => {
+                (table, id, [Some((old, "the stored row")), None])
+            }
+            EventBody::Publish { .. } => return Ok(()),
+        };
+    for (row, which) in rows.into_iter().flatten() {
+        if !guard.admits(row) {
+            return Err(StoreError::RuleViolation {
+                table: table.to_owned(),
+                id: id.to_owned(),
+                which,
+            });
+        }
+    }
+    Ok(())
 }

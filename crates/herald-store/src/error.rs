@@ -40,6 +40,17 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A guarded write ([`crate::WriteOp::guarded`]) touched a row its rule
+    /// does not admit.
+    #[error("the write rule of table {table:?} does not admit {which} (id {id:?})")]
+    RuleViolation {
+        /// The table.
+        table: String,
+        /// The document id.
+        id: String,
+        /// Which row failed: the stored one or the new one.
+        which: &'static str,
+    },
     /// A serialized document is larger than `max_doc_bytes`.
     #[error("document is {size} bytes, more than the limit of {max} bytes")]
     DocTooLarge {
@@ -172,6 +183,7 @@ impl StoreError {
             StoreError::InvalidChannel { .. } => ErrorCode::InvalidChannel,
             StoreError::NotAnObject { .. } => ErrorCode::NotAnObject,
             StoreError::IdMismatch { .. } => ErrorCode::IdMismatch,
+            StoreError::RuleViolation { .. } => ErrorCode::Forbidden,
             StoreError::DocTooLarge { .. } => ErrorCode::PayloadTooLarge,
             StoreError::AlreadyExists { .. } => ErrorCode::AlreadyExists,
             StoreError::NotFound { .. } => ErrorCode::NotFound,

@@ -50,4 +50,4 @@ pub use layout::{DocRecord, LogRecord};
 pub use names::{ChannelName, DocId, TableName};
 pub use stats::{Appended, StoreStats};
 pub use store::{Committed, DocSnapshot, LogChunk, Page, Store, TopicFilter};
-pub use write::{WriteOp, Written};
+pub use write::{RowGuard, WriteOp, Written};

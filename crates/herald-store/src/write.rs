@@ -9,11 +9,36 @@ use crate::names::{ChannelName, DocId, TableName};
 use bytes::Bytes;
 use herald_proto::{Offset, Version, WriteAck};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// One operation of a write request. Several operations sent together as one
 /// request are applied atomically: all of them or none.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WriteOp(pub(crate) Op);
+#[derive(Debug, Clone)]
+pub struct WriteOp(pub(crate) Op, pub(crate) Option<RowGuard>);
+
+/// A row-level write rule: a test every row the operation touches must pass
+/// — the stored version it changes or deletes, and the version it writes.
+/// Checked by the committer as it applies the operation, so no concurrent
+/// write can slip between the check and the change.
+#[derive(Clone)]
+pub struct RowGuard(Arc<dyn Fn(&Value) -> bool + Send + Sync>);
+
+impl RowGuard {
+    /// A guard passing the rows for which `test` is true.
+    pub fn new(test: impl Fn(&Value) -> bool + Send + Sync + 'static) -> RowGuard {
+        RowGuard(Arc::new(test))
+    }
+
+    pub(crate) fn admits(&self, row: &Value) -> bool {
+        (self.0)(row)
+    }
+}
+
+impl std::fmt::Debug for RowGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RowGuard")
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Op {
@@ -70,12 +95,15 @@ impl WriteOp {
             }
         };
         let json = encode(&doc);
-        Ok(WriteOp(Op::Insert {
-            table,
-            id,
-            doc,
-            json,
-        }))
+        Ok(WriteOp(
+            Op::Insert {
+                table,
+                id,
+                doc,
+                json,
+            },
+            None,
+        ))
     }
 
     /// Creates or replaces a document. With `expect`, the stored version must
@@ -88,40 +116,68 @@ impl WriteOp {
     ) -> Result<WriteOp, StoreError> {
         let doc = with_id(into_object(doc, "document")?, &id)?;
         let json = encode(&doc);
-        Ok(WriteOp(Op::Put {
-            table,
-            id,
-            doc,
-            json,
-            expect,
-        }))
+        Ok(WriteOp(
+            Op::Put {
+                table,
+                id,
+                doc,
+                json,
+                expect,
+            },
+            None,
+        ))
     }
 
     /// Applies a JSON merge patch (RFC 7396) to an existing document.
     #[must_use]
     pub fn patch(table: TableName, id: DocId, patch: Value, expect: Option<Version>) -> WriteOp {
-        WriteOp(Op::Patch {
-            table,
-            id,
-            patch,
-            expect,
-        })
+        WriteOp(
+            Op::Patch {
+                table,
+                id,
+                patch,
+                expect,
+            },
+            None,
+        )
     }
 
     /// Deletes an existing document.
     #[must_use]
     pub fn delete(table: TableName, id: DocId, expect: Option<Version>) -> WriteOp {
-        WriteOp(Op::Delete { table, id, expect })
+        WriteOp(Op::Delete { table, id, expect }, None)
+    }
+
+    /// This operation, applied only if every row it touches passes `guard`
+    /// (else [`StoreError::RuleViolation`]).
+    #[must_use]
+    pub fn guarded(self, guard: RowGuard) -> WriteOp {
+        WriteOp(self.0, Some(guard))
+    }
+
+    /// The table it writes to (`None` for a publish).
+    #[must_use]
+    pub fn table(&self) -> Option<&TableName> {
+        match &self.0 {
+            Op::Insert { table, .. }
+            | Op::Put { table, .. }
+            | Op::Patch { table, .. }
+            | Op::Delete { table, .. } => Some(table),
+            Op::Publish { .. } => None,
+        }
     }
 
     /// Appends a message to a channel's log.
     #[must_use]
     pub fn publish(channel: ChannelName, data: Value, from: Option<String>) -> WriteOp {
-        WriteOp(Op::Publish {
-            channel,
-            data,
-            from,
-        })
+        WriteOp(
+            Op::Publish {
+                channel,
+                data,
+                from,
+            },
+            None,
+        )
     }
 }
 
@@ -198,12 +254,13 @@ mod tests {
 
     #[test]
     fn insert_takes_or_generates_the_id() {
-        let WriteOp(Op::Insert { id, doc, .. }) = WriteOp::insert(t(), json!({"id": "a"})).unwrap()
+        let WriteOp(Op::Insert { id, doc, .. }, _) =
+            WriteOp::insert(t(), json!({"id": "a"})).unwrap()
         else {
             panic!()
         };
         assert_eq!((id.as_str(), &doc["id"]), ("a", &json!("a")));
-        let WriteOp(Op::Insert { id, doc, .. }) = WriteOp::insert(t(), json!({"x": 1})).unwrap()
+        let WriteOp(Op::Insert { id, doc, .. }, _) = WriteOp::insert(t(), json!({"x": 1})).unwrap()
         else {
             panic!()
         };

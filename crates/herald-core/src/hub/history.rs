@@ -13,6 +13,7 @@ use super::{HubConfig, HubError};
 use crate::blocking;
 use crate::outbox::{End, Outbox, Outgoing, Pushed};
 use crate::subscribe::Topic;
+use crate::view::View;
 use bytes::Bytes;
 use herald_filter::Filter;
 use herald_proto::{ErrorCode, Offset};
@@ -35,6 +36,7 @@ pub(super) struct Pending {
     pub(super) id_json: Bytes,
     pub(super) topic: Topic,
     pub(super) selector: Selector,
+    pub(super) view: View,
     pub(super) snapshot: bool,
     pub(super) after: Offset,
     pub(super) cancel: Arc<AtomicBool>,
@@ -107,7 +109,7 @@ async fn catch_up(
             if !pending.selector.selects(&event) {
                 continue;
             }
-            let item = Outgoing::event(&pending.subs_json, event.offset, &record.json);
+            let item = pending.view.frame(&pending.subs_json, &event, &record.json);
             if !outbox.push_wait(item, &pending.cancel).await {
                 return Ok(());
             }
@@ -183,7 +185,7 @@ async fn send_snapshot(
         last_id = page.docs.last().map(|(id, _)| id.clone());
         let json = snapshot_json(
             &pending.id_json,
-            page.docs.iter().map(|(_, r)| &r.json[..]),
+            page.docs.iter().map(|(_, r)| pending.view.doc(&r.json)),
             i + 1,
             total,
             offset,
@@ -240,9 +242,9 @@ fn matches_doc(filter: &Filter, json: &[u8]) -> bool {
 }
 
 /// A `snapshot` message around the documents' stored JSON, without parsing it.
-fn snapshot_json<'a>(
+fn snapshot_json<D: AsRef<[u8]>>(
     id_json: &[u8],
-    docs: impl Iterator<Item = &'a [u8]>,
+    docs: impl Iterator<Item = D>,
     chunk: usize,
     chunks: usize,
     offset: Offset,
@@ -255,7 +257,7 @@ fn snapshot_json<'a>(
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(doc);
+        out.extend_from_slice(doc.as_ref());
     }
     out.extend_from_slice(
         format!("],\"chunk\":{chunk},\"chunks\":{chunks},\"offset\":{offset}}}").as_bytes(),

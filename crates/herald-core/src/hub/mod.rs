@@ -27,6 +27,7 @@ pub use shard::APPEND_TO_DELIVERY_SECONDS;
 use crate::herald::Herald;
 use crate::outbox::Outbox;
 use crate::subscribe::Topic;
+use crate::view::View;
 use herald_filter::{ChangedFields, Filter};
 use herald_proto::{
     ErrorCode, LagPolicy, Offset, Op, ServerMessage, StartFrom, SubscriptionInfo, Timestamp,
@@ -326,6 +327,7 @@ impl HubError {
             code: self.code,
             message: self.message.clone(),
             earliest: self.earliest,
+            retry_after_ms: None,
         }
     }
 }
@@ -381,6 +383,9 @@ pub struct SubscriptionSpec {
     pub snapshot: bool,
     /// What happens when the connection falls behind.
     pub on_lag: LagPolicy,
+    /// What the reader may see of the events (hidden fields, row rule for
+    /// an update's previous version). Transparent by default.
+    pub view: View,
 }
 
 impl SubscriptionSpec {
@@ -398,6 +403,7 @@ impl SubscriptionSpec {
             from: StartFrom::Now,
             snapshot: false,
             on_lag: LagPolicy::Close,
+            view: View::default(),
         }
     }
 }

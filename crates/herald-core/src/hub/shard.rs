@@ -15,6 +15,7 @@ use super::{
 use crate::LogLimit;
 use crate::outbox::{End, Outbox, Outgoing, Pushed};
 use crate::subscribe::ALL_TABLES;
+use crate::view::View;
 use bytes::Bytes;
 use herald_filter::SubIndex;
 use herald_proto::{
@@ -425,7 +426,14 @@ impl Shard {
         self.frames.clear();
         let deliveries = std::mem::take(&mut self.deliveries);
         for group in deliveries.chunk_by(|a, b| a.0 == b.0) {
-            self.deliver(group, committed);
+            if group
+                .iter()
+                .all(|&(_, s)| self.subs[s].view.is_transparent())
+            {
+                self.deliver(group, committed, None);
+            } else {
+                self.deliver_viewed(group, committed);
+            }
         }
         self.deliveries = deliveries;
         metrics::histogram!(APPEND_TO_DELIVERY_SECONDS).record(committed.durable_at.elapsed());
@@ -434,7 +442,7 @@ impl Shard {
     /// Queues `committed` once for the subscriptions in `group` (all of one
     /// connection), framed for their ids — a frame already built for this
     /// event and the same ids (`frames`) is shared.
-    fn deliver(&mut self, group: &[(u64, usize)], committed: &Committed) {
+    fn deliver(&mut self, group: &[(u64, usize)], committed: &Committed, view: Option<&View>) {
         let first = &self.subs[group[0].1];
         let multi;
         let subs: &[u8] = if group.len() == 1 {
@@ -453,6 +461,8 @@ impl Shard {
             &multi
         };
         let item = match self.frames.iter().find(|(s, _)| s == subs) {
+            // Rendered for one reader's view: not shared.
+            _ if let Some(view) = view => view.frame(subs, &committed.event, &committed.json),
             Some((_, item)) => item.clone(),
             None => {
                 let item = Outgoing::event(subs, committed.event.offset, &committed.json);
@@ -478,6 +488,25 @@ impl Shard {
                 self.overflow(group[0].0, &slots, committed.event.offset);
             }
             Pushed::Ended => {}
+        }
+    }
+
+    /// [`Shard::deliver`] for a connection with subscriptions under views
+    /// (row-level rules, hidden fields): one item per distinct view, each
+    /// rendered for it.
+    fn deliver_viewed(&mut self, group: &[(u64, usize)], committed: &Committed) {
+        let mut rest: Vec<(u64, usize)> = group.to_vec();
+        while let Some(&(_, first)) = rest.first() {
+            // An overflow closing the connection removed its subscriptions.
+            if !self.subs.contains(first) {
+                return;
+            }
+            let view = self.subs[first].view.clone();
+            let (same, other): (Vec<_>, Vec<_>) = rest
+                .into_iter()
+                .partition(|&(_, s)| self.subs[s].view.same(&view));
+            self.deliver(&same, committed, Some(&view));
+            rest = other;
         }
     }
 
@@ -808,6 +837,7 @@ impl Shard {
             filter_source: spec.filter_source.clone(),
             ops_list: spec.ops.clone(),
             on_lag: spec.on_lag,
+            view: spec.view,
             after,
             live: false,
             lagging: None,
@@ -847,7 +877,7 @@ impl Shard {
             .recent
             .after(after)
             .filter(|c| sub.topic.selects(&c.event.topic) && sub.selector.selects(&c.event))
-            .map(|c| Outgoing::event(&sub.subs_json, c.event.offset, &c.json))
+            .map(|c| sub.view.frame(&sub.subs_json, &c.event, &c.json))
             .collect();
         let bytes: usize = backlog.iter().map(Outgoing::size).sum();
         if bytes > sub.outbox.room() {

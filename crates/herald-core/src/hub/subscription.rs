@@ -5,6 +5,7 @@ use super::SubscriptionSpec;
 use super::history::Pending;
 use crate::outbox::{Outbox, Outgoing, Pushed};
 use crate::subscribe::Topic;
+use crate::view::View;
 use bytes::Bytes;
 use herald_filter::{ChangedFields, Filter};
 use herald_proto::{
@@ -124,6 +125,8 @@ pub(super) struct Sub {
     pub(super) filter_source: Option<Value>,
     pub(super) ops_list: Option<Vec<Op>>,
     pub(super) on_lag: LagPolicy,
+    /// What its reader may see of the events it is sent.
+    pub(super) view: View,
     /// Events at or below this offset are not for it (history covered them).
     pub(super) after: Offset,
     pub(super) live: bool,
@@ -172,6 +175,7 @@ impl Sub {
             id_json: self.id_json.clone(),
             topic: self.topic.clone(),
             selector: self.selector.clone(),
+            view: self.view.clone(),
             snapshot,
             after,
             cancel: self.cancel.clone(),
