@@ -1,6 +1,7 @@
 //! `herald`: the command-line front door. Glue only: parse flags, load the
 //! configuration, start tracing, and hand over to `herald-server`.
 
+mod apikey;
 mod cli;
 mod settings;
 
@@ -19,6 +20,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Apikey(command) => apikey::run(command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -40,7 +42,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = settings::load(&args)?;
+    let config = settings::load(
+        args.config.as_deref(),
+        args.listen,
+        args.data_dir.as_deref(),
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -48,6 +54,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let herald = herald_core::Herald::open_with(&config.data_dir, config.store.clone())
             .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+        // Security first: a server that must not start (no authentication
+        // on a public address, a bad key or rule) never binds its port.
+        let app = herald_server::App::from_config(herald, &config)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
@@ -58,7 +68,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "herald serving");
         // One plain line on stdout, for scripts and tests that start us on port 0.
         println!("herald listening on http://{addr}");
-        herald_server::run(listener, herald, config.http, config.realtime, shutdown).await?;
+        app.serve(listener, shutdown).await?;
         tracing::info!("herald stopped cleanly");
         Ok(())
     })

@@ -1,18 +1,23 @@
 //! Loading the configuration: defaults, file, environment, flags.
 
-use crate::cli::ServeArgs;
 use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use herald_server::Config;
+use std::net::SocketAddr;
 use std::path::Path;
 
 const DEFAULT_FILE: &str = "herald.toml";
 
-/// Builds the configuration for `herald serve`.
-pub(crate) fn load(args: &ServeArgs) -> anyhow::Result<Config> {
+/// Builds the configuration from the file (`config`, else `./herald.toml`
+/// if present), the environment and the flags given.
+pub(crate) fn load(
+    config: Option<&Path>,
+    listen: Option<SocketAddr>,
+    data_dir: Option<&Path>,
+) -> anyhow::Result<Config> {
     let mut figment = Figment::new();
-    match &args.config {
+    match config {
         Some(path) => {
             if !path.is_file() {
                 bail!("config file {} does not exist", path.display());
@@ -25,10 +30,10 @@ pub(crate) fn load(args: &ServeArgs) -> anyhow::Result<Config> {
         None => {}
     }
     figment = figment.merge(Env::prefixed("HERALD_").split("__"));
-    if let Some(listen) = args.listen {
+    if let Some(listen) = listen {
         figment = figment.merge(Serialized::default("listen", listen.to_string()));
     }
-    if let Some(dir) = &args.data_dir {
+    if let Some(dir) = data_dir {
         figment = figment.merge(Serialized::default("data_dir", dir));
     }
     figment.extract::<Config>().context("invalid configuration")

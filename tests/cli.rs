@@ -102,6 +102,19 @@ fn bad_configuration_is_refused_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         ("listen = \"127.0.0.1:0\"\nlisten_port = 3\n", "listen_port"),
+        // No authentication on a public address.
+        (
+            "listen = \"0.0.0.0:0\"\n",
+            "refusing to listen on 0.0.0.0:0",
+        ),
+        (
+            "listen = \"127.0.0.1:0\"\n[[auth.jwt.keys]]\nalgorithm = \"none\"\n",
+            "none",
+        ),
+        (
+            "listen = \"127.0.0.1:0\"\n[tables.t]\nread = { n = { \"$bogus\" = 1 } }\n",
+            "tables.t.read",
+        ),
         ("[store]\ndurability = \"sometimes\"\n", "sometimes"),
         ("[store.retention]\nmax_age = \"soon\"\n", "max_age"),
     ];

@@ -3,6 +3,7 @@
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
+use crate::security::Caller;
 use axum::Json;
 use axum::extract::State;
 use herald_proto::{ErrorCode, Version, WriteAck};
@@ -84,6 +85,7 @@ pub(crate) struct BatchResult {
 /// Applies `{"ops":[...]}` atomically; answers `{"results":[ack, ...]}`.
 pub(crate) async fn batch(
     State(app): State<AppState>,
+    caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Json<BatchResult>, ApiError> {
     let Value::Object(mut body) = body else {
@@ -108,10 +110,16 @@ pub(crate) async fn batch(
     for (index, op) in ops.into_iter().enumerate() {
         let op: BatchOp = serde_json::from_value(op)
             .map_err(|e| ApiError::new(ErrorCode::InvalidBatch, format!("ops[{index}]: {e}")))?;
-        let write = op.into_write().map_err(|e| {
-            let inner = ApiError::from(e);
-            ApiError::new(inner.code, format!("ops[{index}]: {}", inner.message))
-        })?;
+        let in_op = |inner: ApiError| ApiError {
+            message: format!("ops[{index}]: {}", inner.message),
+            ..inner
+        };
+        let write = op.into_write().map_err(|e| in_op(e.into()))?;
+        let write = caller.check(
+            &app,
+            "write",
+            app.security.access.write(&caller.0, write).map_err(in_op),
+        )?;
         writes.push(write);
     }
     let single = writes.len() == 1;

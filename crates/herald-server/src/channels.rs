@@ -8,8 +8,10 @@
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
+use crate::security::Caller;
 use axum::Json;
 use axum::extract::{Path, State};
+use herald_auth::Action;
 use herald_proto::{ErrorCode, Offset};
 use herald_store::ChannelName;
 use serde::Serialize;
@@ -24,10 +26,17 @@ pub(crate) struct Published {
 
 pub(crate) async fn publish(
     State(app): State<AppState>,
+    caller: Caller,
     Path(channel): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Published>, ApiError> {
     let channel = ChannelName::new(&channel)?;
+    caller.check(
+        &app,
+        "publish",
+        caller.0.require(Action::Publish, channel.as_str()),
+    )?;
+    app.security.limits.publish(&caller.0.subject())?;
     let data = match body {
         Value::Object(mut fields) if fields.len() == 1 && fields.contains_key("data") => {
             fields.remove("data").unwrap_or(Value::Null)
@@ -39,7 +48,10 @@ pub(crate) async fn publish(
             ));
         }
     };
-    let offset = app.herald.publish(channel.as_str(), data).await?;
+    let offset = app
+        .herald
+        .publish_from(channel.as_str(), data, caller.0.publisher())
+        .await?;
     let receivers = app.hub.receivers(offset).await;
     Ok(Json(Published { offset, receivers }))
 }

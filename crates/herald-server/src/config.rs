@@ -4,13 +4,15 @@
 use herald_core::HubConfig;
 use herald_store::StoreConfig;
 use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// The whole configuration. Every field has a default, so an empty file (or
 /// none) is a valid configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address to listen on. Default `127.0.0.1:7070`.
@@ -23,6 +25,14 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[realtime]`: WebSocket and SSE subscriptions.
     pub realtime: RealtimeConfig,
+    /// `[auth]`: who may connect, and how they prove it.
+    pub auth: AuthConfig,
+    /// `[tables.<name>]`: row-level rules and hidden fields per table.
+    pub tables: BTreeMap<String, TableRules>,
+    /// `[limits]`: rate limits per connection, user and address.
+    pub limits: RateLimits,
+    /// `[audit]`: the audit log.
+    pub audit: AuditConfig,
 }
 
 impl Default for Config {
@@ -33,6 +43,10 @@ impl Default for Config {
             store: StoreConfig::default(),
             http: HttpConfig::default(),
             realtime: RealtimeConfig::default(),
+            auth: AuthConfig::default(),
+            tables: BTreeMap::new(),
+            limits: RateLimits::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -122,6 +136,171 @@ impl RealtimeConfig {
             max_subscriptions: self.max_subscriptions,
             snapshot_chunk_docs: self.snapshot_chunk_docs,
             ..HubConfig::default()
+        }
+    }
+}
+
+impl Config {
+    /// The API key file: `auth.api_keys_file`, else
+    /// `<data_dir>/apikeys.json`.
+    #[must_use]
+    pub fn api_keys_file(&self) -> PathBuf {
+        self.auth
+            .api_keys_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("apikeys.json"))
+    }
+}
+
+/// `[auth]` in `herald.toml`: authentication. See docs/security.md.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Who a request without credentials is. Default `auto`.
+    pub anonymous: Anonymous,
+    /// What anonymous clients may do when `anonymous = "allow"`. Default:
+    /// everything but `admin` and `metrics` (`read:*`, `write:*`,
+    /// `publish:*`, `presence:*`).
+    pub anonymous_permissions: Vec<String>,
+    /// `[auth.jwt]`: keys and claims checks for JSON Web Tokens.
+    pub jwt: Option<herald_auth::JwtConfig>,
+    /// API keys file (`herald apikey create`). Default
+    /// `<data_dir>/apikeys.json`.
+    pub api_keys_file: Option<PathBuf>,
+    /// A WebSocket that did not authenticate at the upgrade must send
+    /// `auth` within this time. Default 10s.
+    #[serde(with = "humantime_serde")]
+    pub auth_timeout: Duration,
+    /// Cookie holding a token, read on WebSocket upgrades and SSE requests
+    /// (what browsers can send). Empty: cookies are not read. Default
+    /// `herald_token`.
+    pub cookie: String,
+    /// Browser origins allowed to open WebSockets and SSE streams. Empty:
+    /// any origin, except that a request authenticated by cookie must be
+    /// same-origin. Default empty.
+    pub allowed_origins: Vec<String>,
+    /// Lifetime of a single-use SSE ticket (`POST /v1/sse/tickets`).
+    /// Default 30s.
+    #[serde(with = "humantime_serde")]
+    pub ticket_ttl: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            anonymous: Anonymous::Auto,
+            anonymous_permissions: ["read:*", "write:*", "publish:*", "presence:*"]
+                .map(str::to_owned)
+                .to_vec(),
+            jwt: None,
+            api_keys_file: None,
+            auth_timeout: Duration::from_secs(10),
+            cookie: "herald_token".to_owned(),
+            allowed_origins: Vec::new(),
+            ticket_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Who a request without credentials is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Anonymous {
+    /// With no credentials configured (no JWT keys, no API keys) and a
+    /// loopback listen address: an administrator, so a fresh install just
+    /// works on one machine. With credentials configured: refused. With
+    /// none on a public address: the server refuses to start.
+    Auto,
+    /// Refused: every request must authenticate.
+    Deny,
+    /// Allowed, with `anonymous_permissions`, on any address.
+    Allow,
+}
+
+/// `[tables.<name>]`: what users may see and change in one table. Rules
+/// bind users (JWT) and anonymous clients; API keys and `admin` are exempt.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TableRules {
+    /// Row-level read rule: a filter with `"$auth.<claim>"` values, e.g.
+    /// `{"user_id": "$auth.sub"}`, joined to every subscription, snapshot,
+    /// query, replay and read of the table.
+    pub read: Option<Value>,
+    /// Row-level write rule: the rows a user may create, change or delete
+    /// (both the stored row and the result must match).
+    pub write: Option<Value>,
+    /// Fields removed from every document a reader is sent, unless it holds
+    /// `read_hidden:<table>`.
+    pub hidden: Vec<String>,
+}
+
+/// `[limits]` in `herald.toml`: rate limits. A rate of 0 turns that limit
+/// off. Exceeding one answers `rate_limited` with a retry time.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimits {
+    /// WebSocket messages per second per connection. Default 100.
+    pub messages_per_second: u32,
+    /// Burst above that rate. Default 200.
+    pub message_burst: u32,
+    /// Rate-limited messages in a row after which the connection is closed
+    /// (1008, policy violation). Default 50.
+    pub abuse_strikes: u32,
+    /// Publishes per second per user or API key (REST and WebSocket).
+    /// Default 1000.
+    pub publishes_per_second: u32,
+    /// Burst above that rate. Default 2000.
+    pub publish_burst: u32,
+    /// New connections (WebSocket and SSE) per second per client address.
+    /// Default 50.
+    pub connects_per_second: u32,
+    /// Burst above that rate. Default 100.
+    pub connect_burst: u32,
+    /// Open WebSocket and SSE connections per client address. Default 2000.
+    pub connections_per_ip: u32,
+    /// Open WebSocket and SSE connections per user or API key. Default 200.
+    pub connections_per_user: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            messages_per_second: 100,
+            message_burst: 200,
+            abuse_strikes: 50,
+            publishes_per_second: 1000,
+            publish_burst: 2000,
+            connects_per_second: 50,
+            connect_burst: 100,
+            connections_per_ip: 2000,
+            connections_per_user: 200,
+        }
+    }
+}
+
+/// `[audit]` in `herald.toml`: the audit log (JSON lines, see
+/// docs/security.md).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Directory of the audit files. Default `<data_dir>/audit`.
+    pub dir: Option<PathBuf>,
+    /// Record every subscription created and ended (busy servers may turn
+    /// this off). Default true.
+    pub subscriptions: bool,
+    /// Size at which the current file is rotated. Default 64 MiB.
+    pub file_bytes: u64,
+    /// Rotated files kept. Default 8.
+    pub keep_files: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            dir: None,
+            subscriptions: true,
+            file_bytes: 64 << 20,
+            keep_files: 8,
         }
     }
 }

@@ -15,6 +15,8 @@ pub struct ApiError {
     pub message: String,
     /// For `unrecoverable_position`: the earliest offset available.
     pub earliest: Option<u64>,
+    /// For `rate_limited`: when a retry may succeed (`Retry-After`).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -24,7 +26,24 @@ impl ApiError {
             code,
             message: message.into(),
             earliest: None,
+            retry_after: None,
         }
+    }
+
+    /// `rate_limited`, retry after `wait`.
+    pub fn rate_limited(what: &str, wait: std::time::Duration) -> ApiError {
+        ApiError {
+            retry_after: Some(wait),
+            ..ApiError::new(
+                ErrorCode::RateLimited,
+                format!("{what}; retry in {} ms", wait.as_millis().max(1)),
+            )
+        }
+    }
+
+    /// `forbidden`.
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::Forbidden, message)
     }
 
     /// The JSON body of this error.
@@ -35,6 +54,7 @@ impl ApiError {
                 code: self.code,
                 message: self.message.clone(),
                 earliest: self.earliest,
+                retry_after_ms: self.retry_after.map(|d| d.as_millis().max(1) as u64),
             },
         }
     }
@@ -85,6 +105,13 @@ impl IntoResponse for ApiError {
         let status = StatusCode::from_u16(self.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, axum::Json(self.body())).into_response();
+        if let Some(wait) = self.retry_after {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds.max(1)),
+            );
+        }
         // For the write metrics (`metrics::time_write`): the outcome label.
         response.extensions_mut().insert(self.code);
         response

@@ -6,15 +6,19 @@
 //! `{"error":{...}}`.
 
 use crate::AppState;
+use crate::access::ReadGrant;
 use crate::error::ApiError;
 use crate::extract::Params;
 use crate::query::DocFilter;
+use crate::security::Caller;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
+use herald_auth::Action;
+use herald_core::View;
 use herald_proto::{ErrorCode, Offset, ResumeToken, Timestamp};
 use herald_store::{ChannelName, LogChunk, Store, StoreError, TableName, TopicFilter};
 use serde::Deserialize;
@@ -49,16 +53,40 @@ pub(crate) struct ReplayParams {
 /// Streams the selected events.
 pub(crate) async fn replay(
     State(app): State<AppState>,
+    caller: Caller,
     Params(params): Params<ReplayParams>,
 ) -> Result<Response, ApiError> {
     let store = app.herald.clone();
     let topics = parse_topic(params.topic.as_deref())?;
-    let filter = Arc::new(DocFilter::parse(
+    let access = &app.security.access;
+    let grant = caller.check(
+        &app,
+        "replay",
+        match &topics {
+            TopicFilter::All | TopicFilter::AllTables => {
+                access.read_all(&caller.0).map(|()| ReadGrant::default())
+            }
+            TopicFilter::Exact(topic) => match topic.strip_prefix("table:") {
+                Some(table) => access.read(&caller.0, table),
+                None => caller
+                    .0
+                    .require(Action::Read, topic)
+                    .map(|()| ReadGrant::default()),
+            },
+        },
+    )?;
+    let filter = DocFilter::parse(
         params.filter.as_deref(),
         params.where_clause.as_deref(),
         params.params.as_deref(),
         &app.http.filter,
-    )?);
+    )?;
+    let filter = Arc::new(
+        filter
+            .restrict(access, &grant)
+            .inspect_err(|e| app.security.denied(&caller.0, "replay", e))?,
+    );
+    let view = grant.view().clone();
     let after = match (&params.from, params.since) {
         (Some(_), Some(_)) => {
             return Err(ApiError::new(
@@ -98,7 +126,7 @@ pub(crate) async fn replay(
     let body = async_stream::stream! {
         let mut chunk = Some(first);
         while let Some(current) = chunk.take() {
-            let (lines, done) = render(&current, &filter, since, &mut remaining);
+            let (lines, done) = render(&current, &filter, &view, since, &mut remaining);
             if !lines.is_empty() {
                 yield Ok::<Bytes, std::convert::Infallible>(lines);
             }
@@ -130,6 +158,7 @@ pub(crate) async fn replay(
 fn render(
     chunk: &LogChunk,
     filter: &DocFilter,
+    view: &View,
     since: Option<Timestamp>,
     remaining: &mut u64,
 ) -> (Bytes, bool) {
@@ -141,19 +170,21 @@ fn render(
         if since.is_some_and(|since| record.ts < since) {
             continue;
         }
-        if !filter.is_empty() && !event_matches(&record.json, filter) {
-            continue;
+        if filter.is_empty() && view.is_transparent() {
+            out.put_slice(&record.json);
+        } else {
+            let Ok(event) = serde_json::from_slice::<herald_proto::Event>(&record.json) else {
+                continue;
+            };
+            if !filter.matches(event.subject()) {
+                continue;
+            }
+            out.put_slice(&view.event(&event, &record.json));
         }
-        out.put_slice(&record.json);
         out.put_u8(b'\n');
         *remaining -= 1;
     }
     (out.freeze(), false)
-}
-
-/// Whether an event's subject ([`herald_proto::Event::subject`]) matches.
-fn event_matches(json: &[u8], filter: &DocFilter) -> bool {
-    serde_json::from_slice::<herald_proto::Event>(json).is_ok_and(|e| filter.matches(e.subject()))
 }
 
 fn parse_topic(topic: Option<&str>) -> Result<TopicFilter, ApiError> {

@@ -23,7 +23,17 @@
 //! - `health`: `GET /healthz` and `GET /readyz`.
 //! - `metrics`: `GET /metrics` (Prometheus) and the REST write metrics.
 //! - `stats`: `GET /v1/stats` and the rates behind it.
+//! - [`security`]: [`Security`], built from `[auth]`, `[tables]`,
+//!   `[limits]` and `[audit]`, and the extractor that authenticates REST
+//!   requests; with `auth` (principals, credentials), `access` (permissions,
+//!   row-level rules, hidden fields), `limits` (rate limits), `origin`
+//!   (browser origins), `tickets` (single-use SSE tickets), `audit` (the
+//!   audit log) and `admin` (`/v1/admin/...`).
 
+mod access;
+mod admin;
+mod audit;
+mod auth;
 mod batch;
 mod channels;
 pub mod config;
@@ -31,17 +41,22 @@ mod error;
 mod events;
 mod extract;
 mod health;
+mod limits;
 mod metrics;
+mod origin;
 mod query;
+pub mod security;
 mod sessions;
 mod sse;
 mod stats;
 mod subscription;
 mod tables;
+mod tickets;
 mod ws;
 
 pub use config::{Config, HttpConfig, RealtimeConfig};
 pub use error::ApiError;
+pub use security::Security;
 
 use crate::metrics::{WriteRequest, timed};
 use axum::Router;
@@ -69,6 +84,8 @@ pub(crate) struct AppState {
     pub(crate) rates: tokio::sync::watch::Receiver<stats::Rates>,
     /// The recorder of this server's scrape-time metrics.
     pub(crate) metrics: crate::metrics::ServerMetrics,
+    /// Authentication, authorization, limits and audit.
+    pub(crate) security: Arc<Security>,
 }
 
 /// The assembled server: its routes, the hub and the open sessions.
@@ -78,13 +95,40 @@ pub struct App {
 }
 
 impl App {
-    /// Starts the hub over `herald`; call inside a Tokio runtime.
+    /// Starts the hub over `herald`, open to everyone
+    /// ([`Security::open`]); call inside a Tokio runtime.
     ///
     /// The first app of the process installs the Prometheus recorder
     /// behind `GET /metrics`.
     #[must_use]
     pub fn new(herald: Herald, http: HttpConfig, realtime: RealtimeConfig) -> App {
+        App::with_security(herald, http, realtime, Security::open())
+    }
+
+    /// The server `config` describes: [`App::new`] with the security its
+    /// `[auth]`, `[tables]`, `[limits]` and `[audit]` ask for. Fails with a
+    /// message for the operator.
+    pub fn from_config(herald: Herald, config: &Config) -> Result<App, String> {
+        let security = Security::from_config(config)?;
+        Ok(App::with_security(
+            herald,
+            config.http.clone(),
+            config.realtime.clone(),
+            security,
+        ))
+    }
+
+    /// [`App::new`] with the given security.
+    #[must_use]
+    pub fn with_security(
+        herald: Herald,
+        http: HttpConfig,
+        realtime: RealtimeConfig,
+        security: Security,
+    ) -> App {
         let hub = Hub::start(herald.clone(), realtime.hub());
+        let security = Arc::new(security);
+        security.spawn_upkeep();
         App {
             state: AppState {
                 rates: stats::spawn_rate_ticker(herald.clone(), hub.clone()),
@@ -94,6 +138,7 @@ impl App {
                 herald,
                 http: Arc::new(http),
                 realtime: Arc::new(realtime),
+                security,
             },
         }
     }
@@ -137,6 +182,16 @@ impl App {
             )
             .route("/v1/ws", get(ws::upgrade))
             .route("/v1/sse", get(sse::subscribe))
+            .route("/v1/sse/tickets", post(sse::ticket))
+            .route(
+                "/v1/admin/apikeys",
+                get(admin::list_keys).post(admin::create_key),
+            )
+            .route(
+                "/v1/admin/apikeys/{id}",
+                axum::routing::delete(admin::revoke_key),
+            )
+            .route("/v1/admin/audit", get(admin::audit))
             .route("/v1/tables/{table}/events", get(sse::table_shorthand))
             .fallback(error::not_found)
             .method_not_allowed_fallback(error::method_not_allowed)
@@ -155,7 +210,10 @@ impl App {
     ) -> std::io::Result<()> {
         let sessions = self.state.sessions.clone();
         let (began, beginning) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(listener, self.router()).with_graceful_shutdown(async move {
+        let service = self
+            .router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let server = axum::serve(listener, service).with_graceful_shutdown(async move {
             shutdown.await;
             sessions.shut_down();
             let _ = began.send(());
@@ -186,7 +244,8 @@ impl App {
     }
 }
 
-/// [`App::new`] then [`App::serve`].
+/// [`App::new`] (open to every caller: see [`App::from_config`] for a
+/// server with authentication) then [`App::serve`].
 pub async fn run(
     listener: TcpListener,
     herald: Herald,

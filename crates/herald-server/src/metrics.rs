@@ -303,8 +303,18 @@ fn record(s: &Snapshot) {
     }
 }
 
-/// `GET /metrics`: Prometheus text format 0.0.4.
-pub(crate) async fn scrape(State(app): State<AppState>) -> Response {
+/// `GET /metrics`: Prometheus text format 0.0.4 (`metrics` or `admin`).
+pub(crate) async fn scrape(
+    State(app): State<AppState>,
+    caller: crate::security::Caller,
+) -> Response {
+    if let Err(e) = caller.check(
+        &app,
+        "metrics",
+        caller.0.require(herald_auth::Action::Metrics, ""),
+    ) {
+        return e.into_response();
+    }
     let snapshot = Snapshot::take(&app).await;
     let text = app.metrics.render(&snapshot);
     (

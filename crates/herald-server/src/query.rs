@@ -4,6 +4,7 @@
 //! once, through `herald-filter`, into one [`Filter`]; given both, a document
 //! must match both. The language is in docs/filters.md.
 
+use crate::access::{Access, ReadGrant};
 use crate::error::ApiError;
 use herald_filter::{Filter, Limits};
 use herald_proto::ErrorCode;
@@ -62,6 +63,17 @@ impl DocFilter {
     /// The compiled filter.
     pub(crate) fn into_filter(self) -> Filter {
         self.0
+    }
+
+    /// This filter restricted to what `grant` lets its caller read; `forbidden`
+    /// if it reads a field hidden from the caller.
+    pub(crate) fn restrict(
+        self,
+        access: &Access,
+        grant: &ReadGrant,
+    ) -> Result<DocFilter, ApiError> {
+        access.check_filter(grant, &self.0)?;
+        Ok(DocFilter(grant.restrict(self.0)))
     }
 
     /// Whether the filter keeps everything.

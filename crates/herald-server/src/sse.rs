@@ -10,10 +10,15 @@
 //! inject an SSE field. A comment line every heartbeat keeps proxies open.
 
 use crate::AppState;
+use crate::audit::Audit;
+use crate::auth::{Credential, Principal};
 use crate::error::ApiError;
 use crate::extract::{Params, TablePath};
+use crate::limits::OpenSlot;
+use crate::security::Caller;
+use crate::security::ClientIp;
 use crate::sessions::{self, Permit};
-use crate::{query, subscription};
+use crate::{origin, query, subscription};
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -27,6 +32,8 @@ use herald_proto::{
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
 
 /// The subscription id SSE streams use in `subscribed`/`snapshot` messages.
 const SSE_ID: &str = "sse";
@@ -51,11 +58,28 @@ pub(crate) struct SseParams {
     since: Option<u64>,
     snapshot: Option<bool>,
     on_lag: Option<LagPolicy>,
+    /// A single-use ticket from `POST /v1/sse/tickets`.
+    ticket: Option<String>,
+}
+
+/// `POST /v1/sse/tickets`: a single-use ticket for `?ticket=`, for browsers
+/// whose `EventSource` cannot send an `Authorization` header.
+pub(crate) async fn ticket(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<Value>, ApiError> {
+    let (ticket, ttl) = app.security.tickets.issue(caller.0).ok_or_else(|| {
+        ApiError::rate_limited("too many outstanding tickets", app.security.tickets_ttl())
+    })?;
+    Ok(axum::Json(
+        serde_json::json!({"ticket": ticket, "expires_in_ms": ttl.as_millis() as u64}),
+    ))
 }
 
 /// `GET /v1/sse`.
 pub(crate) async fn subscribe(
     State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Params(params): Params<SseParams>,
 ) -> Result<Response, ApiError> {
@@ -84,7 +108,7 @@ pub(crate) async fn subscribe(
         snapshot: params.snapshot.unwrap_or(false),
         on_lag: params.on_lag,
     };
-    stream(app, &headers, request).await
+    stream(app, ip, &headers, params.ticket.as_deref(), request).await
 }
 
 /// Options of the shorthand; every other parameter is a field equality.
@@ -95,6 +119,7 @@ struct ShorthandOptions {
     from: Option<String>,
     since: Option<u64>,
     snapshot: Option<bool>,
+    ticket: Option<String>,
 }
 
 /// Options of `/v1/sse` the shorthand does not take: refused rather than
@@ -104,12 +129,13 @@ const SSE_ONLY: [&str; 7] = [
 ];
 
 /// `GET /v1/tables/{table}/events?field=value...`: each parameter other than
-/// `ops`, `from`, `since` and `snapshot` is an equality on a (dotted) field;
+/// `ops`, `from`, `since`, `snapshot` and `ticket` is an equality on a (dotted) field;
 /// a field given several times matches any of its values. A value that reads
 /// as a JSON number, boolean or null also matches that typed value: `?n=3`
 /// matches `3` and `"3"`.
 pub(crate) async fn table_shorthand(
     State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
     TablePath(table): TablePath,
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
@@ -117,14 +143,17 @@ pub(crate) async fn table_shorthand(
     let mut fields: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut options = Vec::new();
     for (key, value) in query {
-        if matches!(key.as_str(), "ops" | "from" | "since" | "snapshot") {
+        if matches!(
+            key.as_str(),
+            "ops" | "from" | "since" | "snapshot" | "ticket"
+        ) {
             options.push((key, value));
         } else if SSE_ONLY.contains(&key.as_str()) {
             return Err(ApiError::new(
                 ErrorCode::InvalidParameter,
                 format!(
                     "`{key}` is an option of /v1/sse; here every parameter but ops, from, \
-                     since and snapshot is a field equality"
+                     since, snapshot and ticket is a field equality"
                 ),
             ));
         } else {
@@ -162,7 +191,7 @@ pub(crate) async fn table_shorthand(
         snapshot: options.snapshot.unwrap_or(false),
         ..Subscribe::default()
     };
-    stream(app, &headers, request).await
+    stream(app, ip, &headers, options.ticket.as_deref(), request).await
 }
 
 fn parse_ops(text: &str) -> Result<Vec<Op>, ApiError> {
@@ -199,13 +228,46 @@ fn start(from: Option<&str>, since: Option<u64>) -> Result<Option<StartFrom>, Ap
         .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e.to_string()))
 }
 
+/// Who opens an SSE stream: a ticket's holder, or the request's
+/// credentials (header or cookie), or the anonymous caller; then the origin
+/// check.
+fn caller(
+    app: &AppState,
+    ip: IpAddr,
+    headers: &HeaderMap,
+    ticket: Option<&str>,
+) -> Result<Arc<Principal>, ApiError> {
+    let security = &app.security;
+    let (who, credential) = match ticket {
+        Some(ticket) => {
+            let who = security.tickets.redeem(ticket).ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "unknown, used or expired ticket; get a new one from POST /v1/sse/tickets",
+                )
+            });
+            (
+                who.inspect_err(|e| security.auth_failed(ip, e))?,
+                Credential::Ticket,
+            )
+        }
+        None => security.authenticate(headers, ip, true)?,
+    };
+    origin::check(headers, &security.allowed_origins, credential)
+        .inspect_err(|e| security.auth_failed(ip, e))?;
+    Ok(who)
+}
+
 /// Subscribes and streams. `Last-Event-ID` (a resume token) replaces the
 /// start position and skips the snapshot: the client already has it.
 async fn stream(
     app: AppState,
+    ip: IpAddr,
     headers: &HeaderMap,
+    ticket: Option<&str>,
     mut request: Subscribe,
 ) -> Result<Response, ApiError> {
+    let who = caller(&app, ip, headers, ticket)?;
     if let Some(last) = headers.get("last-event-id") {
         let token: ResumeToken =
             last.to_str()
@@ -226,11 +288,33 @@ async fn stream(
             "the server holds the most connections it allows (or is shutting down); retry later",
         ));
     };
-    let spec = subscription::compile(request, &app.http.filter)?;
+    let slot = app.security.limits.connect(ip, Some(&who.subject()))?;
+    let topic = request
+        .table
+        .clone()
+        .map(|t| format!("table:{t}"))
+        .or(request.channel.clone());
+    let spec = subscription::compile(request, &app.http.filter, &app.security.access, &who)
+        .inspect_err(|e| {
+            if e.code == ErrorCode::Forbidden {
+                app.security.denied(&who, "subscribe", e);
+            }
+        })?;
     let conn = app.hub.connect();
     conn.subscribe(spec).await?;
+    let audited = app
+        .security
+        .audit
+        .records_subscriptions()
+        .then(|| Audited::new(&app.security.audit, &who.subject(), conn.id(), topic));
     let epoch = app.herald.store().epoch();
-    let body = events(app, conn, epoch, permit);
+    let expires_in = who.expires_in();
+    let held = Held {
+        _permit: permit,
+        _slot: slot,
+        _audited: audited,
+    };
+    let body = events(app, conn, epoch, held, expires_in);
     Ok((
         [
             (CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
@@ -241,21 +325,83 @@ async fn stream(
         .into_response())
 }
 
+/// What a stream holds while it lasts: its session place, its place in the
+/// connection limits, and the audit record of its end.
+struct Held {
+    _permit: Permit,
+    _slot: OpenSlot,
+    _audited: Option<Audited>,
+}
+
+/// Records the subscription in the audit log, and its end when dropped.
+struct Audited {
+    audit: Audit,
+    who: String,
+    conn: u64,
+}
+
+impl Audited {
+    fn new(audit: &Audit, who: &str, conn: u64, topic: Option<String>) -> Audited {
+        audit.record(
+            "subscribed",
+            Some(who),
+            serde_json::json!({"conn": conn, "id": SSE_ID, "topic": topic}),
+        );
+        Audited {
+            audit: audit.clone(),
+            who: who.to_owned(),
+            conn,
+        }
+    }
+}
+
+impl Drop for Audited {
+    fn drop(&mut self) {
+        self.audit.record(
+            "subscription_ended",
+            Some(&self.who),
+            serde_json::json!({"conn": self.conn, "id": SSE_ID, "reason": "stream closed"}),
+        );
+    }
+}
+
 fn events(
     app: AppState,
     conn: Connection,
     epoch: Epoch,
-    permit: Permit,
+    held: Held,
+    expires_in: Option<std::time::Duration>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> {
     async_stream::stream! {
-        let _permit = permit;
+        let _held = held;
         let mut closing = app.sessions.closing();
         let mut heartbeat = tokio::time::interval(app.realtime.heartbeat);
         heartbeat.tick().await;
+        let expiry = async {
+            match expires_in {
+                Some(after) => tokio::time::sleep(after).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expiry);
         let mut batch = Vec::new();
         loop {
             tokio::select! {
                 () = conn.outbox().ready() => {}
+                () = &mut expiry => {
+                    let error = ServerMessage::Error {
+                        reference: None,
+                        id: Some(SSE_ID.to_owned()),
+                        code: ErrorCode::TokenExpired,
+                        message: "the token expired; reconnect with a fresh one (Last-Event-ID resumes)".to_owned(),
+                        earliest: None,
+                        retry_after_ms: None,
+                    };
+                    let mut out = BytesMut::new();
+                    write_item(&mut out, epoch, &Outgoing::message(&error, None));
+                    yield Ok(out.freeze());
+                    return;
+                }
                 _ = heartbeat.tick() => {
                     yield Ok(Bytes::from_static(b": ping\n\n"));
                     continue;
@@ -282,6 +428,7 @@ fn events(
                     code,
                     message: message.to_owned(),
                     earliest: None,
+                    retry_after_ms: None,
                 };
                 write_item(&mut out, epoch, &Outgoing::message(&error, resume_from));
                 yield Ok(out.freeze());

@@ -12,6 +12,8 @@
 //! exist. The ticker ends when the store closes or the app is dropped.
 
 use crate::AppState;
+use crate::error::ApiError;
+use crate::security::Caller;
 use axum::Json;
 use axum::extract::State;
 use herald_core::{Herald, Hub, HubStats};
@@ -267,9 +269,13 @@ impl Stats {
     }
 }
 
-/// `GET /v1/stats`.
-pub(crate) async fn stats(State(app): State<AppState>) -> Json<Stats> {
-    Json(Stats::now(&app).await)
+/// `GET /v1/stats` (`admin`).
+pub(crate) async fn stats(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Stats>, ApiError> {
+    caller.check(&app, "stats", caller.0.require_admin())?;
+    Ok(Json(Stats::now(&app).await))
 }
 
 /// One subscription in `GET /v1/subscriptions`.
@@ -281,9 +287,13 @@ pub(crate) struct Listed {
     subscription: SubscriptionInfo,
 }
 
-/// `GET /v1/subscriptions`: every subscription of every connection (an
-/// admin view; authorization comes with the security work).
-pub(crate) async fn subscriptions(State(app): State<AppState>) -> Json<serde_json::Value> {
+/// `GET /v1/subscriptions`: every subscription of every connection
+/// (`admin`).
+pub(crate) async fn subscriptions(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.check(&app, "list subscriptions", caller.0.require_admin())?;
     let listed: Vec<Listed> = app
         .hub
         .subscriptions()
@@ -294,7 +304,7 @@ pub(crate) async fn subscriptions(State(app): State<AppState>) -> Json<serde_jso
             subscription,
         })
         .collect();
-    Json(serde_json::json!({ "subscriptions": listed }))
+    Ok(Json(serde_json::json!({ "subscriptions": listed })))
 }
 
 #[cfg(test)]

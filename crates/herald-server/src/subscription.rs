@@ -1,10 +1,13 @@
 //! A `subscribe` request — a WebSocket message, or an SSE query made into
 //! one — validated and compiled into a hub subscription.
 
+use crate::access::{Access, ReadGrant};
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::query::DocFilter;
+use herald_auth::Action;
 use herald_core::{Selection, SubscriptionSpec, Topic};
-use herald_filter::{ChangedFields, Limits};
+use herald_filter::{ChangedFields, Filter, Limits};
 use herald_proto::{ErrorCode, Op, StartFrom, Subscribe, Update};
 use serde_json::Value;
 use std::sync::Arc;
@@ -14,8 +17,30 @@ const MAX_ID_BYTES: usize = 128;
 /// Most fields in a `changed` restriction.
 const MAX_CHANGED: usize = 64;
 
-/// Validates and compiles `request`.
-pub(crate) fn compile(request: Subscribe, limits: &Limits) -> Result<SubscriptionSpec, ApiError> {
+/// What `who` may read of `topic`: `read:<table or channel>` (`read:*`
+/// and no binding rules for every table), and for a table its grant.
+pub(crate) fn grant(
+    access: &Access,
+    who: &Principal,
+    topic: &Topic,
+) -> Result<ReadGrant, ApiError> {
+    match topic {
+        Topic::AllTables => access.read_all(who).map(|()| ReadGrant::default()),
+        Topic::Table(table) => access.read(who, table.as_str()),
+        Topic::Channel(channel) => who
+            .require(Action::Read, channel.as_str())
+            .map(|()| ReadGrant::default()),
+    }
+}
+
+/// Validates and compiles `request` for `who`: its filter restricted to
+/// the rows `who` may read, its events shown through `who`'s view.
+pub(crate) fn compile(
+    request: Subscribe,
+    limits: &Limits,
+    access: &Access,
+    who: &Principal,
+) -> Result<SubscriptionSpec, ApiError> {
     let invalid = |message: String| ApiError::new(ErrorCode::InvalidParameter, message);
     if request.id.is_empty()
         || request.id.len() > MAX_ID_BYTES
@@ -41,6 +66,7 @@ pub(crate) fn compile(request: Subscribe, limits: &Limits) -> Result<Subscriptio
             "give `snapshot` or `from`, not both: a snapshot starts at its own offset".into(),
         ));
     }
+    let grant = grant(access, who, &topic)?;
     let selection = selection(
         request.ops,
         request.filter,
@@ -48,7 +74,8 @@ pub(crate) fn compile(request: Subscribe, limits: &Limits) -> Result<Subscriptio
         request.params,
         request.changed,
         limits,
-    )?;
+    )?
+    .restrict(access, &grant)?;
     Ok(SubscriptionSpec {
         id: request.id,
         topic,
@@ -59,11 +86,20 @@ pub(crate) fn compile(request: Subscribe, limits: &Limits) -> Result<Subscriptio
         from: request.from.unwrap_or(StartFrom::Now),
         snapshot: request.snapshot,
         on_lag: request.on_lag.unwrap_or_default(),
+        view: grant.view().clone(),
     })
 }
 
-/// Validates and compiles an `update` request's new selection.
-pub(crate) fn compile_update(request: Update, limits: &Limits) -> Result<Selection, ApiError> {
+/// Validates and compiles an `update` request's new selection, for a
+/// subscription to `topic` held by `who`.
+pub(crate) fn compile_update(
+    request: Update,
+    limits: &Limits,
+    access: &Access,
+    who: &Principal,
+    topic: &Topic,
+) -> Result<Selection, ApiError> {
+    let grant = grant(access, who, topic)?;
     selection(
         request.ops,
         request.filter,
@@ -71,7 +107,31 @@ pub(crate) fn compile_update(request: Update, limits: &Limits) -> Result<Selecti
         request.params,
         request.changed,
         limits,
-    )
+    )?
+    .restrict(access, &grant)
+}
+
+/// Restricting a selection to what a caller may read.
+trait Restrict: Sized {
+    fn restrict(self, access: &Access, grant: &ReadGrant) -> Result<Self, ApiError>;
+}
+
+impl Restrict for Selection {
+    fn restrict(self, access: &Access, grant: &ReadGrant) -> Result<Selection, ApiError> {
+        access.check_filter(grant, &self.filter)?;
+        if let Some(changed) = &self.changed
+            && let Some(field) = changed
+                .fields()
+                .iter()
+                .find(|f| grant.view().hidden().overlaps(f))
+        {
+            return Err(ApiError::forbidden(format!(
+                "`changed` names {field:?}, a field hidden from you"
+            )));
+        }
+        let filter = Arc::new(grant.restrict(Filter::clone(&self.filter)));
+        Ok(Selection { filter, ..self })
+    }
 }
 
 /// Operations, filter (JSON and/or SQL) and changed fields, as `subscribe`
@@ -137,6 +197,13 @@ mod tests {
     #[test]
     fn bad_requests_get_precise_codes() {
         let limits = Limits::default();
+        let access = Access::default();
+        let admin = Principal {
+            who: crate::auth::Who::Anonymous,
+            permissions: herald_auth::Permissions::all(),
+            claims: serde_json::Map::new(),
+            expires_at: None,
+        };
         let cases = [
             (json!({"id": "", "table": "t"}), ErrorCode::InvalidParameter),
             (json!({"id": "a"}), ErrorCode::InvalidParameter),
@@ -170,12 +237,14 @@ mod tests {
             ),
         ];
         for (body, code) in cases {
-            let err = compile(request(body.clone()), &limits).unwrap_err();
+            let err = compile(request(body.clone()), &limits, &access, &admin).unwrap_err();
             assert_eq!(err.code, code, "{body}: {}", err.message);
         }
         let ok = compile(
             request(json!({"id": "a", "table": "*", "where": "n > $1", "params": [1]})),
             &limits,
+            &access,
+            &admin,
         )
         .unwrap();
         assert_eq!(ok.topic, Topic::AllTables);

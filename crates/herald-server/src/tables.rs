@@ -4,6 +4,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{DocPath, JsonBody, Params, TablePath, if_match};
 use crate::query::DocFilter;
+use crate::security::Caller;
 use axum::Json;
 use axum::extract::State;
 use axum::http::header::{CONTENT_TYPE, ETAG, LOCATION};
@@ -18,11 +19,12 @@ use serde::Deserialize;
 /// `POST /v1/tables/{table}/docs`: insert; 201 with the ack and a `Location`.
 pub(crate) async fn insert(
     State(app): State<AppState>,
+    caller: Caller,
     TablePath(table): TablePath,
     JsonBody(doc): JsonBody,
 ) -> Result<Response, ApiError> {
     let path = format!("/v1/tables/{table}/docs/");
-    let ack = write(&app, WriteOp::insert(table, doc)?).await?;
+    let ack = write(&app, &caller, WriteOp::insert(table, doc)?).await?;
     let mut headers = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("{path}{}", urlencode(&ack.id))) {
         headers.insert(LOCATION, location);
@@ -33,52 +35,65 @@ pub(crate) async fn insert(
 /// `PUT /v1/tables/{table}/docs/{id}`: create or replace (`If-Match` optional).
 pub(crate) async fn put(
     State(app): State<AppState>,
+    caller: Caller,
     DocPath(table, id): DocPath,
     headers: HeaderMap,
     JsonBody(doc): JsonBody,
 ) -> Result<Json<WriteAck>, ApiError> {
     let expect = if_match(&headers)?;
     Ok(Json(
-        write(&app, WriteOp::put(table, id, doc, expect)?).await?,
+        write(&app, &caller, WriteOp::put(table, id, doc, expect)?).await?,
     ))
 }
 
 /// `PATCH /v1/tables/{table}/docs/{id}`: JSON merge patch (RFC 7396).
 pub(crate) async fn patch(
     State(app): State<AppState>,
+    caller: Caller,
     DocPath(table, id): DocPath,
     headers: HeaderMap,
     JsonBody(patch): JsonBody,
 ) -> Result<Json<WriteAck>, ApiError> {
     let expect = if_match(&headers)?;
     Ok(Json(
-        write(&app, WriteOp::patch(table, id, patch, expect)).await?,
+        write(&app, &caller, WriteOp::patch(table, id, patch, expect)).await?,
     ))
 }
 
 /// `DELETE /v1/tables/{table}/docs/{id}`.
 pub(crate) async fn delete(
     State(app): State<AppState>,
+    caller: Caller,
     DocPath(table, id): DocPath,
     headers: HeaderMap,
 ) -> Result<Json<WriteAck>, ApiError> {
     let expect = if_match(&headers)?;
-    Ok(Json(write(&app, WriteOp::delete(table, id, expect)).await?))
+    Ok(Json(
+        write(&app, &caller, WriteOp::delete(table, id, expect)).await?,
+    ))
 }
 
 /// `GET /v1/tables/{table}/docs/{id}`: the document, its version in `ETag`.
+/// A row the caller's rule excludes is `not_found`, like a missing one, so
+/// its existence is not revealed.
 pub(crate) async fn read(
     State(app): State<AppState>,
+    caller: Caller,
     DocPath(table, id): DocPath,
 ) -> Result<Response, ApiError> {
-    let record = app
-        .herald
-        .store()
-        .get(&table, &id)?
-        .ok_or_else(|| StoreError::NotFound {
-            table: table.to_string(),
-            id: id.to_string(),
-        })?;
+    let grant = caller.check(
+        &app,
+        "read",
+        app.security.access.read(&caller.0, table.as_str()),
+    )?;
+    let not_found = || StoreError::NotFound {
+        table: table.to_string(),
+        id: id.to_string(),
+    };
+    let record = app.herald.store().get(&table, &id)?.ok_or_else(not_found)?;
+    if !grant.admits(&serde_json::from_slice(&record.json).unwrap_or_default()) {
+        return Err(not_found().into());
+    }
     let etag = HeaderValue::from_str(&format!("\"{}\"", record.version))
         .expect("digits are a valid header");
     Ok((
@@ -86,7 +101,7 @@ pub(crate) async fn read(
             (CONTENT_TYPE, HeaderValue::from_static("application/json")),
             (ETAG, etag),
         ],
-        record.json,
+        grant.view().doc(&record.json).into_owned(),
     )
         .into_response())
 }
@@ -107,15 +122,21 @@ pub(crate) struct QueryParams {
 /// `GET /v1/tables/{table}/docs`: a page of documents in id order.
 pub(crate) async fn query(
     State(app): State<AppState>,
+    caller: Caller,
     TablePath(table): TablePath,
     Params(params): Params<QueryParams>,
 ) -> Result<Response, ApiError> {
+    let access = &app.security.access;
+    let grant = caller.check(&app, "query", access.read(&caller.0, table.as_str()))?;
     let filter = DocFilter::parse(
         params.filter.as_deref(),
         params.where_clause.as_deref(),
         params.params.as_deref(),
         &app.http.filter,
     )?;
+    let filter = filter
+        .restrict(access, &grant)
+        .inspect_err(|e| app.security.denied(&caller.0, "query", e))?;
     let reverse = match params.sort.as_deref() {
         None | Some("id") => false,
         Some("-id") => true,
@@ -158,7 +179,7 @@ pub(crate) async fn query(
         if i > 0 {
             body.push(b',');
         }
-        body.extend_from_slice(&record.json);
+        body.extend_from_slice(&grant.view().doc(&record.json));
     }
     body.extend_from_slice(b"],\"next_cursor\":");
     let cursor = page.next_after.map(|id| URL_SAFE_NO_PAD.encode(id));
@@ -184,8 +205,14 @@ fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
         })
 }
 
-async fn write(app: &AppState, op: WriteOp) -> Result<WriteAck, ApiError> {
-    Ok(app.herald.write_doc(op).await?)
+async fn write(app: &AppState, caller: &Caller, op: WriteOp) -> Result<WriteAck, ApiError> {
+    let op = caller.check(app, "write", app.security.access.write(&caller.0, op))?;
+    Ok(app.herald.write_doc(op).await.inspect_err(|e| {
+        if let StoreError::RuleViolation { .. } = e {
+            app.security
+                .denied(&caller.0, "write", &ApiError::forbidden(e.to_string()));
+        }
+    })?)
 }
 
 /// Percent-encodes an id for a URL path segment.

@@ -7,18 +7,25 @@
 //! socket buffers and an empty outbox.
 
 use crate::AppState;
+use crate::auth::{Credential, Principal};
 use crate::error::ApiError;
+use crate::limits::{MessageLimiter, OpenSlot, Verdict};
+use crate::security::ClientIp;
 use crate::sessions::{self, Permit};
-use crate::subscription;
+use crate::{origin, subscription};
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use herald_core::{Connection, End, HubError, LogLimit, Outgoing};
+use herald_auth::Action;
+use herald_core::{Connection, End, HubError, LogLimit, Outgoing, Topic};
 use herald_proto::{ClientMessage, CloseCode, ErrorCode, ServerMessage};
 use serde_json::Value;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Socket read buffer: small, since idle connections dominate; a large
@@ -27,24 +34,70 @@ const READ_BUFFER: usize = 1 << 10;
 /// Bytes the socket writer gathers before writing (we flush per batch).
 const WRITE_BUFFER: usize = 16 << 10;
 
-/// Accepts the upgrade if a session place is free.
-pub(crate) async fn upgrade(State(app): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    let Some(permit) = app.sessions.admit() else {
-        return ApiError::new(
+/// Accepts the upgrade if the caller's credentials (if any), origin and
+/// limits allow, and a session place is free. Without credentials and
+/// without anonymous access, the client must send `auth` within
+/// `auth_timeout`.
+pub(crate) async fn upgrade(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    match admit(&app, ip, &headers) {
+        Ok(admitted) => {
+            let max = app.realtime.max_message_bytes;
+            upgrade
+                .read_buffer_size(READ_BUFFER)
+                .write_buffer_size(WRITE_BUFFER)
+                // Our outbox is the queue; this only bounds one batch in flight.
+                .max_write_buffer_size(WRITE_BUFFER.max(app.realtime.outbox_bytes) * 4)
+                .max_message_size(max)
+                .max_frame_size(max)
+                .on_upgrade(move |socket| session(socket, app, admitted))
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// What the upgrade established: who (if known yet), and the places held.
+struct Admitted {
+    who: Option<Arc<Principal>>,
+    ip: IpAddr,
+    permit: Permit,
+    slot: OpenSlot,
+}
+
+fn admit(app: &AppState, ip: IpAddr, headers: &HeaderMap) -> Result<Admitted, ApiError> {
+    let security = &app.security;
+    let presented = security
+        .auth
+        .presented(headers, true)
+        .inspect_err(|e| security.auth_failed(ip, e))?;
+    let (who, credential) = match presented {
+        Some((who, credential)) => (Some(who), credential),
+        None if security.auth.allows_anonymous() => {
+            (Some(security.auth.anonymous()?), Credential::None)
+        }
+        None => (None, Credential::None),
+    };
+    origin::check(headers, &security.allowed_origins, credential)
+        .inspect_err(|e| security.auth_failed(ip, e))?;
+    let slot = security
+        .limits
+        .connect(ip, who.as_ref().map(|w| w.subject()).as_deref())?;
+    let permit = app.sessions.admit().ok_or_else(|| {
+        ApiError::new(
             ErrorCode::TooManyConnections,
             "the server holds the most connections it allows (or is shutting down); retry later",
         )
-        .into_response();
-    };
-    let max = app.realtime.max_message_bytes;
-    upgrade
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        // Our outbox is the queue; this only bounds one batch in flight.
-        .max_write_buffer_size(WRITE_BUFFER.max(app.realtime.outbox_bytes) * 4)
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| session(socket, app, permit))
+    })?;
+    Ok(Admitted {
+        who,
+        ip,
+        permit,
+        slot,
+    })
 }
 
 /// How a session ended, and so how its socket is closed.
@@ -58,7 +111,13 @@ enum Exit {
     Close(CloseCode, String),
 }
 
-async fn session(socket: WebSocket, app: AppState, _permit: Permit) {
+async fn session(socket: WebSocket, app: AppState, admitted: Admitted) {
+    let Admitted {
+        who,
+        ip,
+        permit: _permit,
+        slot,
+    } = admitted;
     let conn = app.hub.connect();
     let store = app.herald.store();
     let welcome = ServerMessage::Welcome {
@@ -74,6 +133,26 @@ async fn session(socket: WebSocket, app: AppState, _permit: Permit) {
     let started = Instant::now();
     // Milliseconds since `started` when the client last sent anything.
     let last_heard = AtomicU64::new(0);
+    // Milliseconds since `started` by which the client must (re)authenticate:
+    // set by the reader, enforced by the writer.
+    let deadline = AtomicU64::new(u64::MAX);
+    let authenticated = AtomicBool::new(false);
+    let clock = Clock {
+        started,
+        deadline: &deadline,
+        authenticated: &authenticated,
+    };
+    let mut client = Client {
+        who: None,
+        ip,
+        slot,
+        messages: app.security.limits.messages(),
+        subscriptions: Vec::new(),
+    };
+    match who {
+        Some(who) => client.identify(&clock, who),
+        None => clock.due_in(Some(app.security.auth.auth_timeout)),
+    }
     let exit = {
         let reader = async {
             while let Some(received) = stream.next().await {
@@ -81,7 +160,38 @@ async fn session(socket: WebSocket, app: AppState, _permit: Permit) {
                 match received {
                     // Boxed: the handling future is large and lives only while
                     // a message is handled, not in every idle connection.
-                    Ok(Message::Text(text)) => Box::pin(handle(&app, &conn, text.as_str())).await,
+                    Ok(Message::Text(text)) => {
+                        match client.messages.check() {
+                            Verdict::Allow => {}
+                            Verdict::Refuse(wait) => {
+                                reply(
+                                    &conn,
+                                    &error_message(
+                                        &ApiError::rate_limited("too many messages", wait),
+                                        None,
+                                        None,
+                                    ),
+                                );
+                                continue;
+                            }
+                            Verdict::Abuse => {
+                                app.security.audit.record(
+                                    "abuse",
+                                    client.who.as_ref().map(|w| w.subject()).as_deref(),
+                                    serde_json::json!({"ip": ip.to_string(), "reason": "kept exceeding the message rate"}),
+                                );
+                                return Exit::Close(
+                                    CloseCode::PolicyViolation,
+                                    "rate limit exceeded repeatedly".into(),
+                                );
+                            }
+                        }
+                        if let Err(exit) =
+                            Box::pin(handle(&app, &conn, &mut client, &clock, text.as_str())).await
+                        {
+                            return exit;
+                        }
+                    }
                     Ok(Message::Binary(_)) => {
                         let e = HubError::new(
                             ErrorCode::InvalidMessage,
@@ -104,8 +214,22 @@ async fn session(socket: WebSocket, app: AppState, _permit: Permit) {
             let timeout = app.realtime.client_timeout;
             let mut batch = Vec::new();
             loop {
+                let due = deadline.load(Ordering::Relaxed);
+                let wake = (due != u64::MAX)
+                    .then(|| tokio::time::Instant::from_std(started) + Duration::from_millis(due));
                 tokio::select! {
                     () = conn.outbox().ready() => {}
+                    () = sleep_until(wake) => {
+                        if deadline.load(Ordering::Relaxed) != due {
+                            continue;
+                        }
+                        let (code, reason) = if authenticated.load(Ordering::Relaxed) {
+                            (CloseCode::TokenExpired, "token expired; send a fresh one with auth before it does")
+                        } else {
+                            (CloseCode::Unauthorized, "not authenticated in time; send auth first")
+                        };
+                        return Exit::Close(code, reason.into());
+                    }
                     _ = heartbeat.tick() => {
                         let heard = Duration::from_millis(last_heard.load(Ordering::Relaxed));
                         if started.elapsed().saturating_sub(heard) > timeout {
@@ -175,14 +299,35 @@ async fn session(socket: WebSocket, app: AppState, _permit: Permit) {
                 code: code.code(),
                 reason: Utf8Bytes::from(reason),
             };
-            let _ = tokio::time::timeout(
-                Duration::from_secs(1),
-                sink.send(Message::Close(Some(close))),
-            )
-            .await;
+            // What is queued first (the errors that led here, say), unless
+            // the connection is closing because it is too slow to take it.
+            let mut rest = Vec::new();
+            if code != CloseCode::SlowConsumer {
+                let _ = conn.outbox().take(&mut rest);
+            }
+            let goodbye = async {
+                for item in rest {
+                    sink.feed(Message::Text(frame(item))).await?;
+                }
+                sink.send(Message::Close(Some(close))).await
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), goodbye).await;
+        }
+    }
+    if let Some(who) = client.subject() {
+        for id in &client.subscriptions {
+            subscription_ended(&app, &conn, &who, id, "connection closed");
         }
     }
     // Dropping `conn` removes its subscriptions from the hub.
+}
+
+/// Sleeps until `at`; forever if `None`.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A read error: an oversized message closes with 1009; anything else means
@@ -203,35 +348,124 @@ fn read_failure(e: &axum::Error) -> Exit {
     }
 }
 
+/// The session's clock for credentials: the time by which the client
+/// must authenticate, or its token expires. The reader sets it, the writer
+/// enforces it (both borrow it from the session task's frame).
+struct Clock<'a> {
+    started: Instant,
+    /// Milliseconds since `started`; `u64::MAX`: none.
+    deadline: &'a AtomicU64,
+    /// Whether the deadline is a token's expiry (else: authenticate first).
+    authenticated: &'a AtomicBool,
+}
+
+impl Clock<'_> {
+    fn due_in(&self, within: Option<Duration>) {
+        let at = within.map_or(u64::MAX, |d| {
+            (self.started.elapsed() + d).as_millis() as u64
+        });
+        self.deadline.store(at, Ordering::Relaxed);
+    }
+}
+
+/// Who the client is, and its per-connection limits. Owned by the reader.
+struct Client {
+    who: Option<Arc<Principal>>,
+    ip: IpAddr,
+    slot: OpenSlot,
+    messages: MessageLimiter,
+    /// Ids of its live subscriptions, for the audit log (kept only when
+    /// subscriptions are audited).
+    subscriptions: Vec<String>,
+}
+
+impl Client {
+    /// The connection is now `who`; its token's expiry is the deadline.
+    fn identify(&mut self, clock: &Clock<'_>, who: Arc<Principal>) {
+        clock.authenticated.store(true, Ordering::Relaxed);
+        clock.due_in(who.expires_in());
+        self.who = Some(who);
+    }
+
+    fn subject(&self) -> Option<String> {
+        self.who.as_ref().map(|w| w.subject())
+    }
+}
+
 /// Handles one client message; answers go through the outbox, in order
-/// with the events.
-async fn handle(app: &AppState, conn: &Connection, text: &str) {
+/// with the events. `Err` ends the session.
+async fn handle(
+    app: &AppState,
+    conn: &Connection,
+    client: &mut Client,
+    clock: &Clock<'_>,
+    text: &str,
+) -> Result<(), Exit> {
     let message = match serde_json::from_str::<ClientMessage>(text) {
         Ok(message) => message,
         Err(e) => {
             reply(conn, &invalid_message(text, &e));
-            return;
+            return Ok(());
         }
     };
+    if let ClientMessage::Auth { token, reference } = message {
+        return authenticate(app, conn, client, clock, &token, reference);
+    }
+    let Some(who) = client.who.clone() else {
+        if let ClientMessage::Ping { reference } = message {
+            reply(conn, &ServerMessage::Pong { reference });
+        } else {
+            let e = ApiError::new(
+                ErrorCode::Unauthorized,
+                "authenticate first: send {\"type\":\"auth\",\"token\":...}",
+            );
+            reply(conn, &error_message(&e, None, None));
+        }
+        return Ok(());
+    };
+    let security = &app.security;
+    let denied = |what: &str, e: &ApiError| security.denied(&who, what, e);
     match message {
         ClientMessage::Subscribe(request) => {
             let id = request.id.clone();
-            let spec = match subscription::compile(request, &app.http.filter) {
-                Ok(spec) => spec,
-                Err(e) => {
-                    reply(conn, &HubError::from(e).to_message(Some(id), None));
-                    return;
+            let topic = request
+                .table
+                .clone()
+                .map(|t| format!("table:{t}"))
+                .or(request.channel.clone());
+            let spec =
+                match subscription::compile(request, &app.http.filter, &security.access, &who) {
+                    Ok(spec) => spec,
+                    Err(e) => {
+                        if e.code == ErrorCode::Forbidden {
+                            denied("subscribe", &e);
+                        }
+                        reply(conn, &error_message(&e, Some(id), None));
+                        return Ok(());
+                    }
+                };
+            match conn.subscribe(spec).await {
+                Ok(()) if security.audit.records_subscriptions() => {
+                    security.audit.record(
+                        "subscribed",
+                        Some(&who.subject()),
+                        serde_json::json!({"conn": conn.id(), "id": id, "topic": topic}),
+                    );
+                    client.subscriptions.push(id);
                 }
-            };
-            if let Err(e) = conn.subscribe(spec).await {
-                reply(conn, &e.to_message(Some(id), None));
+                Ok(()) => {}
+                Err(e) => reply(conn, &e.to_message(Some(id), None)),
             }
         }
-        ClientMessage::Unsubscribe { id } => {
-            if let Err(e) = conn.unsubscribe(&id).await {
-                reply(conn, &e.to_message(Some(id), None));
+        ClientMessage::Unsubscribe { id } => match conn.unsubscribe(&id).await {
+            Ok(()) => {
+                if let Some(at) = client.subscriptions.iter().position(|s| *s == id) {
+                    client.subscriptions.swap_remove(at);
+                    subscription_ended(app, conn, &who.subject(), &id, "unsubscribed");
+                }
             }
-        }
+            Err(e) => reply(conn, &e.to_message(Some(id), None)),
+        },
         ClientMessage::Pause { id } => {
             if let Err(e) = conn.pause(&id).await {
                 reply(conn, &e.to_message(Some(id), None));
@@ -244,35 +478,58 @@ async fn handle(app: &AppState, conn: &Connection, text: &str) {
         }
         ClientMessage::Update(request) => {
             let id = request.id.clone();
-            let result = match subscription::compile_update(request, &app.http.filter) {
-                Ok(selection) => conn.update(&id, selection).await,
-                Err(e) => Err(e.into()),
+            let result = match subscription_topic(conn, &id).await {
+                Ok(topic) => match subscription::compile_update(
+                    request,
+                    &app.http.filter,
+                    &security.access,
+                    &who,
+                    &topic,
+                ) {
+                    Ok(selection) => conn.update(&id, selection).await.map_err(ApiError::from),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
             };
             if let Err(e) = result {
-                reply(conn, &e.to_message(Some(id), None));
+                reply(conn, &error_message(&e, Some(id), None));
             }
         }
         ClientMessage::Publish {
             channel,
             data,
             reference,
-        } => match app.herald.publish(&channel, data).await {
-            Ok(offset) => {
-                let receivers = app.hub.receivers(offset).await;
-                reply(
-                    conn,
-                    &ServerMessage::Published {
-                        reference,
-                        offset,
-                        receivers,
-                    },
-                );
+        } => {
+            let allowed = who
+                .require(Action::Publish, &channel)
+                .inspect_err(|e| denied("publish", e))
+                .and_then(|()| security.limits.publish(&who.subject()));
+            if let Err(e) = allowed {
+                reply(conn, &error_message(&e, None, reference));
+                return Ok(());
             }
-            Err(e) => {
-                let e = HubError::from(e);
-                reply(conn, &e.to_message(None, reference));
+            match app
+                .herald
+                .publish_from(&channel, data, who.publisher())
+                .await
+            {
+                Ok(offset) => {
+                    let receivers = app.hub.receivers(offset).await;
+                    reply(
+                        conn,
+                        &ServerMessage::Published {
+                            reference,
+                            offset,
+                            receivers,
+                        },
+                    );
+                }
+                Err(e) => {
+                    let e = HubError::from(e);
+                    reply(conn, &e.to_message(None, reference));
+                }
             }
-        },
+        }
         ClientMessage::Ping { reference } => reply(conn, &ServerMessage::Pong { reference }),
         ClientMessage::ListSubscriptions { reference } => match conn.subscriptions().await {
             Ok(subscriptions) => reply(
@@ -285,13 +542,116 @@ async fn handle(app: &AppState, conn: &Connection, text: &str) {
             Err(e) => reply(conn, &e.to_message(None, reference)),
         },
         ClientMessage::Stats { reference } => {
+            if let Err(e) = who.require_admin() {
+                denied("stats", &e);
+                reply(conn, &error_message(&e, None, reference));
+                return Ok(());
+            }
             let stats =
                 serde_json::to_value(crate::stats::Stats::now(app).await).unwrap_or_default();
             reply(conn, &ServerMessage::Stats { reference, stats });
         }
-        // Authentication comes with the security work; until then every
-        // connection is anonymous and a token changes nothing.
-        ClientMessage::Auth { .. } => {}
+        ClientMessage::Auth { .. } => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+/// `auth`: the first credentials of a connection that had none, or a fresh
+/// token for the same subject. A rejected token closes a connection that
+/// is not yet authenticated (4003); one that is keeps its identity.
+fn authenticate(
+    app: &AppState,
+    conn: &Connection,
+    client: &mut Client,
+    clock: &Clock<'_>,
+    token: &str,
+    reference: Option<String>,
+) -> Result<(), Exit> {
+    let security = &app.security;
+    let verified = security
+        .auth
+        .verify(token)
+        .map_err(crate::auth::rejected)
+        .inspect_err(|e| security.auth_failed(client.ip, e));
+    let who = match verified {
+        Ok(who) => who,
+        Err(e) if client.who.is_none() => {
+            return Err(Exit::Close(CloseCode::Unauthorized, close_reason(&e)));
+        }
+        Err(e) => {
+            reply(conn, &error_message(&e, None, reference));
+            return Ok(());
+        }
+    };
+    if let Some(current) = &client.who
+        && current.who != who.who
+        && current.who != crate::auth::Who::Anonymous
+    {
+        let e = ApiError::forbidden(
+            "a connection keeps its identity: a fresh token must be for the same subject; reconnect to change user",
+        );
+        reply(conn, &error_message(&e, None, reference));
+        return Ok(());
+    }
+    let subject = who.subject();
+    if let Err(e) = client.slot.identify(&subject) {
+        return Err(Exit::Close(CloseCode::PolicyViolation, close_reason(&e)));
+    }
+    let expires_at = who.expires_at;
+    client.identify(clock, Arc::new(who));
+    reply(
+        conn,
+        &ServerMessage::Authenticated {
+            reference,
+            who: subject,
+            expires_at,
+        },
+    );
+    Ok(())
+}
+
+/// A close frame's reason: at most 123 bytes, cut at a character boundary.
+fn close_reason(e: &ApiError) -> String {
+    let mut reason = format!("{}: {}", e.code.as_str(), e.message);
+    while reason.len() > 123 {
+        reason.pop();
+    }
+    reason
+}
+
+/// The topic of the connection's subscription `id`.
+async fn subscription_topic(conn: &Connection, id: &str) -> Result<Topic, ApiError> {
+    let info = conn
+        .subscriptions()
+        .await?
+        .into_iter()
+        .find(|s| s.id == id)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnknownSubscription,
+                format!("this connection has no subscription {id:?}"),
+            )
+        })?;
+    Topic::parse(&info.topic).map_err(ApiError::from)
+}
+
+fn subscription_ended(app: &AppState, conn: &Connection, who: &str, id: &str, reason: &str) {
+    app.security.audit.record(
+        "subscription_ended",
+        Some(who),
+        serde_json::json!({"conn": conn.id(), "id": id, "reason": reason}),
+    );
+}
+
+/// An [`ApiError`] as a WebSocket `error` message.
+fn error_message(e: &ApiError, id: Option<String>, reference: Option<String>) -> ServerMessage {
+    ServerMessage::Error {
+        reference,
+        id,
+        code: e.code,
+        message: e.message.clone(),
+        earliest: e.earliest.map(herald_proto::Offset),
+        retry_after_ms: e.retry_after.map(|d| d.as_millis().max(1) as u64),
     }
 }
 

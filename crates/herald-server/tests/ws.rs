@@ -1678,8 +1678,9 @@ async fn malformed_messages_get_invalid_message_and_the_connection_survives() {
     assert_eq!(keys(&error), ["code", "message", "type"]);
     ws.ping("after binary").await;
 
-    // `auth` is accepted (and, for now, answered with nothing).
+    // A bad token in `auth` is an error; the (open) connection stays.
     ws.send(json!({"type": "auth", "token": "t"})).await;
+    ws.expect_error("unauthorized").await;
     ws.ping("after auth").await;
 
     // The subscription made before all this still works.

@@ -42,12 +42,43 @@ impl Server {
         Server::start_in(tempfile::tempdir().unwrap(), store, realtime, None).await
     }
 
+    /// A server with the security `config` asks for (`[auth]`, `[tables]`,
+    /// `[limits]`, `[audit]`): its `data_dir` and `listen` are replaced by a
+    /// fresh directory and an ephemeral loopback port. `prepare` runs on the
+    /// data directory first (to create API keys, say).
+    pub async fn secured(
+        mut config: herald_server::Config,
+        prepare: impl FnOnce(&std::path::Path),
+    ) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path());
+        config.data_dir = dir.path().to_owned();
+        Server::start_app(
+            dir,
+            StoreConfig::default(),
+            config.realtime.clone(),
+            None,
+            Some(config),
+        )
+        .await
+    }
+
     /// A server over `dir`, on `addr` if given (to restart on the same port).
     pub async fn start_in(
         dir: TempDir,
         store: StoreConfig,
         realtime: RealtimeConfig,
         addr: Option<SocketAddr>,
+    ) -> Server {
+        Server::start_app(dir, store, realtime, addr, None).await
+    }
+
+    async fn start_app(
+        dir: TempDir,
+        store: StoreConfig,
+        realtime: RealtimeConfig,
+        addr: Option<SocketAddr>,
+        secured: Option<herald_server::Config>,
     ) -> Server {
         let listener = match addr {
             Some(addr) => {
@@ -69,7 +100,14 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let herald = Herald::open_with(dir.path(), store).unwrap();
         let (shutdown, signal) = oneshot::channel::<()>();
-        let app = herald_server::App::new(herald.clone(), HttpConfig::default(), realtime);
+        let app = match secured {
+            Some(mut config) => {
+                config.listen = addr;
+                herald_server::App::from_config(herald.clone(), &config)
+                    .expect("a valid configuration")
+            }
+            None => herald_server::App::new(herald.clone(), HttpConfig::default(), realtime),
+        };
         let hub = app.hub().clone();
         let sessions = app.sessions().clone();
         let task = tokio::spawn(app.serve(listener, async move {
@@ -310,6 +348,68 @@ impl Server {
         }
     }
 
+    /// A WebSocket opened with these request headers (`Authorization`,
+    /// `Origin`, `Cookie`...), past its `welcome`; or the refusal's status
+    /// and JSON body.
+    pub async fn ws_with(&self, headers: &[(&str, &str)]) -> Result<Ws, (u16, Value)> {
+        use tokio_tungstenite::tungstenite::Error;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = self.ws_url().into_client_request().unwrap();
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                    .unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((stream, _)) => {
+                let mut ws = Ws { stream };
+                ws.expect("welcome").await;
+                Ok(ws)
+            }
+            Err(Error::Http(response)) => {
+                let body = response.body().as_deref().unwrap_or_default();
+                let json = serde_json::from_slice(body).unwrap_or(Value::Null);
+                Err((response.status().as_u16(), json))
+            }
+            Err(e) => panic!("upgrade failed: {e}"),
+        }
+    }
+
+    /// [`Server::call`] as the holder of `token` (`Authorization: Bearer`):
+    /// the status, the JSON answer and the `Retry-After` header.
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value, Option<String>) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let reply = tokio::time::timeout(TIMEOUT, request.send())
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        let status = reply.status().as_u16();
+        let retry = reply
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let bytes = reply.bytes().await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            retry,
+        )
+    }
+
     /// Any request, with an optional JSON body: the status and the JSON
     /// answer (`Null` when the body is not JSON).
     pub async fn call(
@@ -417,6 +517,29 @@ impl Ws {
                 }
                 Message::Ping(_) | Message::Pong(_) => {}
                 other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads `error` messages of `code` until the close frame: the number
+    /// of errors, and the close code.
+    pub async fn errors_until_close(&mut self, code: &str) -> (usize, u16) {
+        let mut errors = 0;
+        loop {
+            let message = tokio::time::timeout(TIMEOUT, self.stream.next())
+                .await
+                .expect("a close frame in time")
+                .expect("a close frame before the end of the stream")
+                .expect("no socket error before the close frame");
+            match message {
+                Message::Close(Some(frame)) => return (errors, u16::from(frame.code)),
+                Message::Text(text) => {
+                    let m: Value = serde_json::from_str(&text).unwrap();
+                    assert_eq!(m["code"], code, "{m}");
+                    errors += 1;
+                }
+                Message::Ping(_) | Message::Pong(_) => {}
+                other => panic!("expected errors then a close frame, got {other:?}"),
             }
         }
     }
