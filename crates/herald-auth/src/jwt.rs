@@ -56,6 +56,19 @@ pub struct JwtConfig {
     pub permissions_claim: String,
     /// Longer tokens are refused before decoding [default: 8192].
     pub max_token_bytes: usize,
+    /// A JWKS document to take keys from (your identity provider's
+    /// `.../.well-known/jwks.json`). Fetched by the server, not by this
+    /// crate: at start, every `jwks_refresh`, and when a token names an
+    /// unknown `kid` (at most once per `jwks_min_interval`).
+    pub jwks_url: Option<String>,
+    /// How often the JWKS document is fetched again [default: 10m].
+    #[serde(with = "humantime_serde")]
+    pub jwks_refresh: Duration,
+    /// Least time between fetches caused by unknown `kid`s, so forged
+    /// tokens cannot make the server hammer the identity provider
+    /// [default: 30s].
+    #[serde(with = "humantime_serde")]
+    pub jwks_min_interval: Duration,
 }
 
 impl Default for JwtConfig {
@@ -67,6 +80,9 @@ impl Default for JwtConfig {
             leeway: Duration::from_secs(30),
             permissions_claim: "permissions".into(),
             max_token_bytes: 8192,
+            jwks_url: None,
+            jwks_refresh: Duration::from_secs(600),
+            jwks_min_interval: Duration::from_secs(30),
         }
     }
 }

@@ -13,6 +13,7 @@
 
 use crate::config::{Anonymous, AuthConfig};
 use crate::error::ApiError;
+use crate::jwks::Jwks;
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use herald_auth::{Action, ApiKeys, AuthError, JwtVerifier, Permissions};
@@ -156,6 +157,8 @@ pub(crate) enum Credential {
 #[derive(Debug)]
 pub(crate) struct Auth {
     jwt: Option<JwtVerifier>,
+    /// Where more keys come from, if `auth.jwt.jwks_url` is set.
+    pub(crate) jwks: Option<Jwks>,
     keys: Option<ApiKeys>,
     /// The anonymous principal, if anonymous access is allowed.
     anonymous: Option<Arc<Principal>>,
@@ -169,6 +172,7 @@ impl Auth {
     pub(crate) fn open() -> Auth {
         Auth {
             jwt: None,
+            jwks: None,
             keys: None,
             anonymous: Some(Arc::new(Principal::anonymous(Permissions::all()))),
             cookie: None,
@@ -189,6 +193,15 @@ impl Auth {
             .map(JwtVerifier::new)
             .transpose()
             .map_err(|e| format!("[auth.jwt]: {e}"))?;
+        let jwks = config.jwt.as_ref().map(Jwks::new).transpose()?.flatten();
+        if let Some(jwt) = &config.jwt
+            && jwt.audience.is_none()
+        {
+            tracing::warn!(
+                "auth.jwt.audience is not set: tokens your identity provider issued for other \
+                 applications are accepted too (docs/security.md)"
+            );
+        }
         let keys = ApiKeys::open(keys_file).map_err(|e| format!("API keys: {e}"))?;
         let credentials = jwt.is_some() || !keys.is_empty();
         let permissions = |list: &[String]| {
@@ -219,6 +232,7 @@ impl Auth {
         };
         Ok(Auth {
             jwt,
+            jwks,
             keys: Some(keys),
             anonymous: anonymous.map(Arc::new),
             cookie: (!config.cookie.is_empty()).then(|| config.cookie.clone()),
@@ -231,8 +245,32 @@ impl Auth {
         self.keys.as_ref()
     }
 
-    /// Verifies a bearer token: an API key or a JWT.
-    pub(crate) fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+    /// The JWT verifier, if tokens are accepted.
+    pub(crate) fn jwt(&self) -> Option<&JwtVerifier> {
+        self.jwt.as_ref()
+    }
+
+    /// Verifies a bearer token: an API key or a JWT. A JWT naming a `kid`
+    /// we do not know makes us fetch the JWKS document again (rate-limited)
+    /// and retry once.
+    pub(crate) async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        match self.verify_now(token) {
+            Err(e) if e.kind == herald_auth::AuthErrorKind::UnknownKey => {
+                let (Some(jwks), Some(jwt), Some(kid)) = (&self.jwks, &self.jwt, token_kid(token))
+                else {
+                    return Err(e);
+                };
+                if jwks.refetch(jwt, &kid).await {
+                    self.verify_now(token)
+                } else {
+                    Err(e)
+                }
+            }
+            verified => verified,
+        }
+    }
+
+    fn verify_now(&self, token: &str) -> Result<Principal, AuthError> {
         if ApiKeys::looks_like_key(token)
             && let Some(keys) = &self.keys
         {
@@ -279,12 +317,12 @@ impl Auth {
 
     /// Authenticates a request from its headers, or the anonymous caller.
     /// `browser` requests (WS upgrade, SSE) may also use the cookie.
-    pub(crate) fn request(
+    pub(crate) async fn request(
         &self,
         headers: &HeaderMap,
         browser: bool,
     ) -> Result<(Arc<Principal>, Credential), ApiError> {
-        match self.presented(headers, browser)? {
+        match self.presented(headers, browser).await? {
             Some(found) => Ok(found),
             None => Ok((self.anonymous()?, Credential::None)),
         }
@@ -292,7 +330,7 @@ impl Auth {
 
     /// The credentials a request carries, verified; `None` if it carries
     /// none.
-    pub(crate) fn presented(
+    pub(crate) async fn presented(
         &self,
         headers: &HeaderMap,
         browser: bool,
@@ -312,18 +350,29 @@ impl Auth {
                         "the Authorization header must be `Bearer <token>`",
                     )
                 })?;
-            let who = self.verify(token).map_err(rejected)?;
+            let who = self.verify(token).await.map_err(rejected)?;
             return Ok(Some((Arc::new(who), Credential::Header)));
         }
         if browser
             && let Some(name) = &self.cookie
             && let Some(token) = cookie(headers, name)
         {
-            let who = self.verify(token).map_err(rejected)?;
+            let who = self.verify(token).await.map_err(rejected)?;
             return Ok(Some((Arc::new(who), Credential::Cookie)));
         }
         Ok(None)
     }
+}
+
+/// The `kid` in a JWT's header, if it has one.
+fn token_kid(token: &str) -> Option<String> {
+    use base64::Engine;
+    let header = token.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()?;
+    let header: Value = serde_json::from_slice(&bytes).ok()?;
+    header.get("kid")?.as_str().map(str::to_owned)
 }
 
 /// The value of cookie `name`, if the request carries it.

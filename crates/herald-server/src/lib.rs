@@ -41,6 +41,7 @@ mod error;
 mod events;
 mod extract;
 mod health;
+mod jwks;
 mod limits;
 mod metrics;
 mod origin;

@@ -61,9 +61,32 @@ impl Security {
         })
     }
 
-    /// Background upkeep: reloads API keys changed by `herald apikey`, and
-    /// forgets idle rate-limit keys. Call inside a Tokio runtime.
+    /// Background upkeep: reloads API keys changed by `herald apikey`,
+    /// forgets idle rate-limit keys, and fetches the JWKS document (at start
+    /// and every `jwks_refresh`). Call inside a Tokio runtime.
     pub(crate) fn spawn_upkeep(self: &Arc<Security>) {
+        if self.auth.jwks.is_some() {
+            let security = Arc::downgrade(self);
+            tokio::spawn(async move {
+                loop {
+                    let Some(strong) = security.upgrade() else {
+                        return;
+                    };
+                    let (Some(jwks), Some(jwt)) = (&strong.auth.jwks, strong.auth.jwt()) else {
+                        return;
+                    };
+                    match jwks.fetch(jwt).await {
+                        Ok(n) => tracing::info!(keys = n, "JWKS keys loaded"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "fetching the JWKS document failed; keeping the keys we had")
+                        }
+                    }
+                    let every = jwks.refresh;
+                    drop(strong);
+                    tokio::time::sleep(every).await;
+                }
+            });
+        }
         let security = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -91,7 +114,7 @@ impl Security {
     }
 
     /// Authenticates a request; a failure is audited.
-    pub(crate) fn authenticate(
+    pub(crate) async fn authenticate(
         &self,
         headers: &HeaderMap,
         ip: IpAddr,
@@ -99,6 +122,7 @@ impl Security {
     ) -> Result<(Arc<Principal>, Credential), ApiError> {
         self.auth
             .request(headers, browser)
+            .await
             .inspect_err(|e| self.auth_failed(ip, e))
     }
 
@@ -156,7 +180,7 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
         let ip = client_ip(parts);
-        let (who, _) = app.security.authenticate(&parts.headers, ip, false)?;
+        let (who, _) = app.security.authenticate(&parts.headers, ip, false).await?;
         Ok(Caller(who))
     }
 }

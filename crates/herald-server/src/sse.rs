@@ -231,7 +231,7 @@ fn start(from: Option<&str>, since: Option<u64>) -> Result<Option<StartFrom>, Ap
 /// Who opens an SSE stream: a ticket's holder, or the request's
 /// credentials (header or cookie), or the anonymous caller; then the origin
 /// check.
-fn caller(
+async fn caller(
     app: &AppState,
     ip: IpAddr,
     headers: &HeaderMap,
@@ -251,7 +251,7 @@ fn caller(
                 Credential::Ticket,
             )
         }
-        None => security.authenticate(headers, ip, true)?,
+        None => security.authenticate(headers, ip, true).await?,
     };
     origin::check(headers, &security.allowed_origins, credential)
         .inspect_err(|e| security.auth_failed(ip, e))?;
@@ -267,7 +267,7 @@ async fn stream(
     ticket: Option<&str>,
     mut request: Subscribe,
 ) -> Result<Response, ApiError> {
-    let who = caller(&app, ip, headers, ticket)?;
+    let who = caller(&app, ip, headers, ticket).await?;
     if let Some(last) = headers.get("last-event-id") {
         let token: ResumeToken =
             last.to_str()

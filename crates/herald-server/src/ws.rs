@@ -44,7 +44,7 @@ pub(crate) async fn upgrade(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    match admit(&app, ip, &headers) {
+    match admit(&app, ip, &headers).await {
         Ok(admitted) => {
             let max = app.realtime.max_message_bytes;
             upgrade
@@ -68,11 +68,12 @@ struct Admitted {
     slot: OpenSlot,
 }
 
-fn admit(app: &AppState, ip: IpAddr, headers: &HeaderMap) -> Result<Admitted, ApiError> {
+async fn admit(app: &AppState, ip: IpAddr, headers: &HeaderMap) -> Result<Admitted, ApiError> {
     let security = &app.security;
     let presented = security
         .auth
         .presented(headers, true)
+        .await
         .inspect_err(|e| security.auth_failed(ip, e))?;
     let (who, credential) = match presented {
         Some((who, credential)) => (Some(who), credential),
@@ -409,7 +410,7 @@ async fn handle(
         }
     };
     if let ClientMessage::Auth { token, reference } = message {
-        return authenticate(app, conn, client, clock, &token, reference);
+        return authenticate(app, conn, client, clock, &token, reference).await;
     }
     let Some(who) = client.who.clone() else {
         if let ClientMessage::Ping { reference } = message {
@@ -559,7 +560,7 @@ async fn handle(
 /// `auth`: the first credentials of a connection that had none, or a fresh
 /// token for the same subject. A rejected token closes a connection that
 /// is not yet authenticated (4003); one that is keeps its identity.
-fn authenticate(
+async fn authenticate(
     app: &AppState,
     conn: &Connection,
     client: &mut Client,
@@ -571,6 +572,7 @@ fn authenticate(
     let verified = security
         .auth
         .verify(token)
+        .await
         .map_err(crate::auth::rejected)
         .inspect_err(|e| security.auth_failed(client.ip, e));
     let who = match verified {

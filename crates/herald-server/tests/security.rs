@@ -1013,3 +1013,122 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// A JWKS server: the document it serves (replaceable) and how many times
+/// it was fetched.
+struct JwksServer {
+    url: String,
+    document: std::sync::Arc<std::sync::Mutex<Value>>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn jwks_server(keys: Value) -> JwksServer {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let document = Arc::new(Mutex::new(keys));
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let (d, f) = (document.clone(), fetches.clone());
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            let (d, f) = (d.clone(), f.clone());
+            async move {
+                f.fetch_add(1, Ordering::SeqCst);
+                axum::Json(d.lock().unwrap().clone())
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    JwksServer {
+        url,
+        document,
+        fetches,
+    }
+}
+
+fn jwk_rs256(kid: &str) -> Value {
+    let key = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
+    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some(kid.into());
+    serde_json::to_value(jwk).unwrap()
+}
+
+fn rs256_kid(kid: &str, claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.into());
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn jwks_keys_are_fetched_refetched_on_unknown_kid_and_rate_limited() {
+    use std::sync::atomic::Ordering;
+    let jwks = jwks_server(json!({"keys": [jwk_rs256("k1")]})).await;
+    let jwt = |min_interval: &str| {
+        config(json!({"auth": {"jwt": {
+            "keys": [{"algorithm": "HS256", "secret": SECRET}],
+            "jwks_url": jwks.url,
+            "jwks_min_interval": min_interval,
+            "jwks_refresh": "1h",
+        }}}))
+    };
+    let reader = claims("alice", &["read:*"]);
+    let server = Server::secured(jwt("0s"), |_| {}).await;
+    let get = |token: String| {
+        let server = &server;
+        async move {
+            server
+                .call_as(&token, Method::GET, "/v1/tables/t/docs", None)
+                .await
+                .0
+        }
+    };
+    assert_eq!(get(rs256_kid("k1", &reader)).await, 200);
+    // The provider rotates its keys: a token naming the new kid makes the
+    // server fetch the document again.
+    *jwks.document.lock().unwrap() = json!({"keys": [jwk_rs256("k1"), jwk_rs256("k2")]});
+    assert_eq!(get(rs256_kid("k2", &reader)).await, 200);
+    assert_eq!(get(rs256_kid("nope", &reader)).await, 401);
+    server.stop().await;
+
+    // With a minimum interval, unknown kids cannot make it fetch again.
+    let before = jwks.fetches.load(Ordering::SeqCst);
+    let server = Server::secured(jwt("1h"), |_| {}).await;
+    assert_eq!(
+        server
+            .call_as(
+                &rs256_kid("k2", &reader),
+                Method::GET,
+                "/v1/tables/t/docs",
+                None
+            )
+            .await
+            .0,
+        200
+    );
+    for i in 0..20 {
+        let token = rs256_kid(&format!("forged-{i}"), &reader);
+        let (status, body, _) = server
+            .call_as(&token, Method::GET, "/v1/tables/t/docs", None)
+            .await;
+        assert_eq!(status, 401, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("unknown_key")
+        );
+    }
+    let fetched = jwks.fetches.load(Ordering::SeqCst) - before;
+    assert!(
+        fetched <= 2,
+        "one fetch at start (and at most one for the first token), got {fetched}"
+    );
+    server.stop().await;
+}
