@@ -36,7 +36,7 @@ pub(crate) async fn publish(
         "publish",
         caller.0.require(Action::Publish, channel.as_str()),
     )?;
-    app.security.limits.publish(&caller.0.subject())?;
+    app.security.limits.publish(&caller.0)?;
     let data = match body {
         Value::Object(mut fields) if fields.len() == 1 && fields.contains_key("data") => {
             fields.remove("data").unwrap_or(Value::Null)

@@ -235,7 +235,10 @@ pub struct TableRules {
 }
 
 /// `[limits]` in `herald.toml`: rate limits. A rate of 0 turns that limit
-/// off. Exceeding one answers `rate_limited` with a retry time.
+/// off. Exceeding one answers `rate_limited` with a retry time. Callers
+/// holding `admin` are exempt from the message and publish rates; per-user
+/// limits count users and API keys, not anonymous clients (who share no
+/// identity), which the per-address limits cover.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimits {
@@ -260,6 +263,9 @@ pub struct RateLimits {
     pub connections_per_ip: u32,
     /// Open WebSocket and SSE connections per user or API key. Default 200.
     pub connections_per_user: u32,
+    /// Loopback clients (a proxy on the same host, a benchmark) are exempt
+    /// from the per-address limits. Default true.
+    pub exempt_loopback: bool,
 }
 
 impl Default for RateLimits {
@@ -274,6 +280,7 @@ impl Default for RateLimits {
             connect_burst: 100,
             connections_per_ip: 2000,
             connections_per_user: 200,
+            exempt_loopback: true,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! full burst are dropped every few seconds ([`Limits::prune`]), and the
 //! open-connection counts drop a key when it reaches zero.
 
+use crate::auth::{Principal, Who};
 use crate::config::RateLimits;
 use crate::error::ApiError;
 use governor::clock::{Clock, DefaultClock};
@@ -67,21 +68,27 @@ impl Limits {
         })
     }
 
-    /// A new connection's message limiter.
-    pub(crate) fn messages(&self) -> MessageLimiter {
+    /// A connection's message limiter, for `who` (`None`: not yet
+    /// authenticated). Administrators are not limited.
+    pub(crate) fn messages(&self, who: Option<&Principal>) -> MessageLimiter {
+        let exempt = who.is_some_and(|w| w.permissions.is_admin());
         MessageLimiter {
-            limiter: self.message.map(DefaultDirectRateLimiter::direct),
+            limiter: self
+                .message
+                .filter(|_| !exempt)
+                .map(DefaultDirectRateLimiter::direct),
             strikes: 0,
             max_strikes: self.config.abuse_strikes.max(1),
         }
     }
 
-    /// One publish by `caller`.
-    pub(crate) fn publish(&self, caller: &str) -> Result<(), ApiError> {
-        let Some(limiter) = &self.publishes else {
+    /// One publish by `who`. Administrators are not limited.
+    pub(crate) fn publish(&self, who: &Principal) -> Result<(), ApiError> {
+        let limiter = self.publishes.as_ref();
+        let Some(limiter) = limiter.filter(|_| !who.permissions.is_admin()) else {
             return Ok(());
         };
-        limiter.check_key(&caller.to_owned()).map_err(|not_until| {
+        limiter.check_key(&who.subject()).map_err(|not_until| {
             ApiError::rate_limited(
                 "too many publishes",
                 not_until.wait_time_from(DefaultClock::default().now()),
@@ -89,12 +96,18 @@ impl Limits {
         })
     }
 
-    /// Admits a new connection from `ip` by `caller` (`None`: not yet
+    /// Admits a new connection from `ip` by `who` (`None`: not yet
     /// authenticated, see [`OpenSlot::identify`]): the connect rate, then
     /// the open-connection caps. The slot is held until the returned guard
     /// drops.
-    pub(crate) fn connect(&self, ip: IpAddr, caller: Option<&str>) -> Result<OpenSlot, ApiError> {
-        if let Some(limiter) = &self.connects
+    pub(crate) fn connect(
+        &self,
+        ip: IpAddr,
+        who: Option<&Principal>,
+    ) -> Result<OpenSlot, ApiError> {
+        let per_address = !(self.config.exempt_loopback && ip.is_loopback());
+        if per_address
+            && let Some(limiter) = &self.connects
             && let Err(not_until) = limiter.check_key(&ip)
         {
             return Err(ApiError::rate_limited(
@@ -102,7 +115,11 @@ impl Limits {
                 not_until.wait_time_from(DefaultClock::default().now()),
             ));
         }
-        let per_ip = self.config.connections_per_ip;
+        let per_ip = if per_address {
+            self.config.connections_per_ip
+        } else {
+            0
+        };
         {
             let mut open = self.open.lock().expect("open counts lock");
             if per_ip > 0 && open.by_ip.get(&ip).copied().unwrap_or(0) >= per_ip {
@@ -119,8 +136,8 @@ impl Limits {
             ip,
             caller: None,
         };
-        if let Some(caller) = caller {
-            slot.identify(caller)?;
+        if let Some(who) = who {
+            slot.identify(who)?;
         }
         Ok(slot)
     }
@@ -128,7 +145,7 @@ impl Limits {
     /// Forgets keys whose limits are back at a full burst, so the state
     /// holds only recently active callers and addresses.
     pub(crate) fn prune(&self) {
-        for limiter in [&self.publishes].into_iter().flatten() {
+        if let Some(limiter) = &self.publishes {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
@@ -166,9 +183,15 @@ pub(crate) struct OpenSlot {
 }
 
 impl OpenSlot {
-    /// Counts the connection against `caller`'s cap, once it is known
-    /// (again after a token refresh: same caller, nothing changes).
-    pub(crate) fn identify(&mut self, caller: &str) -> Result<(), ApiError> {
+    /// Counts the connection against `who`'s cap, once it is known (again
+    /// after a token refresh: same caller, nothing changes). Anonymous
+    /// clients share no identity: only per-address limits apply to them.
+    pub(crate) fn identify(&mut self, who: &Principal) -> Result<(), ApiError> {
+        if who.who == Who::Anonymous {
+            return Ok(());
+        }
+        let caller = who.subject();
+        let caller = caller.as_str();
         if self.caller.as_deref() == Some(caller) {
             return Ok(());
         }
@@ -254,6 +277,15 @@ impl MessageLimiter {
 mod tests {
     use super::*;
 
+    fn user(sub: &str) -> Principal {
+        Principal {
+            who: Who::User(sub.into()),
+            permissions: herald_auth::Permissions::none(),
+            claims: serde_json::Map::new(),
+            expires_at: None,
+        }
+    }
+
     fn limits(f: impl FnOnce(&mut RateLimits)) -> Limits {
         let mut config = RateLimits::default();
         f(&mut config);
@@ -265,7 +297,7 @@ mod tests {
         let limits = limits(|c| {
             (c.messages_per_second, c.message_burst, c.abuse_strikes) = (1, 3, 4);
         });
-        let mut messages = limits.messages();
+        let mut messages = limits.messages(Some(&user("u")));
         for _ in 0..3 {
             assert_eq!(messages.check(), Verdict::Allow);
         }
@@ -280,20 +312,25 @@ mod tests {
         let limits = limits(|c| {
             (c.connections_per_ip, c.connections_per_user) = (2, 3);
         });
+        // Loopback is exempt from per-address limits (by default).
+        let local: Vec<_> = (0..5)
+            .map(|_| limits.connect([127, 0, 0, 1].into(), None).unwrap())
+            .collect();
+        drop(local);
         let ip: IpAddr = [10, 0, 0, 1].into();
-        let a = limits.connect(ip, Some("user:a")).unwrap();
-        let _b = limits.connect(ip, Some("user:a")).unwrap();
-        let e = limits.connect(ip, Some("user:a")).unwrap_err();
+        let a = limits.connect(ip, Some(&user("a"))).unwrap();
+        let _b = limits.connect(ip, Some(&user("a"))).unwrap();
+        let e = limits.connect(ip, Some(&user("a"))).unwrap_err();
         assert_eq!(e.code, ErrorCode::TooManyConnections);
         let _c = limits
-            .connect([10, 0, 0, 2].into(), Some("user:a"))
+            .connect([10, 0, 0, 2].into(), Some(&user("a")))
             .unwrap();
         let e = limits
-            .connect([10, 0, 0, 3].into(), Some("user:a"))
+            .connect([10, 0, 0, 3].into(), Some(&user("a")))
             .unwrap_err();
         assert!(e.message.contains("you hold"), "{}", e.message);
         drop(a);
-        let _d = limits.connect(ip, Some("user:b")).unwrap();
+        let _d = limits.connect(ip, Some(&user("b"))).unwrap();
         drop((_b, _c, _d));
         assert_eq!(limits.sizes().2, 0, "counts drop their keys at zero");
         assert_eq!(limits.sizes().3, 0);
@@ -305,7 +342,7 @@ mod tests {
             (c.publishes_per_second, c.publish_burst) = (1000, 1000);
         });
         for i in 0..5_000 {
-            limits.publish(&format!("user:{i}")).unwrap();
+            limits.publish(&user(&i.to_string())).unwrap();
         }
         assert_eq!(limits.sizes().0, 5_000);
         // Back at a full burst after 1 s at 1000/s.
@@ -315,10 +352,19 @@ mod tests {
         let tight = super::tests::limits(|c| {
             (c.publishes_per_second, c.publish_burst) = (1, 1);
         });
-        tight.publish("user:x").unwrap();
-        let e = tight.publish("user:x").unwrap_err();
+        tight.publish(&user("x")).unwrap();
+        let e = tight.publish(&user("x")).unwrap_err();
         assert_eq!(e.code, ErrorCode::RateLimited);
         assert!(e.retry_after.is_some());
-        tight.publish("user:y").unwrap();
+        tight.publish(&user("y")).unwrap();
+        let admin = Principal {
+            permissions: herald_auth::Permissions::all(),
+            ..user("root")
+        };
+        for _ in 0..10 {
+            tight.publish(&admin).unwrap();
+        }
+        let mut unlimited = tight.messages(Some(&admin));
+        assert!((0..1000).all(|_| unlimited.check() == Verdict::Allow));
     }
 }

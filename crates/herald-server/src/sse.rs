@@ -288,7 +288,7 @@ async fn stream(
             "the server holds the most connections it allows (or is shutting down); retry later",
         ));
     };
-    let slot = app.security.limits.connect(ip, Some(&who.subject()))?;
+    let slot = app.security.limits.connect(ip, Some(&who))?;
     let topic = request
         .table
         .clone()

@@ -84,9 +84,7 @@ async fn admit(app: &AppState, ip: IpAddr, headers: &HeaderMap) -> Result<Admitt
     };
     origin::check(headers, &security.allowed_origins, credential)
         .inspect_err(|e| security.auth_failed(ip, e))?;
-    let slot = security
-        .limits
-        .connect(ip, who.as_ref().map(|w| w.subject()).as_deref())?;
+    let slot = security.limits.connect(ip, who.as_deref())?;
     let permit = app.sessions.admit().ok_or_else(|| {
         ApiError::new(
             ErrorCode::TooManyConnections,
@@ -147,7 +145,7 @@ async fn session(socket: WebSocket, app: AppState, admitted: Admitted) {
         who: None,
         ip,
         slot,
-        messages: app.security.limits.messages(),
+        messages: app.security.limits.messages(who.as_deref()),
         subscriptions: Vec::new(),
     };
     match who {
@@ -504,7 +502,7 @@ async fn handle(
             let allowed = who
                 .require(Action::Publish, &channel)
                 .inspect_err(|e| denied("publish", e))
-                .and_then(|()| security.limits.publish(&who.subject()));
+                .and_then(|()| security.limits.publish(&who));
             if let Err(e) = allowed {
                 reply(conn, &error_message(&e, None, reference));
                 return Ok(());
@@ -596,11 +594,13 @@ async fn authenticate(
         return Ok(());
     }
     let subject = who.subject();
-    if let Err(e) = client.slot.identify(&subject) {
+    if let Err(e) = client.slot.identify(&who) {
         return Err(Exit::Close(CloseCode::PolicyViolation, close_reason(&e)));
     }
     let expires_at = who.expires_at;
-    client.identify(clock, Arc::new(who));
+    let who = Arc::new(who);
+    client.messages = security.limits.messages(Some(&who));
+    client.identify(clock, who);
     reply(
         conn,
         &ServerMessage::Authenticated {

@@ -493,6 +493,7 @@ async fn rate_limits_refuse_with_a_retry_time_and_abuse_closes() {
         "publishes_per_second": 1, "publish_burst": 2,
         "connects_per_second": 1, "connect_burst": 3,
         "connections_per_user": 2,
+        "exempt_loopback": false,
     }}));
     let server = Server::secured(limits, |_| {}).await;
     let token = hs256(&claims("alice", &["read:*", "publish:*"]));
