@@ -163,27 +163,11 @@ async fn session(socket: WebSocket, app: AppState, admitted: Admitted) {
                         match client.messages.check() {
                             Verdict::Allow => {}
                             Verdict::Refuse(wait) => {
-                                reply(
-                                    &conn,
-                                    &error_message(
-                                        &ApiError::rate_limited("too many messages", wait),
-                                        None,
-                                        None,
-                                    ),
-                                );
+                                let e = ApiError::rate_limited("too many messages", wait);
+                                reply(&conn, &error_message(&e, None, None));
                                 continue;
                             }
-                            Verdict::Abuse => {
-                                app.security.audit.record(
-                                    "abuse",
-                                    client.who.as_ref().map(|w| w.subject()).as_deref(),
-                                    serde_json::json!({"ip": ip.to_string(), "reason": "kept exceeding the message rate"}),
-                                );
-                                return Exit::Close(
-                                    CloseCode::PolicyViolation,
-                                    "rate limit exceeded repeatedly".into(),
-                                );
-                            }
+                            Verdict::Abuse => return abuse(&app, &client),
                         }
                         if let Err(exit) =
                             Box::pin(handle(&app, &conn, &mut client, &clock, text.as_str())).await
@@ -319,6 +303,19 @@ async fn session(socket: WebSocket, app: AppState, admitted: Admitted) {
         }
     }
     // Dropping `conn` removes its subscriptions from the hub.
+}
+
+/// A client that kept exceeding its message rate: audited, then closed.
+fn abuse(app: &AppState, client: &Client) -> Exit {
+    app.security.audit.record(
+        "abuse",
+        client.subject().as_deref(),
+        serde_json::json!({"ip": client.ip.to_string(), "reason": "kept exceeding the message rate"}),
+    );
+    Exit::Close(
+        CloseCode::PolicyViolation,
+        "rate limit exceeded repeatedly".into(),
+    )
 }
 
 /// Sleeps until `at`; forever if `None`.
