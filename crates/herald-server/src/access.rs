@@ -167,7 +167,10 @@ impl Access {
             return Ok(op);
         };
         let filter = self.compile(who, table.as_str(), "write", rule)?;
-        Ok(op.guarded(RowGuard::new(move |row| filter.matches(row))))
+        let fields = filter.fields();
+        Ok(op.guarded(RowGuard::new(move |row| {
+            filter.matches(row) && fields.iter().all(|f| plain_at(row, f))
+        })))
     }
 
     /// A rule instantiated with the caller's claims, compiled.
@@ -196,6 +199,25 @@ impl Access {
             ))
         })
     }
+}
+
+/// Whether the dotted `path` in `row` reaches no array. A write rule's
+/// fields must hold plain values in rows a user writes: equality matches an
+/// array's elements, so `{"owner": ["alice", "bob"]}` would pass alice's
+/// rule `{"owner": "alice"}` and put the row in bob's hands too.
+fn plain_at(row: &Value, path: &str) -> bool {
+    let mut at = row;
+    for segment in path.split('.') {
+        match at {
+            Value::Array(_) => return false,
+            Value::Object(fields) => match fields.get(segment) {
+                Some(next) => at = next,
+                None => return true,
+            },
+            _ => return true,
+        }
+    }
+    !at.is_array()
 }
 
 /// A rule template with every claim reference (`"$auth..."`) replaced by a

@@ -721,7 +721,7 @@ async fn hidden_fields_and_write_rules_hold_on_every_path() {
         .await;
 
     // Alice writes her own row (hidden fields are stored, just not shown).
-    let doc = json!({"id": "a", "owner": "alice", "tenant": "acme", "ssn": "123", "contact": {"phone": "555", "city": "X"}});
+    let doc = json!({"id": "a", "owner": "alice", "tenant": "acme", "ssn": "123", "contact": {"phone": "tel-hidden-42", "city": "X"}});
     let (status, _, _) = server
         .call_as(&alice, Method::POST, "/v1/tables/profiles/docs", Some(&doc))
         .await;
@@ -754,7 +754,7 @@ async fn hidden_fields_and_write_rules_hold_on_every_path() {
             .await
             .unwrap();
         assert_eq!(replay.contains("\"ssn\""), sees, "{replay}");
-        assert_eq!(replay.contains("555"), sees, "{replay}");
+        assert_eq!(replay.contains("tel-hidden-42"), sees, "{replay}");
     }
     let bearer_alice = format!("Bearer {alice}");
     let mut snap = server
@@ -766,7 +766,7 @@ async fn hidden_fields_and_write_rules_hold_on_every_path() {
         .await;
     let text = Value::Array(before).to_string();
     assert!(
-        text.contains("\"city\"") && !text.contains("555") && !text.contains("ssn"),
+        text.contains("\"city\"") && !text.contains("tel-hidden-42") && !text.contains("ssn"),
         "{text}"
     );
     // A filter on a hidden field would probe it: refused.
@@ -795,19 +795,33 @@ async fn hidden_fields_and_write_rules_hold_on_every_path() {
         .await;
     assert_eq!(page["docs"], json!([]));
 
-    // Write rule: carol may not change alice's row, nor alice give it away;
-    // the row is unchanged.
-    for (token, method, body) in [
-        (&carol, Method::PATCH, Some(json!({"city": "Y"}))),
-        (&carol, Method::DELETE, None),
-        (&alice, Method::PATCH, Some(json!({"owner": "carol"}))),
+    // Write rule: carol may not change alice's row (to her it is missing,
+    // whatever If-Match says), nor alice give it away or share it (an
+    // array would match both owners); the row is unchanged.
+    for (token, method, body, status) in [
+        (&carol, Method::PATCH, Some(json!({"city": "Y"})), 404),
+        (&carol, Method::DELETE, None, 404),
+        (
+            &carol,
+            Method::PUT,
+            Some(json!({"owner": "carol", "tenant": "acme"})),
+            403,
+        ),
+        (&alice, Method::PATCH, Some(json!({"owner": "carol"})), 403),
+        (
+            &alice,
+            Method::PATCH,
+            Some(json!({"owner": ["alice", "carol"]})),
+            403,
+        ),
         (
             &alice,
             Method::PUT,
             Some(json!({"owner": "bob", "tenant": "acme"})),
+            403,
         ),
     ] {
-        let (status, body, _) = server
+        let (got, body, _) = server
             .call_as(
                 token,
                 method.clone(),
@@ -815,8 +829,31 @@ async fn hidden_fields_and_write_rules_hold_on_every_path() {
                 body.as_ref(),
             )
             .await;
-        assert_eq!(status, 403, "{method}: {body}");
+        assert_eq!(got, status, "{method}: {body}");
     }
+    let reply = server
+        .http
+        .delete(format!("{}/v1/tables/profiles/docs/a", server.base))
+        .bearer_auth(&carol)
+        .header("if-match", "\"7\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.status().as_u16(),
+        404,
+        "If-Match does not probe another's row"
+    );
+    let shared = json!({"id": "s", "owner": ["alice", "carol"], "tenant": "acme"});
+    let (status, _, _) = server
+        .call_as(
+            &alice,
+            Method::POST,
+            "/v1/tables/profiles/docs",
+            Some(&shared),
+        )
+        .await;
+    assert_eq!(status, 403, "a row owned by an array is refused");
     let (status, body, _) = server
         .call_as(
             &carol,
@@ -1130,6 +1167,72 @@ async fn jwks_keys_are_fetched_refetched_on_unknown_kid_and_rate_limited() {
     assert!(
         fetched <= 2,
         "one fetch at start (and at most one for the first token), got {fetched}"
+    );
+    server.stop().await;
+}
+
+/// Regression: a `changed` subscription must not reveal, by which updates
+/// it lets through, how a row differed from a previous version the reader
+/// may not see.
+#[tokio::test]
+async fn changed_fields_do_not_describe_a_withheld_previous_version() {
+    let rules = config(json!({"tables": {"docs": {"read": {"owner": "$auth.sub"}}}}));
+    let server = Server::secured(rules, |_| {}).await;
+    let root = admin();
+    for id in ["m1", "m2"] {
+        let doc = json!({"id": id, "owner": "bob", "n": 5});
+        server
+            .call_as(&root, Method::POST, "/v1/tables/docs/docs", Some(&doc))
+            .await;
+    }
+    let alice = hs256(&claims("alice", &["read:*"]));
+    let mut ws = server
+        .ws_with(&[("authorization", &format!("Bearer {alice}"))])
+        .await
+        .unwrap();
+    ws.subscribe(json!({"type": "subscribe", "id": "n", "table": "docs", "changed": ["n"]}))
+        .await;
+    // Both rows move to alice; only m2 changes n. To alice both are rows
+    // that appeared, with no previous version: both arrive, neither says
+    // what changed.
+    for (id, patch) in [
+        ("m1", json!({"owner": "alice"})),
+        ("m2", json!({"owner": "alice", "n": 6})),
+    ] {
+        let path = format!("/v1/tables/docs/docs/{id}");
+        server
+            .call_as(&root, Method::PATCH, &path, Some(&patch))
+            .await;
+    }
+    for id in ["m1", "m2"] {
+        let event = ws.expect("event").await;
+        assert_eq!(event["id"], id, "{event}");
+        assert!(
+            event.get("old").is_none() && event.get("changed").is_none(),
+            "{event}"
+        );
+    }
+    // Once the row is alice's, `changed` works as usual.
+    server
+        .call_as(
+            &root,
+            Method::PATCH,
+            "/v1/tables/docs/docs/m1",
+            Some(&json!({"x": 1})),
+        )
+        .await;
+    server
+        .call_as(
+            &root,
+            Method::PATCH,
+            "/v1/tables/docs/docs/m1",
+            Some(&json!({"n": 7})),
+        )
+        .await;
+    let event = ws.expect("event").await;
+    assert_eq!(
+        (event["doc"]["n"].clone(), event["changed"].clone()),
+        (json!(7), json!(["n"]))
     );
     server.stop().await;
 }

@@ -30,6 +30,7 @@ use crate::config::{Durability, StoreConfig};
 use crate::envelope::{self, Raw};
 use crate::error::StoreError;
 use crate::layout::{self, DocRecord, LogRecord};
+use crate::names::{DocId, TableName};
 use crate::stats::{self, Appended};
 use crate::store::{Committed, Shared};
 use crate::write::{Op, RowGuard, WriteOp, Written};
@@ -357,6 +358,7 @@ impl Committer {
             } => {
                 let key = layout::doc_key(table.as_str(), id.as_str());
                 let current = self.current(&pending.slots, overlay, &key)?;
+                check_stored(guard.as_ref(), &table, &id, current.as_ref(), Hidden::No)?;
                 let body = apply::put(&table, &id, doc, expect, current.as_ref())?;
                 (
                     key,
@@ -374,18 +376,28 @@ impl Committer {
             } => {
                 let key = layout::doc_key(table.as_str(), id.as_str());
                 let current = self.current(&pending.slots, overlay, &key)?;
+                check_stored(guard.as_ref(), &table, &id, current.as_ref(), Hidden::Yes)?;
                 let body = apply::patch(&table, &id, &patch, expect, current.as_ref())?;
                 (key, table.topic(), body, current.map(|r| r.json), None)
             }
             Op::Delete { table, id, expect } => {
                 let key = layout::doc_key(table.as_str(), id.as_str());
                 let current = self.current(&pending.slots, overlay, &key)?;
+                check_stored(guard.as_ref(), &table, &id, current.as_ref(), Hidden::Yes)?;
                 let body = apply::delete(&table, &id, expect, current.as_ref())?;
                 (key, table.topic(), body, current.map(|r| r.json), None)
             }
         };
-        if let Some(guard) = guard {
-            check_guard(&guard, &body)?;
+        if let Some(guard) = &guard
+            && let EventBody::Insert { table, id, doc, .. }
+            | EventBody::Update { table, id, doc, .. } = &body
+            && !guard.admits(doc)
+        {
+            return Err(StoreError::RuleViolation {
+                table: table.clone(),
+                id: id.clone(),
+                which: "the new row",
+            });
         }
         // The new slot content follows from the event; its JSON is encoded
         // once, for the document record and for the envelope.
@@ -612,38 +624,40 @@ fn lookup<'a>(mine: &'a Overlay, group: &'a Overlay, key: &[u8]) -> Option<&'a O
     mine.get(key).or_else(|| group.get(key))
 }
 
-/// A guarded operation's rows: the stored version it replaces or deletes
-/// and the version it writes must both pass.
-fn check_guard(guard: &RowGuard, body: &EventBody) -> Result<(), StoreError> {
-    let (table, id, rows): (&str, &str, [Option<(&serde_json::Value, &'static str)>; 2]) =
-        match body {
-            EventBody::Insert { table, id, doc, .. } => {
-                (table, id, [Some((doc, "the new row")), None])
-            }
-            EventBody::Update {
-                table,
-                id,
-                doc,
-                old,
-                ..
-            } => (
-                table,
-                id,
-                [Some((old, "the stored row")), Some((doc, "the new row"))],
-            ),
-            EventBody::Delete { table, id, old, .. } => {
-                (table, id, [Some((old, "the stored row")), None])
-            }
-            EventBody::Publish { .. } => return Ok(()),
-        };
-    for (row, which) in rows.into_iter().flatten() {
-        if !guard.admits(row) {
-            return Err(StoreError::RuleViolation {
-                table: table.to_owned(),
-                id: id.to_owned(),
-                which,
-            });
-        }
+/// Whether a stored row the guard refuses reads as missing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hidden {
+    /// Patch and delete: the writer may not learn the row exists, so it is
+    /// `NotFound`, checked before versions (an `If-Match` must not probe it).
+    Yes,
+    /// Put: creating and replacing share the path, so a taken id is
+    /// refused as a rule violation.
+    No,
+}
+
+/// A guarded operation's stored row (if any) must pass the guard.
+fn check_stored(
+    guard: Option<&RowGuard>,
+    table: &TableName,
+    id: &DocId,
+    current: Option<&DocRecord>,
+    hidden: Hidden,
+) -> Result<(), StoreError> {
+    let (Some(guard), Some(current)) = (guard, current) else {
+        return Ok(());
+    };
+    if guard.admits(&serde_json::Value::Object(current.to_map()?)) {
+        return Ok(());
     }
-    Ok(())
+    Err(match hidden {
+        Hidden::Yes => StoreError::NotFound {
+            table: table.to_string(),
+            id: id.to_string(),
+        },
+        Hidden::No => StoreError::RuleViolation {
+            table: table.to_string(),
+            id: id.to_string(),
+            which: "the stored row",
+        },
+    })
 }

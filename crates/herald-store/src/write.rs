@@ -19,7 +19,10 @@ pub struct WriteOp(pub(crate) Op, pub(crate) Option<RowGuard>);
 /// A row-level write rule: a test every row the operation touches must pass
 /// — the stored version it changes or deletes, and the version it writes.
 /// Checked by the committer as it applies the operation, so no concurrent
-/// write can slip between the check and the change.
+/// write can slip between the check and the change. A stored row that fails
+/// reads as missing to a patch or delete (`NotFound`, before any version
+/// check), so the writer cannot learn it exists; a put (which may create)
+/// and a new row that fails are [`StoreError::RuleViolation`].
 #[derive(Clone)]
 pub struct RowGuard(Arc<dyn Fn(&Value) -> bool + Send + Sync>);
 

@@ -106,7 +106,7 @@ async fn catch_up(
                 .await?;
         for record in &chunk.records {
             let event = record.to_event()?;
-            if !pending.selector.selects(&event) {
+            if !pending.selector.selects(&event, &pending.view) {
                 continue;
             }
             let item = pending.view.frame(&pending.subs_json, &event, &record.json);

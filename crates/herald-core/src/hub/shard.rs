@@ -392,7 +392,7 @@ impl Shard {
         let mut own = 0;
         for (i, &slot) in self.matched.iter().enumerate() {
             let sub = &mut self.subs[slot];
-            if sub.lagging.is_some() && sub.selector.admits(event) {
+            if sub.lagging.is_some() && sub.selector.admits(event, &sub.view) {
                 // Skipping since an overflow: back if there is room now,
                 // after telling where the gap ends (here).
                 resume(sub, event.offset);
@@ -876,7 +876,9 @@ impl Shard {
         let backlog: Vec<Outgoing> = self
             .recent
             .after(after)
-            .filter(|c| sub.topic.selects(&c.event.topic) && sub.selector.selects(&c.event))
+            .filter(|c| {
+                sub.topic.selects(&c.event.topic) && sub.selector.selects(&c.event, &sub.view)
+            })
             .map(|c| sub.view.frame(&sub.subs_json, &c.event, &c.json))
             .collect();
         let bytes: usize = backlog.iter().map(Outgoing::size).sum();

@@ -72,8 +72,11 @@ impl Selector {
         )
     }
 
-    /// Operations and changed fields (the index has checked the filter).
-    pub(super) fn admits(&self, event: &Event) -> bool {
+    /// Operations and changed fields (the index has checked the filter),
+    /// for a reader seeing events through `view`. An update whose previous
+    /// version the view withholds counts as changing every field: telling
+    /// which fields changed would describe the withheld version.
+    pub(super) fn admits(&self, event: &Event, view: &View) -> bool {
         self.ops.contains(event.op())
             && match (&self.changed, &event.body) {
                 (
@@ -81,7 +84,7 @@ impl Selector {
                     EventBody::Update {
                         changed, doc, old, ..
                     },
-                ) => watch.touches_update(changed, old, doc),
+                ) => !view.shows_old(event) || watch.touches_update(changed, old, doc),
                 _ => true,
             }
     }
@@ -91,8 +94,8 @@ impl Selector {
     }
 
     /// Everything, filter included.
-    pub(super) fn selects(&self, event: &Event) -> bool {
-        self.admits(event) && self.filter.matches(event.subject())
+    pub(super) fn selects(&self, event: &Event, view: &View) -> bool {
+        self.admits(event, view) && self.filter.matches(event.subject())
     }
 }
 
@@ -146,7 +149,9 @@ impl Sub {
     /// Whether `event`, which the index matched, goes to this subscription
     /// now.
     pub(super) fn wants(&self, event: &Event) -> bool {
-        event.offset > self.after && self.lagging.is_none() && self.selector.admits(event)
+        event.offset > self.after
+            && self.lagging.is_none()
+            && self.selector.admits(event, &self.view)
     }
 
     pub(super) fn info(&self) -> SubscriptionInfo {
