@@ -18,12 +18,14 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use herald_auth::Action;
 use herald_core::{Connection, End, HubError, LogLimit, Outgoing, Topic};
 use herald_proto::{ClientMessage, CloseCode, ErrorCode, ServerMessage};
 use serde_json::Value;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -54,7 +56,13 @@ pub(crate) async fn upgrade(
                 .max_write_buffer_size(WRITE_BUFFER.max(app.realtime.outbox_bytes) * 4)
                 .max_message_size(max)
                 .max_frame_size(max)
-                .on_upgrade(move |socket| session(socket, app, admitted))
+                // Split here, not in the session: the whole socket would
+                // otherwise sit in every connection's task next to the
+                // halves that replace it.
+                .on_upgrade(move |socket| {
+                    let (sink, stream) = socket.split();
+                    session(sink, stream, app, admitted)
+                })
         }
         Err(e) => e.into_response(),
     }
@@ -110,7 +118,12 @@ enum Exit {
     Close(CloseCode, String),
 }
 
-async fn session(socket: WebSocket, app: AppState, admitted: Admitted) {
+async fn session(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut stream: SplitStream<WebSocket>,
+    app: AppState,
+    admitted: Admitted,
+) {
     let Admitted {
         who,
         ip,
@@ -128,7 +141,6 @@ async fn session(socket: WebSocket, app: AppState, admitted: Admitted) {
         max_subscriptions: app.realtime.max_subscriptions,
     };
     reply(&conn, &welcome);
-    let (mut sink, mut stream) = socket.split();
     let started = Instant::now();
     // Milliseconds since `started` when the client last sent anything.
     let last_heard = AtomicU64::new(0);
@@ -196,13 +208,21 @@ async fn session(socket: WebSocket, app: AppState, admitted: Admitted) {
             heartbeat.tick().await;
             let timeout = app.realtime.client_timeout;
             let mut batch = Vec::new();
+            // The credentials deadline's timer: on the heap, and only while
+            // there is a deadline (most connections have none), so it costs
+            // idle connections a pointer.
+            let mut timer: Option<(u64, Pin<Box<tokio::time::Sleep>>)> = None;
             loop {
                 let due = deadline.load(Ordering::Relaxed);
-                let wake = (due != u64::MAX)
-                    .then(|| tokio::time::Instant::from_std(started) + Duration::from_millis(due));
+                if due == u64::MAX {
+                    timer = None;
+                } else if timer.as_ref().is_none_or(|(armed, _)| *armed != due) {
+                    let at = tokio::time::Instant::from_std(started) + Duration::from_millis(due);
+                    timer = Some((due, Box::pin(tokio::time::sleep_until(at))));
+                }
                 tokio::select! {
                     () = conn.outbox().ready() => {}
-                    () = sleep_until(wake) => {
+                    () = expired(&mut timer) => {
                         if deadline.load(Ordering::Relaxed) != due {
                             continue;
                         }
@@ -219,7 +239,10 @@ async fn session(socket: WebSocket, app: AppState, admitted: Admitted) {
                             return Exit::Close(CloseCode::HeartbeatTimeout, "no answer to pings".into());
                         }
                         let ping = sink.send(Message::Ping(Bytes::new()));
-                        if !matches!(tokio::time::timeout(timeout, ping).await, Ok(Ok(()))) {
+                        // Boxed, like the other rare waits here: a timeout
+                        // holds a timer, which would otherwise sit in every
+                        // idle connection's task.
+                        if !matches!(Box::pin(tokio::time::timeout(timeout, ping)).await, Ok(Ok(()))) {
                             return Exit::Gone;
                         }
                         continue;
@@ -275,7 +298,7 @@ async fn session(socket: WebSocket, app: AppState, admitted: Admitted) {
     match exit {
         Exit::Gone => {}
         Exit::ClosedByClient => {
-            let _ = tokio::time::timeout(Duration::from_secs(1), sink.flush()).await;
+            let _ = Box::pin(tokio::time::timeout(Duration::from_secs(1), sink.flush())).await;
         }
         Exit::Close(code, reason) => {
             let close = CloseFrame {
@@ -294,7 +317,7 @@ async fn session(socket: WebSocket, app: AppState, admitted: Admitted) {
                 }
                 sink.send(Message::Close(Some(close))).await
             };
-            let _ = tokio::time::timeout(Duration::from_secs(1), goodbye).await;
+            let _ = Box::pin(tokio::time::timeout(Duration::from_secs(1), goodbye)).await;
         }
     }
     if let Some(who) = client.subject() {
@@ -318,10 +341,10 @@ fn abuse(app: &AppState, client: &Client) -> Exit {
     )
 }
 
-/// Sleeps until `at`; forever if `None`.
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
+/// Resolves when the timer fires; never without one.
+async fn expired(timer: &mut Option<(u64, Pin<Box<tokio::time::Sleep>>)>) {
+    match timer {
+        Some((_, sleep)) => sleep.as_mut().await,
         None => std::future::pending().await,
     }
 }

@@ -1236,3 +1236,47 @@ async fn changed_fields_do_not_describe_a_withheld_previous_version() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn connections_per_address_are_capped_and_released() {
+    let limits = config(json!({"limits": {
+        "connects_per_second": 0, "connections_per_ip": 2, "exempt_loopback": false,
+    }}));
+    let server = Server::secured(limits, |_| {}).await;
+    let bearer = |sub: &str| format!("Bearer {}", hs256(&claims(sub, &["read:*"])));
+    let first = server
+        .ws_with(&[("authorization", &bearer("a"))])
+        .await
+        .unwrap();
+    let sse = server
+        .sse("/v1/sse?table=t", &[("authorization", &bearer("b"))])
+        .await
+        .unwrap();
+    let refused = server.ws_with(&[("authorization", &bearer("c"))]).await;
+    let (status, body) = refused.err().expect("a third connection from one address");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("too_many_connections"))
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("address"),
+        "{body}"
+    );
+    // A closed connection gives its place back.
+    drop(first);
+    drop(sse);
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        match server.ws_with(&[("authorization", &bearer("c"))]).await {
+            Ok(_) => break,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("the place was not given back: {e:?}"),
+        }
+    }
+    server.stop().await;
+}
