@@ -226,15 +226,19 @@ impl Ws {
             .unwrap();
     }
 
+    /// The next frame, which must come in time on an open socket.
+    async fn frame(&mut self, what: &str) -> Message {
+        tokio::time::timeout(TIMEOUT, self.stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("{what} in time"))
+            .unwrap_or_else(|| panic!("{what} before the end of the stream"))
+            .unwrap_or_else(|e| panic!("{what}, not a socket error: {e}"))
+    }
+
     /// The next text message, parsed (pings are skipped).
     pub async fn recv(&mut self) -> Value {
         loop {
-            let message = tokio::time::timeout(TIMEOUT, self.stream.next())
-                .await
-                .expect("a message in time")
-                .expect("the connection is open")
-                .expect("no socket error");
-            match message {
+            match self.frame("a message").await {
                 Message::Text(text) => return serde_json::from_str(&text).unwrap(),
                 Message::Ping(_) | Message::Pong(_) => {}
                 other => panic!("unexpected frame {other:?}"),
@@ -332,20 +336,7 @@ impl Server {
     /// A WebSocket upgrade the server may refuse: the client past its
     /// `welcome`, or the refusal's HTTP status and JSON body.
     pub async fn try_ws(&self) -> Result<Ws, (u16, Value)> {
-        use tokio_tungstenite::tungstenite::Error;
-        match tokio_tungstenite::connect_async(self.ws_url()).await {
-            Ok((stream, _)) => {
-                let mut ws = Ws { stream };
-                ws.expect("welcome").await;
-                Ok(ws)
-            }
-            Err(Error::Http(response)) => {
-                let body = response.body().as_deref().unwrap_or_default();
-                let json = serde_json::from_slice(body).unwrap_or(Value::Null);
-                Err((response.status().as_u16(), json))
-            }
-            Err(e) => panic!("upgrade failed: {e}"),
-        }
+        self.ws_with(&[]).await
     }
 
     /// A WebSocket opened with these request headers (`Authorization`,
@@ -386,10 +377,32 @@ impl Server {
         path: &str,
         body: Option<&Value>,
     ) -> (u16, Value, Option<String>) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token);
+        self.send(Some(token), method, path, body).await
+    }
+
+    /// Any request, with an optional JSON body: the status and the JSON
+    /// answer (`Null` when the body is not JSON).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let (status, json, _) = self.send(None, method, path, body).await;
+        (status, json)
+    }
+
+    async fn send(
+        &self,
+        token: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value, Option<String>) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -407,30 +420,6 @@ impl Server {
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
             retry,
-        )
-    }
-
-    /// Any request, with an optional JSON body: the status and the JSON
-    /// answer (`Null` when the body is not JSON).
-    pub async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> (u16, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let reply = tokio::time::timeout(TIMEOUT, request.send())
-            .await
-            .expect("an answer in time")
-            .unwrap();
-        let status = reply.status().as_u16();
-        let bytes = reply.bytes().await.unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         )
     }
 
@@ -506,12 +495,7 @@ impl Ws {
     /// text message or a connection dropped without a close frame.
     pub async fn expect_close(&mut self) -> (u16, String) {
         loop {
-            let message = tokio::time::timeout(TIMEOUT, self.stream.next())
-                .await
-                .expect("a close frame in time")
-                .expect("a close frame before the end of the stream")
-                .expect("no socket error before the close frame");
-            match message {
+            match self.frame("a close frame").await {
                 Message::Close(Some(frame)) => {
                     return (u16::from(frame.code), frame.reason.to_string());
                 }
@@ -526,12 +510,7 @@ impl Ws {
     pub async fn errors_until_close(&mut self, code: &str) -> (usize, u16) {
         let mut errors = 0;
         loop {
-            let message = tokio::time::timeout(TIMEOUT, self.stream.next())
-                .await
-                .expect("a close frame in time")
-                .expect("a close frame before the end of the stream")
-                .expect("no socket error before the close frame");
-            match message {
+            match self.frame("a close frame").await {
                 Message::Close(Some(frame)) => return (errors, u16::from(frame.code)),
                 Message::Text(text) => {
                     let m: Value = serde_json::from_str(&text).unwrap();
