@@ -33,6 +33,14 @@ pub(crate) enum Command {
     /// file). A running server picks up changes within a second.
     #[command(subcommand)]
     Apikey(ApikeyCommand),
+    /// Measure a server: idle connections, fan-out, table changes, resume.
+    ///
+    /// Starts `herald serve` on a loopback port over a temporary directory
+    /// (or tests the one given with --url and --pid), runs the scenario,
+    /// prints a summary and, with --out, writes it as JSON. Every message
+    /// received is checked for loss, duplicates and order. See
+    /// BENCHMARKS.md for the recorded runs.
+    Bench(herald_bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]

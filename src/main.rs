@@ -21,6 +21,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Apikey(command) => apikey::run(command),
+        Command::Bench(args) => herald_bench::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,138 @@
+//! `herald bench`: Herald's load generator. It starts a server (or attaches
+//! to one), drives a scenario over real WebSocket, SSE and HTTP
+//! connections, checks every message it receives (loss, duplicates,
+//! order) and reports throughput, latency percentiles, and the server's
+//! memory and CPU time read from `/proc`.
+//!
+//! Scenarios: `connections` (idle connections: memory per connection and
+//! time to connect), `fanout` (publishers → channels → subscribers, open
+//! loop), `tables` (REST batch writers → filtered subscribers) and
+//! `resume` (everyone drops at once and resumes). See BENCHMARKS.md for
+//! the commands and results.
+//!
+//! # Layout
+//! - [`stats`]: latency histograms, sequence checks, slope — the
+//!   generator's arithmetic, unit-tested.
+//! - [`proc`]: `/proc` readings (RSS, CPU time).
+//! - [`target`]: the server under test.
+//! - [`net`]: connections from several source addresses.
+//! - [`report`]: the summary table and the JSON result.
+//! - `progress`: the line printed every second.
+//! - `scenario`: the scenarios, one module each.
+
+pub mod net;
+pub mod proc;
+mod progress;
+pub mod report;
+mod scenario;
+pub mod stats;
+pub mod target;
+
+pub use report::Report;
+pub use scenario::{
+    ConnectionsArgs, FanoutArgs, ResumeArgs, TablesArgs, WorkerArgs, connections, fanout, resume,
+    tables, worker,
+};
+
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use target::Target;
+
+/// `herald bench`'s options.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub scenario: Scenario,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Options every scenario takes.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Test the server at this URL (http://IP:PORT) instead of starting one;
+    /// give its process id with --pid for memory and CPU figures.
+    #[arg(long, global = true, value_name = "URL", requires = "pid")]
+    pub url: Option<String>,
+    /// Process id of the server given with --url.
+    #[arg(long, global = true, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// A setting for the server this command starts, as HERALD_KEY=VALUE
+    /// (repeatable), e.g. HERALD_STORE__DURABILITY=os.
+    #[arg(long = "server-env", global = true, value_name = "KEY=VALUE")]
+    pub server_env: Vec<String>,
+    /// Spread client connections over this many source addresses
+    /// (127.0.0.1, 127.0.0.2, ...); about 28k connections fit per address.
+    #[arg(long, global = true, default_value_t = 1, value_name = "N")]
+    pub sources: u8,
+    /// Also write the result as JSON to this file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+impl Common {
+    /// The server to test: started, or the one named.
+    pub fn target(&self) -> anyhow::Result<Target> {
+        match (&self.url, self.pid) {
+            (Some(url), Some(pid)) => Ok(Target::attach(url, pid)),
+            _ => {
+                let env = self
+                    .server_env
+                    .iter()
+                    .map(|kv| match kv.split_once('=') {
+                        Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
+                        None => anyhow::bail!("--server-env wants KEY=VALUE, got {kv:?}"),
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                Target::spawn(&env)
+            }
+        }
+    }
+}
+
+/// The scenarios.
+#[derive(Debug, Subcommand)]
+pub enum Scenario {
+    /// Idle connections: server memory per connection (the slope of its RSS
+    /// over several counts) and the time to connect them all.
+    Connections(ConnectionsArgs),
+    /// Publishers send numbered messages at a fixed rate (open loop) to
+    /// channels; subscribers check them and measure publish→receive latency.
+    Fanout(FanoutArgs),
+    /// Writers insert documents with REST batches; subscribers with filters
+    /// of a chosen selectivity check them and measure write→receive latency.
+    Tables(TablesArgs),
+    /// Subscribers follow a stream of writes, all drop at once and resume
+    /// from their positions: time to recover, and nothing missed.
+    Resume(ResumeArgs),
+    /// (Internal) a helper process holding connections for `connections`.
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+/// Runs `herald bench`: the scenario, then the table on standard output
+/// and the JSON file if asked.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let common = args.common;
+    let out = common.out.clone();
+    let report = runtime.block_on(async move {
+        match args.scenario {
+            Scenario::Connections(a) => connections(&common, a).await,
+            Scenario::Fanout(a) => fanout(&common, a).await,
+            Scenario::Tables(a) => tables(&common, a).await,
+            Scenario::Resume(a) => resume(&common, a).await,
+            Scenario::Worker(a) => worker(a).await.map(|()| None),
+        }
+    })?;
+    if let Some(report) = report {
+        print!("{}", report.table());
+        if let Some(path) = &out {
+            report.write(path)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! The scenarios, one module each.
+
+mod connections;
+mod fanout;
+mod resume;
+mod tables;
+
+pub use connections::{ConnectionsArgs, WorkerArgs, connections, worker};
+pub use fanout::{FanoutArgs, fanout};
+pub use resume::{ResumeArgs, resume};
+pub use tables::{TablesArgs, tables};
