@@ -9,7 +9,6 @@
 
 use bytes::Bytes;
 use herald_proto::{Offset, ServerMessage};
-use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Notify;
@@ -122,7 +121,7 @@ pub enum Pushed {
 
 #[derive(Debug, Default)]
 struct Queue {
-    items: VecDeque<Outgoing>,
+    items: Vec<Outgoing>,
     bytes: usize,
     end: Option<End>,
 }
@@ -203,7 +202,7 @@ impl Outbox {
         }
         let was_empty = q.items.is_empty();
         q.bytes += size;
-        q.items.push_back(item);
+        q.items.push(item);
         drop(q);
         if was_empty {
             self.ready.notify_one();
@@ -268,7 +267,14 @@ impl Outbox {
     /// is empty and ended.
     pub fn take(&self, into: &mut Vec<Outgoing>) -> Option<End> {
         let mut q = self.lock();
-        into.extend(q.items.drain(..));
+        // Handing over the queue's own buffer leaves the queue none: an idle
+        // connection keeps no capacity around (the writer drops its buffer
+        // once written).
+        if into.is_empty() {
+            *into = std::mem::take(&mut q.items);
+        } else {
+            into.append(&mut q.items);
+        }
         q.bytes = 0;
         let end = q.end;
         drop(q);

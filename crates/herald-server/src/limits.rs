@@ -76,7 +76,7 @@ impl Limits {
             limiter: self
                 .message
                 .filter(|_| !exempt)
-                .map(DefaultDirectRateLimiter::direct),
+                .map(|quota| Box::new(DefaultDirectRateLimiter::direct(quota))),
             strikes: 0,
             max_strikes: self.config.abuse_strikes.max(1),
         }
@@ -234,7 +234,8 @@ impl Drop for OpenSlot {
 /// row. Owned by the connection's task.
 #[derive(Debug)]
 pub(crate) struct MessageLimiter {
-    limiter: Option<DefaultDirectRateLimiter>,
+    /// Boxed: it lives in every connection's task, mostly idle.
+    limiter: Option<Box<DefaultDirectRateLimiter>>,
     strikes: u32,
     max_strikes: u32,
 }

@@ -410,7 +410,7 @@ fn events(
             }
             let end = conn.outbox().take(&mut batch);
             let mut out = BytesMut::new();
-            for item in batch.drain(..) {
+            for item in std::mem::take(&mut batch) {
                 write_item(&mut out, epoch, &item);
             }
             if let Some(end) = end {

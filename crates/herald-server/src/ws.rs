@@ -30,9 +30,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Socket read buffer: small, since idle connections dominate; a large
-/// message grows it only while it is read.
-const READ_BUFFER: usize = 1 << 10;
+/// Socket read buffer: small, since idle connections dominate (client
+/// messages are mostly a few hundred bytes); a larger message grows it.
+const READ_BUFFER: usize = 256;
 /// Bytes the socket writer gathers before writing (we flush per batch).
 const WRITE_BUFFER: usize = 16 << 10;
 
@@ -255,8 +255,10 @@ async fn session(
                 // A client that stops reading blocks the write once its
                 // socket buffers are full: give up on it after the same
                 // timeout as a silent one, so it cannot hold its place.
+                // The batch's buffer goes with the write (`take`): idle
+                // connections keep none.
                 let write = async {
-                    for item in batch.drain(..) {
+                    for item in std::mem::take(&mut batch) {
                         sink.feed(Message::Text(frame(item))).await?;
                     }
                     sink.flush().await
