@@ -33,6 +33,16 @@ impl Report {
         self
     }
 
+    /// Adds the latency percentiles, in milliseconds.
+    pub fn latency(&mut self, latency: &crate::stats::Latency) -> &mut Report {
+        let summary = latency.summary();
+        self.add("latency_p50_ms", summary.p50_us as f64 / 1000.0)
+            .add("latency_p90_ms", summary.p90_us as f64 / 1000.0)
+            .add("latency_p99_ms", summary.p99_us as f64 / 1000.0)
+            .add("latency_p999_ms", summary.p999_us as f64 / 1000.0)
+            .add("latency_max_ms", summary.max_us as f64 / 1000.0)
+    }
+
     /// The figure `name`, if recorded.
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.results.iter().find(|(n, _)| n == name).map(|(_, v)| v)

@@ -8,15 +8,15 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-/// Latencies in microseconds, from 1 µs to 10 minutes at 3 significant
-/// digits (HdrHistogram: constant memory, exact enough at every
-/// percentile).
+/// Latencies in microseconds, from 1 µs to 100 s at 2 significant digits
+/// (HdrHistogram: constant memory, within 1 % at every percentile; small
+/// enough for one per subscriber).
 #[derive(Debug, Clone)]
 pub struct Latency(Histogram<u64>);
 
 impl Default for Latency {
     fn default() -> Self {
-        Latency(Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds"))
+        Latency(Histogram::new_with_bounds(1, 100_000_000, 2).expect("valid histogram bounds"))
     }
 }
 
@@ -192,9 +192,9 @@ mod tests {
         }
         let s = l.summary();
         assert_eq!(s.count, 10_000);
-        // 3 significant digits: within 0.1 %.
+        // 2 significant digits: within 1 %.
         let near =
-            |got: u64, want: u64| (got as f64 - want as f64).abs() <= want as f64 * 0.001 + 1.0;
+            |got: u64, want: u64| (got as f64 - want as f64).abs() <= want as f64 * 0.01 + 1.0;
         assert!(near(s.p50_us, 5_000), "{s:?}");
         assert!(near(s.p90_us, 9_000), "{s:?}");
         assert!(near(s.p99_us, 9_900), "{s:?}");
@@ -215,7 +215,7 @@ mod tests {
         let s = a.summary();
         assert_eq!(s.count, 100);
         assert_eq!(s.p50_us, 100);
-        assert!(s.max_us >= 49_950 && s.max_us <= 50_050, "{s:?}");
+        assert!(s.max_us >= 49_500 && s.max_us <= 50_500, "{s:?}");
         // Zero and huge values are clamped, not lost.
         a.record(Duration::ZERO);
         a.record(Duration::from_secs(100_000));

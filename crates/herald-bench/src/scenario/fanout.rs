@@ -95,13 +95,15 @@ pub async fn fanout(common: &Common, args: FanoutArgs) -> anyhow::Result<Option<
         expect_kind(&mut ws, "subscribed").await?;
         subscribers.push((i % args.channels, ws));
     }
-    let done = Arc::new(tokio::sync::Notify::new());
+    // A watch, not a notification: a reader busy with a message when the
+    // run ends still sees it.
+    let (done, stop) = tokio::sync::watch::channel(false);
     let mut readers = Vec::new();
     for (_, ws) in subscribers {
         readers.push(tokio::spawn(subscribe_loop(
             ws,
             counters.clone(),
-            done.clone(),
+            stop.clone(),
         )));
     }
     let mut publishers = Vec::with_capacity(args.publishers);
@@ -158,7 +160,7 @@ pub async fn fanout(common: &Common, args: FanoutArgs) -> anyhow::Result<Option<
     let elapsed = started.elapsed();
     let after = target.sample()?;
     let me_after = proc::sample(std::process::id())?;
-    done.notify_waiters();
+    let _ = done.send(true);
 
     let mut latency = Latency::default();
     let mut integrity = Integrity::default();
@@ -175,7 +177,6 @@ pub async fn fanout(common: &Common, args: FanoutArgs) -> anyhow::Result<Option<
     }
     let deliveries = integrity.received;
     let server_cpu = after.cpu.saturating_sub(before.cpu).as_secs_f64();
-    let summary = latency.summary();
     let mut report = Report::new("fanout", &args);
     report
         .add("published", published)
@@ -196,11 +197,7 @@ pub async fn fanout(common: &Common, args: FanoutArgs) -> anyhow::Result<Option<
             me_after.cpu.saturating_sub(me_before.cpu).as_secs_f64(),
         )
         .add("server_rss_mib", after.rss_bytes as f64 / (1 << 20) as f64)
-        .add("latency_p50_ms", summary.p50_us as f64 / 1000.0)
-        .add("latency_p90_ms", summary.p90_us as f64 / 1000.0)
-        .add("latency_p99_ms", summary.p99_us as f64 / 1000.0)
-        .add("latency_p999_ms", summary.p999_us as f64 / 1000.0)
-        .add("latency_max_ms", summary.max_us as f64 / 1000.0)
+        .latency(&latency)
         .add("lost", integrity.lost)
         .add("duplicates", integrity.duplicates)
         .add("reordered", integrity.reordered);
@@ -250,13 +247,13 @@ pub(super) async fn wait_for(counters: &Counters, target: u64) {
 async fn subscribe_loop(
     mut ws: Ws,
     counters: Arc<Counters>,
-    done: Arc<tokio::sync::Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Seen {
     let mut seen = Seen::default();
     loop {
         let next = tokio::select! {
             next = ws.next() => next,
-            () = done.notified() => break,
+            _ = stop.wait_for(|stop| *stop) => break,
         };
         let Some(Ok(Message::Text(text))) = next else {
             if matches!(next, Some(Ok(_))) {

@@ -4,6 +4,7 @@ mod connections;
 mod fanout;
 mod resume;
 mod tables;
+mod writer;
 
 pub use connections::{ConnectionsArgs, WorkerArgs, connections, worker};
 pub use fanout::{FanoutArgs, fanout};
