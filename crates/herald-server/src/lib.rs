@@ -214,6 +214,11 @@ impl App {
         let service = self
             .router()
             .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        // No Nagle delay: events are small and latency matters more than
+        // packet count (with delayed ACKs, Nagle can hold an event 40 ms).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server = axum::serve(listener, service).with_graceful_shutdown(async move {
             shutdown.await;
             sessions.shut_down();
