@@ -106,6 +106,11 @@ pub struct RealtimeConfig {
     pub shards: usize,
     /// Most documents per snapshot message. Default 500.
     pub snapshot_chunk_docs: usize,
+    /// How long a WebSocket writer waits, once something is queued, for
+    /// more to write in the same system call. Trades latency for CPU under
+    /// fan-out (docs/operations.md). Default 0 (write at once).
+    #[serde(with = "humantime_serde")]
+    pub write_delay: Duration,
 }
 
 impl Default for RealtimeConfig {
@@ -121,6 +126,7 @@ impl Default for RealtimeConfig {
             recent_bytes: hub.recent_bytes,
             shards: hub.shards,
             snapshot_chunk_docs: hub.snapshot_chunk_docs,
+            write_delay: Duration::ZERO,
         }
     }
 }

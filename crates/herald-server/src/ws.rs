@@ -207,6 +207,7 @@ async fn session(
             heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             heartbeat.tick().await;
             let timeout = app.realtime.client_timeout;
+            let write_delay = app.realtime.write_delay;
             let mut batch = Vec::new();
             // The credentials deadline's timer: on the heap, and only while
             // there is a deadline (most connections have none), so it costs
@@ -221,7 +222,13 @@ async fn session(
                     timer = Some((due, Box::pin(tokio::time::sleep_until(at))));
                 }
                 tokio::select! {
-                    () = conn.outbox().ready() => {}
+                    () = conn.outbox().ready() => {
+                        // Coalescing, if configured: more events may join
+                        // this write (one system call for several).
+                        if !write_delay.is_zero() {
+                            tokio::time::sleep(write_delay).await;
+                        }
+                    }
                     () = expired(&mut timer) => {
                         if deadline.load(Ordering::Relaxed) != due {
                             continue;

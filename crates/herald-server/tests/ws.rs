@@ -2063,3 +2063,26 @@ async fn resuming_from_the_recent_window_after_a_burst_is_paced_by_the_client() 
     })
     .await;
 }
+
+/// With `write_delay`, events queued together go out together, and none
+/// is held back or lost.
+#[tokio::test]
+async fn a_write_delay_coalesces_without_losing_anything() {
+    let realtime = RealtimeConfig {
+        write_delay: Duration::from_millis(30),
+        ..RealtimeConfig::default()
+    };
+    let server = Server::start_with(StoreConfig::default(), realtime).await;
+    let mut ws = server.ws().await;
+    ws.subscribe(json!({"type": "subscribe", "id": "c", "channel": "co"}))
+        .await;
+    for n in 0..20 {
+        server.publish("co", json!({"n": n})).await;
+    }
+    for n in 0..20 {
+        let event = ws.expect("event").await;
+        assert_eq!(event["data"]["n"], n, "{event}");
+    }
+    ws.quiet(Duration::from_millis(100)).await;
+    server.stop().await;
+}
