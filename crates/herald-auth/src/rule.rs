@@ -52,7 +52,15 @@ impl RowRule {
     /// on null: a rule must fail closed, never match rows that belong to
     /// nobody.
     pub fn instantiate(&self, sub: &str, claims: &Map<String, Value>) -> Result<Value, AuthError> {
-        substitute(&self.template, sub, claims)
+        substitute(&self.template, &|path| lookup(path, sub, claims))
+    }
+
+    /// The template with every reference replaced by a placeholder string:
+    /// what a server compiles at start-up to check the rule's filter before
+    /// any caller's claims are known.
+    pub fn with_placeholders(&self) -> Value {
+        substitute(&self.template, &|_| Ok(Value::String("placeholder".into())))
+            .unwrap_or_else(|_| self.template.clone())
     }
 
     /// The template as written.
@@ -99,21 +107,25 @@ fn valid_path(path: &str) -> bool {
     })
 }
 
-fn substitute(value: &Value, sub: &str, claims: &Map<String, Value>) -> Result<Value, AuthError> {
+/// `value` with every reference replaced by what `claim` gives for its path.
+fn substitute(
+    value: &Value,
+    claim: &impl Fn(&str) -> Result<Value, AuthError>,
+) -> Result<Value, AuthError> {
     Ok(match value {
         Value::String(s) => match reference(s) {
-            Some(path) => lookup(path, sub, claims)?,
+            Some(path) => claim(path)?,
             None => value.clone(),
         },
         Value::Array(items) => Value::Array(
             items
                 .iter()
-                .map(|v| substitute(v, sub, claims))
+                .map(|v| substitute(v, claim))
                 .collect::<Result<_, _>>()?,
         ),
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, v)| Ok((k.clone(), substitute(v, sub, claims)?)))
+                .map(|(k, v)| Ok((k.clone(), substitute(v, claim)?)))
                 .collect::<Result<_, AuthError>>()?,
         ),
         _ => value.clone(),

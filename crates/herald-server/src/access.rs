@@ -80,7 +80,7 @@ impl Access {
                         // A rule must compile once its claims are filled in;
                         // check with placeholder claims now, not at the first
                         // request.
-                        Filter::from_json(&with_placeholders(rule.template()), limits)
+                        Filter::from_json(&rule.with_placeholders(), limits)
                             .map_err(|e| format!("tables.{name}.{which}: {e}"))?;
                         Ok::<_, String>(rule)
                     })
@@ -218,21 +218,4 @@ fn plain_at(row: &Value, path: &str) -> bool {
         }
     }
     !at.is_array()
-}
-
-/// A rule template with every claim reference (`"$auth..."`) replaced by a
-/// placeholder string: what start-up compiles to check the rule's filter
-/// before any caller's claims are known.
-fn with_placeholders(template: &Value) -> Value {
-    match template {
-        Value::String(s) if s.starts_with("$auth.") => Value::String("placeholder".into()),
-        Value::Array(items) => Value::Array(items.iter().map(with_placeholders).collect()),
-        Value::Object(fields) => Value::Object(
-            fields
-                .iter()
-                .map(|(k, v)| (k.clone(), with_placeholders(v)))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
 }

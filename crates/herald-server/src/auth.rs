@@ -127,16 +127,10 @@ impl Principal {
 
 /// `read:orders`, `admin`...
 fn permission_name(action: Action, resource: &str) -> String {
-    let name = match action {
-        Action::Read => "read",
-        Action::Write => "write",
-        Action::Publish => "publish",
-        Action::Presence => "presence",
-        Action::ReadHidden => "read_hidden",
-        Action::Admin => return "admin".to_owned(),
-        Action::Metrics => return "metrics".to_owned(),
-    };
-    format!("{name}:{resource}")
+    match action {
+        Action::Admin | Action::Metrics => action.as_str().to_owned(),
+        _ => format!("{}:{resource}", action.as_str()),
+    }
 }
 
 /// How a request proved who it is; the origin check depends on it.

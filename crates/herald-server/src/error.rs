@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use herald_proto::error::ErrorDetail;
-use herald_proto::{ErrorBody, ErrorCode};
+use herald_proto::{ErrorBody, ErrorCode, ServerMessage};
 use herald_store::StoreError;
 
 /// An error answered as `{"error":{"code","message"}}` with the code's status.
@@ -54,9 +54,26 @@ impl ApiError {
                 code: self.code,
                 message: self.message.clone(),
                 earliest: self.earliest,
-                retry_after_ms: self.retry_after.map(|d| d.as_millis().max(1) as u64),
+                retry_after_ms: self.retry_after_ms(),
             },
         }
+    }
+
+    /// This error as a WebSocket (or SSE) `error` message.
+    #[must_use]
+    pub fn to_message(&self, id: Option<String>, reference: Option<String>) -> ServerMessage {
+        ServerMessage::Error {
+            reference,
+            id,
+            code: self.code,
+            message: self.message.clone(),
+            earliest: self.earliest.map(herald_proto::Offset),
+            retry_after_ms: self.retry_after_ms(),
+        }
+    }
+
+    fn retry_after_ms(&self) -> Option<u64> {
+        self.retry_after.map(|d| d.as_millis().max(1) as u64)
     }
 }
 

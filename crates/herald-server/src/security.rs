@@ -38,7 +38,7 @@ impl Security {
             auth: Auth::open(),
             access: Access::default(),
             limits: Limits::none(),
-            tickets: Tickets::new(Duration::from_secs(30)),
+            tickets: Tickets::new(crate::config::AuthConfig::default().ticket_ttl),
             audit: Audit::off(),
             allowed_origins: Vec::new(),
         }
@@ -133,11 +133,6 @@ impl Security {
             None,
             json!({"ip": ip.to_string(), "code": e.code.as_str(), "reason": e.message}),
         );
-    }
-
-    /// How long SSE tickets last.
-    pub(crate) fn tickets_ttl(&self) -> Duration {
-        self.tickets.ttl()
     }
 
     /// Audits a refusal.

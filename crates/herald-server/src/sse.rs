@@ -26,9 +26,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use herald_core::{Connection, End, Outgoing};
-use herald_proto::{
-    Epoch, ErrorCode, LagPolicy, Op, ResumeToken, ServerMessage, StartFrom, Subscribe,
-};
+use herald_proto::{Epoch, ErrorCode, LagPolicy, Op, ResumeToken, StartFrom, Subscribe};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -69,7 +67,7 @@ pub(crate) async fn ticket(
     caller: Caller,
 ) -> Result<axum::Json<Value>, ApiError> {
     let (ticket, ttl) = app.security.tickets.issue(caller.0).ok_or_else(|| {
-        ApiError::rate_limited("too many outstanding tickets", app.security.tickets_ttl())
+        ApiError::rate_limited("too many outstanding tickets", app.security.tickets.ttl())
     })?;
     Ok(axum::Json(
         serde_json::json!({"ticket": ticket, "expires_in_ms": ttl.as_millis() as u64}),
@@ -389,14 +387,11 @@ fn events(
             tokio::select! {
                 () = conn.outbox().ready() => {}
                 () = &mut expiry => {
-                    let error = ServerMessage::Error {
-                        reference: None,
-                        id: Some(SSE_ID.to_owned()),
-                        code: ErrorCode::TokenExpired,
-                        message: "the token expired; reconnect with a fresh one (Last-Event-ID resumes)".to_owned(),
-                        earliest: None,
-                        retry_after_ms: None,
-                    };
+                    let error = ApiError::new(
+                        ErrorCode::TokenExpired,
+                        "the token expired; reconnect with a fresh one (Last-Event-ID resumes)",
+                    )
+                    .to_message(Some(SSE_ID.to_owned()), None);
                     let mut out = BytesMut::new();
                     write_item(&mut out, epoch, &Outgoing::message(&error, None));
                     yield Ok(out.freeze());
@@ -422,14 +417,7 @@ fn events(
                     ),
                     End::Closed => (ErrorCode::Internal, "closed by the server", None),
                 };
-                let error = ServerMessage::Error {
-                    reference: None,
-                    id: Some(SSE_ID.to_owned()),
-                    code,
-                    message: message.to_owned(),
-                    earliest: None,
-                    retry_after_ms: None,
-                };
+                let error = ApiError::new(code, message).to_message(Some(SSE_ID.to_owned()), None);
                 write_item(&mut out, epoch, &Outgoing::message(&error, resume_from));
                 yield Ok(out.freeze());
                 return;

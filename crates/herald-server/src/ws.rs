@@ -176,7 +176,7 @@ async fn session(
                             Verdict::Allow => {}
                             Verdict::Refuse(wait) => {
                                 let e = ApiError::rate_limited("too many messages", wait);
-                                reply(&conn, &error_message(&e, None, None));
+                                reply(&conn, &e.to_message(None, None));
                                 continue;
                             }
                             Verdict::Abuse => return abuse(&app, &client),
@@ -447,7 +447,7 @@ async fn handle(
                 ErrorCode::Unauthorized,
                 "authenticate first: send {\"type\":\"auth\",\"token\":...}",
             );
-            reply(conn, &error_message(&e, None, None));
+            reply(conn, &e.to_message(None, None));
         }
         return Ok(());
     };
@@ -468,7 +468,7 @@ async fn handle(
                         if e.code == ErrorCode::Forbidden {
                             denied("subscribe", &e);
                         }
-                        reply(conn, &error_message(&e, Some(id), None));
+                        reply(conn, &e.to_message(Some(id), None));
                         return Ok(());
                     }
                 };
@@ -520,7 +520,7 @@ async fn handle(
                 Err(e) => Err(e),
             };
             if let Err(e) = result {
-                reply(conn, &error_message(&e, Some(id), None));
+                reply(conn, &e.to_message(Some(id), None));
             }
         }
         ClientMessage::Publish {
@@ -533,7 +533,7 @@ async fn handle(
                 .inspect_err(|e| denied("publish", e))
                 .and_then(|()| security.limits.publish(&who));
             if let Err(e) = allowed {
-                reply(conn, &error_message(&e, None, reference));
+                reply(conn, &e.to_message(None, reference));
                 return Ok(());
             }
             match app
@@ -572,7 +572,7 @@ async fn handle(
         ClientMessage::Stats { reference } => {
             if let Err(e) = who.require_admin() {
                 denied("stats", &e);
-                reply(conn, &error_message(&e, None, reference));
+                reply(conn, &e.to_message(None, reference));
                 return Ok(());
             }
             let stats =
@@ -608,7 +608,7 @@ async fn authenticate(
             return Err(Exit::Close(CloseCode::Unauthorized, close_reason(&e)));
         }
         Err(e) => {
-            reply(conn, &error_message(&e, None, reference));
+            reply(conn, &e.to_message(None, reference));
             return Ok(());
         }
     };
@@ -619,7 +619,7 @@ async fn authenticate(
         let e = ApiError::forbidden(
             "a connection keeps its identity: a fresh token must be for the same subject; reconnect to change user",
         );
-        reply(conn, &error_message(&e, None, reference));
+        reply(conn, &e.to_message(None, reference));
         return Ok(());
     }
     let subject = who.subject();
@@ -672,18 +672,6 @@ fn subscription_ended(app: &AppState, conn: &Connection, who: &str, id: &str, re
         Some(who),
         serde_json::json!({"conn": conn.id(), "id": id, "reason": reason}),
     );
-}
-
-/// An [`ApiError`] as a WebSocket `error` message.
-fn error_message(e: &ApiError, id: Option<String>, reference: Option<String>) -> ServerMessage {
-    ServerMessage::Error {
-        reference,
-        id,
-        code: e.code,
-        message: e.message.clone(),
-        earliest: e.earliest.map(herald_proto::Offset),
-        retry_after_ms: e.retry_after.map(|d| d.as_millis().max(1) as u64),
-    }
 }
 
 /// Queues a server message. Control messages may exceed the outbox limit a
