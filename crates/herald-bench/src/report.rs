@@ -43,6 +43,23 @@ impl Report {
             .add("latency_max_ms", summary.max_us as f64 / 1000.0)
     }
 
+    /// Adds what the run cost: server and generator CPU, server memory.
+    pub fn usage(&mut self, usage: &crate::target::Usage) -> &mut Report {
+        self.add("server_cpu_s", usage.server_cpu_s)
+            .add("generator_cpu_s", usage.generator_cpu_s)
+            .add(
+                "server_rss_mib",
+                usage.server_rss_bytes as f64 / (1 << 20) as f64,
+            )
+    }
+
+    /// Adds the sequence checks' verdict.
+    pub fn integrity(&mut self, integrity: &crate::stats::Integrity) -> &mut Report {
+        self.add("lost", integrity.lost)
+            .add("duplicates", integrity.duplicates)
+            .add("reordered", integrity.reordered)
+    }
+
     /// The figure `name`, if recorded.
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.results.iter().find(|(n, _)| n == name).map(|(_, v)| v)

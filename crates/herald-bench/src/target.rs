@@ -73,6 +73,46 @@ impl Target {
     pub fn sample(&self) -> anyhow::Result<Sample> {
         proc::sample(self.pid).with_context(|| format!("reading /proc/{}", self.pid))
     }
+
+    /// Starts measuring the CPU the server and this process use.
+    pub fn meter(&self) -> anyhow::Result<Meter> {
+        Ok(Meter {
+            server: self.sample()?,
+            generator: proc::sample(std::process::id())?,
+        })
+    }
+}
+
+/// CPU readings of the server and the generator at the start of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Meter {
+    server: Sample,
+    generator: Sample,
+}
+
+/// What a run cost: CPU seconds of the server and of the generator, and
+/// the server's memory at the end.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    pub server_cpu_s: f64,
+    pub generator_cpu_s: f64,
+    pub server_rss_bytes: u64,
+}
+
+impl Meter {
+    /// The cost since the meter started.
+    pub fn read(&self, target: &Target) -> anyhow::Result<Usage> {
+        let server = target.sample()?;
+        let generator = proc::sample(std::process::id())?;
+        Ok(Usage {
+            server_cpu_s: server.cpu.saturating_sub(self.server.cpu).as_secs_f64(),
+            generator_cpu_s: generator
+                .cpu
+                .saturating_sub(self.generator.cpu)
+                .as_secs_f64(),
+            server_rss_bytes: server.rss_bytes,
+        })
+    }
 }
 
 impl Drop for Target {

@@ -8,12 +8,13 @@
 //! checks, per (publisher, channel) stream, that numbers arrive once each
 //! and in order, against the publishes the server acknowledged.
 
+use super::subscriber::{subscribe, wait_for};
+use crate::Common;
 use crate::net::{self, Sources, Ws};
 use crate::progress::{Counters, Progress};
 use crate::report::Report;
 use crate::stats::{Integrity, Latency, Sequences};
-use crate::{Common, proc};
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -88,13 +89,9 @@ pub async fn fanout(common: &Common, args: FanoutArgs) -> anyhow::Result<Option<
     // Subscribers first, each live before publishing starts.
     let mut subscribers = Vec::with_capacity(args.subscribers);
     for i in 0..args.subscribers {
-        let (mut ws, _) = net::connect(&url, server, sources.nth(i)).await?;
         let channel = format!("bench:{}", i % args.channels);
-        ws.send(Message::text(
-            json!({"type": "subscribe", "id": "s", "channel": channel}).to_string(),
-        ))
-        .await?;
-        expect_kind(&mut ws, "subscribed").await?;
+        let selection = json!({"channel": channel});
+        let (ws, _) = subscribe(&url, server, sources.nth(i), selection).await?;
         subscribers.push((i % args.channels, ws));
     }
     // A watch, not a notification: a reader busy with a message when the
@@ -115,8 +112,7 @@ pub async fn fanout(common: &Common, args: FanoutArgs) -> anyhow::Result<Option<
     }
 
     let _progress = Progress::start("fanout", counters.clone());
-    let before = target.sample()?;
-    let me_before = proc::sample(std::process::id())?;
+    let meter = target.meter()?;
     let started = Instant::now();
     let duration = Duration::from_secs_f64(args.duration);
     let interval = Duration::from_secs_f64(args.publishers as f64 / args.rate);
@@ -160,8 +156,7 @@ pub async fn fanout(common: &Common, args: FanoutArgs) -> anyhow::Result<Option<
         .sum();
     wait_for(&counters, expected_deliveries).await;
     let elapsed = started.elapsed();
-    let after = target.sample()?;
-    let me_after = proc::sample(std::process::id())?;
+    let usage = meter.read(&target)?;
     let _ = done.send(true);
 
     let mut latency = Latency::default();
@@ -178,7 +173,6 @@ pub async fn fanout(common: &Common, args: FanoutArgs) -> anyhow::Result<Option<
         integrity.add(seen.sequences.integrity(&expected));
     }
     let deliveries = integrity.received;
-    let server_cpu = after.cpu.saturating_sub(before.cpu).as_secs_f64();
     let mut report = Report::new("fanout", &args);
     report
         .add("published", published)
@@ -189,61 +183,14 @@ pub async fn fanout(common: &Common, args: FanoutArgs) -> anyhow::Result<Option<
             "deliveries_per_s",
             deliveries as f64 / elapsed.as_secs_f64(),
         )
-        .add("server_cpu_s", server_cpu)
         .add(
             "deliveries_per_server_cpu_s",
-            deliveries as f64 / server_cpu.max(1e-9),
+            deliveries as f64 / usage.server_cpu_s.max(1e-9),
         )
-        .add(
-            "generator_cpu_s",
-            me_after.cpu.saturating_sub(me_before.cpu).as_secs_f64(),
-        )
-        .add("server_rss_mib", after.rss_bytes as f64 / (1 << 20) as f64)
+        .usage(&usage)
         .latency(&latency)
-        .add("lost", integrity.lost)
-        .add("duplicates", integrity.duplicates)
-        .add("reordered", integrity.reordered);
+        .integrity(&integrity);
     Ok(Some(report))
-}
-
-/// Reads messages until one of `kind` (skipping others), or fails.
-pub(super) async fn expect_kind(ws: &mut Ws, kind: &str) -> anyhow::Result<serde_json::Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let next = tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .with_context(|| format!("waiting for {kind}"))?;
-        match next {
-            Some(Ok(Message::Text(text))) => {
-                let m: serde_json::Value = serde_json::from_str(&text)?;
-                if m["type"] == kind {
-                    return Ok(m);
-                }
-                if m["type"] == "error" {
-                    bail!("the server answered an error: {m}");
-                }
-            }
-            Some(Ok(_)) => {}
-            other => bail!("the connection ended waiting for {kind}: {other:?}"),
-        }
-    }
-}
-
-/// Waits until `received` reaches `target`, or stops growing for 5 s.
-pub(super) async fn wait_for(counters: &Counters, target: u64) {
-    let mut last = (counters.received.load(Ordering::Relaxed), Instant::now());
-    loop {
-        let now = counters.received.load(Ordering::Relaxed);
-        if now >= target {
-            return;
-        }
-        if now != last.0 {
-            last = (now, Instant::now());
-        } else if last.1.elapsed() > Duration::from_secs(5) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 async fn subscribe_loop(

@@ -3,6 +3,7 @@
 mod connections;
 mod fanout;
 mod resume;
+mod subscriber;
 mod tables;
 mod writer;
 

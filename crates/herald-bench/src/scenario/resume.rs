@@ -21,14 +21,14 @@
 //! - Over the whole run, every subscriber must have received every
 //!   acknowledged document once, in order per writer.
 
-use super::fanout::wait_for;
-use super::tables::{Incoming, subscribe};
+use super::subscriber::{subscribe, wait_for};
+use super::tables::Incoming;
 use super::writer::{MAX_BATCH, Pace, Writer, Written, http_client, run_id};
+use crate::Common;
 use crate::net::{self, Sources, Ws};
 use crate::progress::{Counters, Progress};
 use crate::report::Report;
 use crate::stats::{Integrity, Latency, Sequences};
-use crate::{Common, proc};
 use anyhow::{Context, bail};
 use clap::Args;
 use futures_util::{SinkExt, StreamExt};
@@ -108,7 +108,7 @@ pub async fn resume(common: &Common, args: ResumeArgs) -> anyhow::Result<Option<
     let mut followers = Vec::with_capacity(args.subscribers);
     for i in 0..args.subscribers {
         let source = sources.nth(i);
-        let (ws, offset) = subscribe(&url, server, source, TABLE, None).await?;
+        let (ws, offset) = subscribe(&url, server, source, json!({"table": TABLE})).await?;
         let place = Place {
             i,
             url: url.clone(),
@@ -131,8 +131,7 @@ pub async fn resume(common: &Common, args: ResumeArgs) -> anyhow::Result<Option<
     let http = http_client(args.writers)?;
     let run = run_id();
     let _progress = Progress::start("resume", counters.clone());
-    let before = target.sample()?;
-    let me_before = proc::sample(std::process::id())?;
+    let meter = target.meter()?;
     let started = Instant::now();
     let drop_at = started + Duration::from_secs_f64(args.before);
     let end = drop_at + Duration::from_secs_f64(args.after);
@@ -173,8 +172,7 @@ pub async fn resume(common: &Common, args: ResumeArgs) -> anyhow::Result<Option<
     let expected_deliveries = written.docs * args.subscribers as u64;
     wait_for(&counters, expected_deliveries).await;
     let elapsed = started.elapsed();
-    let after = target.sample()?;
-    let me_after = proc::sample(std::process::id())?;
+    let usage = meter.read(&target)?;
     stop.send_replace(true);
 
     let mut latency = Latency::default();
@@ -213,19 +211,9 @@ pub async fn resume(common: &Common, args: ResumeArgs) -> anyhow::Result<Option<
             "deliveries_per_s",
             deliveries as f64 / elapsed.as_secs_f64(),
         )
-        .add(
-            "server_cpu_s",
-            after.cpu.saturating_sub(before.cpu).as_secs_f64(),
-        )
-        .add(
-            "generator_cpu_s",
-            me_after.cpu.saturating_sub(me_before.cpu).as_secs_f64(),
-        );
-    report.latency(&latency);
-    report
-        .add("lost", integrity.lost)
-        .add("duplicates", integrity.duplicates)
-        .add("reordered", integrity.reordered);
+        .usage(&usage)
+        .latency(&latency)
+        .integrity(&integrity);
     Ok(Some(report))
 }
 

@@ -20,20 +20,19 @@
 //! The writer, the subscription and the latency lines are shared with
 //! `resume`.
 
-use super::fanout::{expect_kind, wait_for};
+use super::subscriber::{subscribe, wait_for};
 use super::writer::{MAX_BATCH, Pace, Writer, Written, http_client, run_id, selected};
+use crate::Common;
 use crate::net::{self, Sources, Ws};
 use crate::progress::{Counters, Progress};
 use crate::report::Report;
 use crate::stats::{Integrity, Latency, Sequences};
-use crate::{Common, proc};
 use anyhow::bail;
 use clap::Args;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use std::time::{Duration, Instant};
@@ -89,7 +88,13 @@ pub async fn tables(common: &Common, args: TablesArgs) -> anyhow::Result<Option<
     let filter = json!({"g": {"$lt": args.selectivity}});
     let mut readers = Vec::with_capacity(args.subscribers);
     for i in 0..args.subscribers {
-        let (ws, _) = subscribe(&url, server, sources.nth(i), TABLE, Some(&filter)).await?;
+        let (ws, _) = subscribe(
+            &url,
+            server,
+            sources.nth(i),
+            json!({"table": TABLE, "filter": filter}),
+        )
+        .await?;
         readers.push(tokio::spawn(read_loop(
             ws,
             counters.clone(),
@@ -100,8 +105,7 @@ pub async fn tables(common: &Common, args: TablesArgs) -> anyhow::Result<Option<
     let http = http_client(args.writers)?;
     let run = run_id();
     let _progress = Progress::start("tables", counters.clone());
-    let before = target.sample()?;
-    let me_before = proc::sample(std::process::id())?;
+    let meter = target.meter()?;
     let started = Instant::now();
     let end = started + Duration::from_secs_f64(args.duration);
     let mut tasks = Vec::with_capacity(args.writers);
@@ -135,8 +139,7 @@ pub async fn tables(common: &Common, args: TablesArgs) -> anyhow::Result<Option<
     let expected_deliveries = expected.values().sum::<u64>() * args.subscribers as u64;
     wait_for(&counters, expected_deliveries).await;
     let elapsed = started.elapsed();
-    let after = target.sample()?;
-    let me_after = proc::sample(std::process::id())?;
+    let usage = meter.read(&target)?;
     stop.send_replace(true);
 
     let mut latency = Latency::default();
@@ -150,7 +153,6 @@ pub async fn tables(common: &Common, args: TablesArgs) -> anyhow::Result<Option<
         disconnected += u64::from(seen.disconnected);
     }
     let deliveries = integrity.received;
-    let server_cpu = after.cpu.saturating_sub(before.cpu).as_secs_f64();
     let mut report = Report::new("tables", &args);
     report
         .add("docs_written", written.docs)
@@ -168,21 +170,13 @@ pub async fn tables(common: &Common, args: TablesArgs) -> anyhow::Result<Option<
             "deliveries_per_s",
             deliveries as f64 / elapsed.as_secs_f64(),
         )
-        .add("server_cpu_s", server_cpu)
         .add(
             "writes_per_server_cpu_s",
-            written.docs as f64 / server_cpu.max(1e-9),
+            written.docs as f64 / usage.server_cpu_s.max(1e-9),
         )
-        .add(
-            "generator_cpu_s",
-            me_after.cpu.saturating_sub(me_before.cpu).as_secs_f64(),
-        )
-        .add("server_rss_mib", after.rss_bytes as f64 / (1 << 20) as f64);
-    report.latency(&latency);
-    report
-        .add("lost", integrity.lost)
-        .add("duplicates", integrity.duplicates)
-        .add("reordered", integrity.reordered)
+        .usage(&usage)
+        .latency(&latency)
+        .integrity(&integrity)
         .add("outside_filter", outside)
         .add("subscribers_disconnected", disconnected);
     Ok(Some(report))
@@ -259,24 +253,4 @@ async fn read_loop(mut ws: Ws, counters: Arc<Counters>, mut stop: watch::Receive
         counters.received(1);
     }
     seen
-}
-
-/// Opens a WebSocket from `source` and subscribes `s` to `table` (with
-/// `filter`) from now; returns it live, with the `subscribed` offset.
-pub(super) async fn subscribe(
-    url: &str,
-    server: SocketAddr,
-    source: IpAddr,
-    table: &str,
-    filter: Option<&serde_json::Value>,
-) -> anyhow::Result<(Ws, u64)> {
-    let (mut ws, _) = net::connect(url, server, source).await?;
-    let mut request = json!({"type": "subscribe", "id": "s", "table": table});
-    if let Some(filter) = filter {
-        request["filter"] = filter.clone();
-    }
-    ws.send(Message::text(request.to_string())).await?;
-    let subscribed = expect_kind(&mut ws, "subscribed").await?;
-    let offset = subscribed["offset"].as_u64().unwrap_or(0);
-    Ok((ws, offset))
 }
