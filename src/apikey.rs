@@ -71,22 +71,12 @@ fn table(keys: &[ApiKeyInfo]) -> String {
     out
 }
 
-/// Unix milliseconds as `YYYY-MM-DD HH:MM` (UTC), by the days-to-civil
-/// algorithm (Howard Hinnant's), to avoid a date crate for one column.
+/// Unix milliseconds as `YYYY-MM-DD HH:MM` (UTC): humantime's RFC 3339
+/// form, cut to the minute.
 fn utc(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let (hour, minute) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}")
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms);
+    let text = humantime::format_rfc3339_seconds(at).to_string();
+    text.get(..16).unwrap_or(&text).replacen('T', " ", 1)
 }
 
 #[cfg(test)]
