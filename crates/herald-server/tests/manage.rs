@@ -30,17 +30,8 @@ fn writer(server: &Server, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec
 /// Every insert into `t` in the log after `after`: `(offset, n)`.
 async fn log_of_t(server: &Server, after: u64) -> Vec<(u64, u64)> {
     let text = server
-        .http
-        .get(format!(
-            "{}/v1/events?topic=table:t&from={after}",
-            server.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .text(None, &format!("/v1/events?topic=table:t&from={after}"))
+        .await;
     text.lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .map(|e| {

@@ -744,15 +744,8 @@ async fn hidden_fields_and_write_rules_hold_on_every_path() {
         assert_eq!(one.get("ssn").is_some(), sees, "{one}");
         assert_eq!(page["docs"][0].get("ssn").is_some(), sees, "{page}");
         let replay = server
-            .http
-            .get(format!("{}/v1/events?topic=table:profiles", server.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+            .text(Some(token), "/v1/events?topic=table:profiles")
+            .await;
         assert_eq!(replay.contains("\"ssn\""), sees, "{replay}");
         assert_eq!(replay.contains("tel-hidden-42"), sees, "{replay}");
     }

@@ -392,6 +392,18 @@ impl Server {
         (status, json)
     }
 
+    /// A GET's body as text (NDJSON replays), as the holder of `token`.
+    pub async fn text(&self, token: Option<&str>, path: &str) -> String {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        tokio::time::timeout(TIMEOUT, async { request.send().await?.text().await })
+            .await
+            .expect("an answer in time")
+            .unwrap()
+    }
+
     async fn send(
         &self,
         token: Option<&str>,
