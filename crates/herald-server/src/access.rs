@@ -51,9 +51,12 @@ impl ReadGrant {
         }
     }
 
-    /// Whether the caller may read `doc`.
-    pub(crate) fn admits(&self, doc: &Value) -> bool {
-        self.rule.as_ref().is_none_or(|rule| rule.matches(doc))
+    /// Whether the caller may read the stored document `json` (parsed only
+    /// when a rule applies).
+    pub(crate) fn admits(&self, json: &[u8]) -> bool {
+        self.rule.as_ref().is_none_or(|rule| {
+            serde_json::from_slice(json).is_ok_and(|doc: Value| rule.matches(&doc))
+        })
     }
 
     /// How documents and events are shown to the caller.
