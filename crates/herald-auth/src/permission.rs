@@ -6,7 +6,8 @@
 //! | `read:*`            | read every table                                  |
 //! | `write:order_*`     | write tables whose names start with `order_`      |
 //! | `publish:chat:*`    | publish to channels `chat:…`                      |
-//! | `presence:room:*`   | join presence on `room:…`                         |
+//! | `presence:room:*`   | join rooms `room:…` and see their presence        |
+//! | `moderate:room:*`   | moderate and manage rooms `room:…`                |
 //! | `read_hidden:users` | see the hidden fields of table `users`            |
 //! | `metrics`           | read the metrics endpoint                         |
 //! | `admin`             | everything                                        |
@@ -41,6 +42,9 @@ pub enum Action {
     Publish,
     /// Join and see presence on a topic.
     Presence,
+    /// Moderate a room: remove members, publish where moderators may,
+    /// change its settings, join connections to it.
+    Moderate,
     /// See a table's hidden fields.
     ReadHidden,
     /// Everything; takes no pattern.
@@ -50,11 +54,12 @@ pub enum Action {
 }
 
 /// The actions that take a pattern, in [`Action::slot`] order.
-const PATTERNED: [Action; 5] = [
+const PATTERNED: [Action; 6] = [
     Action::Read,
     Action::Write,
     Action::Publish,
     Action::Presence,
+    Action::Moderate,
     Action::ReadHidden,
 ];
 
@@ -66,6 +71,7 @@ impl Action {
             Self::Write => "write",
             Self::Publish => "publish",
             Self::Presence => "presence",
+            Self::Moderate => "moderate",
             Self::ReadHidden => "read_hidden",
             Self::Admin => "admin",
             Self::Metrics => "metrics",
@@ -78,6 +84,7 @@ impl Action {
             "write" => Self::Write,
             "publish" => Self::Publish,
             "presence" => Self::Presence,
+            "moderate" => Self::Moderate,
             "read_hidden" => Self::ReadHidden,
             "admin" => Self::Admin,
             "metrics" => Self::Metrics,
@@ -152,7 +159,7 @@ impl FromStr for Permission {
             PermissionError::new(
                 s,
                 format!(
-                    "unknown action {:?} (expected read, write, publish, presence, read_hidden, metrics or admin)",
+                    "unknown action {:?} (expected read, write, publish, presence, moderate, read_hidden, metrics or admin)",
                     crate::error::excerpt(name, 32)
                 ),
             )

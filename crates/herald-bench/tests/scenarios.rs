@@ -32,7 +32,8 @@ impl Server {
         let herald = herald_core::Herald::open(dir.path()).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = herald_server::App::new(herald, Default::default(), Default::default());
+        let app = herald_server::App::new(herald, Default::default(), Default::default())
+            .expect("a server over a fresh store");
         let (shutdown, signal) = oneshot::channel::<()>();
         let task = tokio::spawn(app.serve(listener, async move {
             let _ = signal.await;

@@ -63,8 +63,9 @@ pub struct ConnectionStatus {
 /// The answer to [`Client::publish`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
-    /// The message's offset in the log.
-    pub offset: Offset,
+    /// The message's offset in the log (`None` on a channel without
+    /// history, whose messages are not logged).
+    pub offset: Option<Offset>,
     /// How many subscriptions on the server it was routed to.
     pub receivers: u64,
 }

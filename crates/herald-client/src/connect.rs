@@ -140,6 +140,7 @@ async fn read_welcome(socket: &mut Socket) -> Result<ServerInfo, ClientError> {
                 heartbeat_ms,
                 max_message_bytes,
                 max_subscriptions,
+                ..
             }) => Ok(ServerInfo {
                 connection,
                 epoch,

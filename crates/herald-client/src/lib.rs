@@ -16,7 +16,7 @@
 //!
 //! let mut chat = client.subscribe(SubscribeRequest::channel("chat:lobby")).await?;
 //! let published = client.publish("chat:lobby", json!({"text": "hello"})).await?;
-//! println!("published at {}", published.offset);
+//! println!("published at {:?}", published.offset);
 //!
 //! while let Some(item) = chat.next().await {
 //!     match item? {

@@ -347,9 +347,22 @@ impl Session {
             | ServerMessage::Updated { .. }
             | ServerMessage::Stats { .. }
             | ServerMessage::Authenticated { .. } => Vec::new(),
+            // Rooms and live-only deliveries, which this client does not
+            // ask for (yet).
+            ServerMessage::Message { .. }
+            | ServerMessage::Broadcast { .. }
+            | ServerMessage::MemberJoined { .. }
+            | ServerMessage::MemberLeft { .. }
+            | ServerMessage::MemberUpdated { .. } => Vec::new(),
             ServerMessage::Published { ref reference, .. }
             | ServerMessage::Pong { ref reference }
-            | ServerMessage::Subscriptions { ref reference, .. } => {
+            | ServerMessage::Subscriptions { ref reference, .. }
+            | ServerMessage::Joined { ref reference, .. }
+            | ServerMessage::Left { ref reference, .. }
+            | ServerMessage::Presence { ref reference, .. }
+            | ServerMessage::PresenceUpdated { ref reference, .. }
+            | ServerMessage::BroadcastSent { ref reference, .. }
+            | ServerMessage::MemberRemoved { ref reference, .. } => {
                 let reference = reference.clone();
                 if !self.requests.answer(reference.as_deref(), Ok(message)) {
                     tracing::debug!(?reference, "answer to no pending request");

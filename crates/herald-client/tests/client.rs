@@ -312,9 +312,9 @@ async fn publish_answers_are_matched_by_ref() {
             server
         );
         assert_eq!(bad.unwrap_err().code(), Some(ErrorCode::InvalidChannel));
-        assert_eq!(a.unwrap().offset, Offset(20));
+        assert_eq!(a.unwrap().offset, Some(Offset(20)));
         let b = b.unwrap();
-        assert_eq!((b.offset, b.receivers), (Offset(30), 2));
+        assert_eq!((b.offset, b.receivers), (Some(Offset(30)), 2));
     })
     .await;
 }
@@ -494,7 +494,7 @@ async fn requests_made_while_reconnecting_wait_for_the_new_connection() {
         }
         seen.sort();
         assert_eq!(seen, ["publish", "subscribe"]);
-        assert_eq!(publish.await.unwrap().unwrap().offset, Offset(9));
+        assert_eq!(publish.await.unwrap().unwrap().offset, Some(Offset(9)));
         let mut sub = subscription.await.unwrap().unwrap();
         assert_eq!(next(&mut sub).await, SubscriptionItem::Live { offset: Offset(9) });
     })

@@ -28,10 +28,14 @@
 //! - [`log_limit`]: a cap on operator log lines of one kind per second.
 
 pub mod blocking;
+pub mod clock;
 pub mod herald;
 pub mod hub;
 pub mod log_limit;
+pub mod namespace;
 pub mod outbox;
+pub mod rooms;
+pub mod routes;
 pub mod subscribe;
 pub mod view;
 
@@ -39,10 +43,13 @@ pub use blocking::blocking;
 pub use herald::{Doc, Herald};
 pub use herald_store::{StoreConfig, StoreError};
 pub use hub::{
-    Connection, Hub, HubConfig, HubError, HubStats, HubTotals, Selection, SubscriptionSpec,
-    TopicStats,
+    Announce, ClientDetails, ClientInfo, Connection, Hub, HubConfig, HubError, HubStats, HubTotals,
+    MemberChange, Published, Reach, Selection, Signal, SubscriptionSpec, Target, TopicStats, Transport,
 };
 pub use log_limit::LogLimit;
+pub use namespace::{Namespace, Namespaces, PublishPolicy, Standing};
 pub use outbox::{End, Outbox, Outgoing, Pushed};
+pub use rooms::{JoinRequest, RoomInfo, RoomSettings, Rooms};
+pub use routes::{RouteInfo, RouteRule, RouteSet};
 pub use subscribe::{SubscribeOptions, Topic};
 pub use view::{HiddenFields, View};

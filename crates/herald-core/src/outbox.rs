@@ -8,9 +8,9 @@
 //! syscalls.
 
 use bytes::Bytes;
-use herald_proto::{Offset, ServerMessage};
+use herald_proto::{Offset, ServerMessage, Timestamp};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::Notify;
 
 /// Bytes counted for an item beyond its payload (queue slot, headers).
@@ -69,6 +69,31 @@ impl Outgoing {
         match self {
             Outgoing::Event { frame, fields, .. } => frame.get(*fields..),
             Outgoing::Message { .. } => None,
+        }
+    }
+
+    /// A live-only message (`kind`: `message`, `broadcast`,
+    /// `member_joined`...) for the subscriptions whose ids `subs` lists:
+    /// `{"type":<kind>,"subs":<subs>,<the fields of the object fields>}`.
+    #[must_use]
+    pub fn signal(kind: &'static str, subs: &[u8], fields: &[u8]) -> Outgoing {
+        let mut json = Vec::with_capacity(16 + kind.len() + subs.len() + fields.len());
+        json.extend_from_slice(br#"{"type":""#);
+        json.extend_from_slice(kind.as_bytes());
+        json.extend_from_slice(br#"","subs":"#);
+        json.extend_from_slice(subs);
+        match fields.get(1..) {
+            // `fields` is an object: `{}` adds nothing, `{"a":1}` adds `,"a":1}`.
+            Some(b"}") | None => json.push(b'}'),
+            Some(rest) => {
+                json.push(b',');
+                json.extend_from_slice(rest);
+            }
+        }
+        Outgoing::Message {
+            kind,
+            json: Bytes::from(json),
+            position: None,
         }
     }
 
@@ -136,6 +161,11 @@ pub struct Outbox {
     /// Signalled when the writer took items.
     room: Notify,
     limit: usize,
+    /// When the client was last heard from (Unix ms, by the presence
+    /// clock): presence expires members of a silent connection. Here
+    /// because the outbox is the one piece of a connection that its
+    /// transport, the hub and the rooms all share.
+    heard: AtomicU64,
 }
 
 impl Outbox {
@@ -147,7 +177,19 @@ impl Outbox {
             ready: Notify::new(),
             room: Notify::new(),
             limit,
+            heard: AtomicU64::new(0),
         }
+    }
+
+    /// Records that the client was heard from at `at`.
+    pub fn hear(&self, at: Timestamp) {
+        self.heard.store(at.0, Ordering::Relaxed);
+    }
+
+    /// When the client was last heard from (0: never recorded).
+    #[must_use]
+    pub fn heard(&self) -> Timestamp {
+        Timestamp(self.heard.load(Ordering::Relaxed))
     }
 
     /// Its byte limit.
@@ -299,6 +341,29 @@ mod tests {
             json: Bytes::from(vec![b' '; n]),
             position: None,
         }
+    }
+
+    #[test]
+    fn a_signal_frame_is_its_fields_with_type_and_subs() {
+        let json = |o: Outgoing| match o {
+            Outgoing::Message { json, kind, .. } => (kind, String::from_utf8(json.to_vec()).unwrap()),
+            Outgoing::Event { .. } => panic!("a message"),
+        };
+        let (kind, text) = json(Outgoing::signal("message", br#"["a"]"#, br#"{"data":1}"#));
+        assert_eq!(kind, "message");
+        assert_eq!(text, r#"{"type":"message","subs":["a"],"data":1}"#);
+        let (_, text) = json(Outgoing::signal("broadcast", b"[]", b"{}"));
+        assert_eq!(text, r#"{"type":"broadcast","subs":[]}"#);
+        let parsed: herald_proto::ServerMessage = serde_json::from_str(
+            &json(Outgoing::signal(
+                "message",
+                br#"["s"]"#,
+                br#"{"channel":"c","data":{"x":1},"ts":5}"#,
+            ))
+            .1,
+        )
+        .unwrap();
+        assert_eq!(parsed.kind(), "message");
     }
 
     #[test]

@@ -290,6 +290,12 @@ impl<K: Copy + Eq + Hash> SubIndex<K> {
         self.slots.is_empty()
     }
 
+    /// Every subscription's id, in no particular order: for deliveries
+    /// that concern every subscriber whatever its filter.
+    pub fn ids(&self) -> impl Iterator<Item = K> + '_ {
+        self.slots.keys().copied()
+    }
+
     /// Number of subscriptions with nothing indexable, tested on every event.
     pub fn fallback_len(&self) -> usize {
         self.fallback.len()

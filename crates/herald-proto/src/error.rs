@@ -69,6 +69,12 @@ pub enum ErrorCode {
     OriginNotAllowed,
     /// Too many requests; retry after `retry_after_ms`.
     RateLimited,
+    /// The room holds the most members it allows.
+    RoomFull,
+    /// The connection is already a member of the room.
+    AlreadyMember,
+    /// The connection (or client) is not a member of the room.
+    NotMember,
     /// Something failed inside the server; details are in its log.
     Internal,
 }
@@ -107,6 +113,9 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::OriginNotAllowed => "origin_not_allowed",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::RoomFull => "room_full",
+            ErrorCode::AlreadyMember => "already_member",
+            ErrorCode::NotMember => "not_member",
             ErrorCode::Internal => "internal",
         }
     }
@@ -128,9 +137,12 @@ impl ErrorCode {
             ErrorCode::Unauthorized | ErrorCode::TokenExpired => 401,
             ErrorCode::Forbidden | ErrorCode::OriginNotAllowed => 403,
             ErrorCode::RateLimited => 429,
-            ErrorCode::NotFound | ErrorCode::UnknownSubscription => 404,
+            ErrorCode::NotFound | ErrorCode::UnknownSubscription | ErrorCode::NotMember => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::AlreadyExists | ErrorCode::SubscriptionExists => 409,
+            ErrorCode::AlreadyExists
+            | ErrorCode::SubscriptionExists
+            | ErrorCode::AlreadyMember
+            | ErrorCode::RoomFull => 409,
             ErrorCode::UnrecoverablePosition => 410,
             ErrorCode::VersionMismatch => 412,
             ErrorCode::PayloadTooLarge => 413,
@@ -188,6 +200,9 @@ mod tests {
             ErrorCode::Forbidden,
             ErrorCode::OriginNotAllowed,
             ErrorCode::RateLimited,
+            ErrorCode::RoomFull,
+            ErrorCode::AlreadyMember,
+            ErrorCode::NotMember,
             ErrorCode::Internal,
         ] {
             let json = serde_json::to_string(&code).unwrap();

@@ -9,12 +9,15 @@
 //! - [`position`]: offsets, epochs, timestamps, versions and the resume token.
 //! - [`event`]: the event envelope sent on every transport and stored in the log.
 //! - [`message`]: WebSocket messages in both directions and close codes.
+//! - [`room`]: room members, leave reasons, and the `join` and `broadcast`
+//!   bodies.
 //! - [`error`]: error codes and the JSON error body.
 
 pub mod error;
 pub mod event;
 pub mod message;
 pub mod position;
+pub mod room;
 
 pub use error::{ErrorBody, ErrorCode};
 pub use event::{Event, EventBody, Op, WriteAck};
@@ -23,3 +26,4 @@ pub use message::{
     Update,
 };
 pub use position::{Epoch, Offset, ResumeToken, Timestamp, Version};
+pub use room::{Broadcast, Join, LeaveReason, Member};

@@ -7,6 +7,7 @@
 use crate::error::ErrorCode;
 use crate::event::{Event, Op};
 use crate::position::{Epoch, Offset, ResumeToken, Timestamp};
+use crate::room::{Broadcast, Join, LeaveReason, Member};
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -77,6 +78,76 @@ pub enum ClientMessage {
         #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<String>,
     },
+    /// Join a room: receive its messages, appear in its presence. Answered
+    /// by `joined`.
+    Join(Join),
+    /// Leave a room. Answered by `left`.
+    Leave {
+        /// The room.
+        room: String,
+        /// Echoed in the answer.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    /// Ask who is in a room. Answered by `presence`.
+    Presence {
+        /// The room.
+        room: String,
+        /// Echoed in the answer.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    /// Replace what this connection shows in a room's presence. Answered by
+    /// `presence_updated`.
+    UpdatePresence {
+        /// The room (joined).
+        room: String,
+        /// The new data (any JSON; at most 4 KiB).
+        data: Value,
+        /// Echoed in the answer.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    /// Send `data` to the connections in some rooms, or to all. Answered by
+    /// `broadcast_sent`.
+    Broadcast(Broadcast),
+    /// Remove a member from a room (moderators). Answered by
+    /// `member_removed`.
+    RemoveMember {
+        /// The room.
+        room: String,
+        /// The member's client id.
+        client: String,
+        /// Echoed in the answer.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+}
+
+impl ClientMessage {
+    /// Its `ref`, echoed in its answer or error (`None`: it has none, or
+    /// cannot carry one).
+    #[must_use]
+    pub fn reference(&self) -> Option<&str> {
+        match self {
+            ClientMessage::Publish { reference, .. }
+            | ClientMessage::Ping { reference }
+            | ClientMessage::ListSubscriptions { reference }
+            | ClientMessage::Stats { reference }
+            | ClientMessage::Auth { reference, .. }
+            | ClientMessage::Leave { reference, .. }
+            | ClientMessage::Presence { reference, .. }
+            | ClientMessage::UpdatePresence { reference, .. }
+            | ClientMessage::RemoveMember { reference, .. }
+            | ClientMessage::Join(Join { reference, .. })
+            | ClientMessage::Broadcast(Broadcast { reference, .. }) => reference.as_deref(),
+            ClientMessage::Subscribe(_)
+            | ClientMessage::Unsubscribe { .. }
+            | ClientMessage::Pause { .. }
+            | ClientMessage::Resume { .. }
+            | ClientMessage::Update(_) => None,
+        }
+    }
 }
 
 /// The body of a `subscribe` message.
@@ -237,6 +308,10 @@ pub enum ServerMessage {
         max_message_bytes: usize,
         /// Most subscriptions one connection may hold.
         max_subscriptions: usize,
+        /// The user's personal channel (`user:<sub>`), to which the
+        /// connection is subscribed with that id, without a `subscribed`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        personal_channel: Option<String>,
     },
     /// A subscription is live: every matching event after `offset` follows.
     Subscribed {
@@ -305,13 +380,15 @@ pub enum ServerMessage {
         /// The switch point.
         offset: Offset,
     },
-    /// A `publish` was appended.
+    /// A `publish` was appended (or, on a channel without history, sent).
     Published {
         /// The `ref` of the `publish`.
         #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<String>,
-        /// The message's offset.
-        offset: Offset,
+        /// The message's offset; absent on a channel without history, whose
+        /// messages are not in the log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<Offset>,
         /// Subscriptions it was routed to on this server.
         receivers: u64,
     },
@@ -348,6 +425,136 @@ pub enum ServerMessage {
         /// with 4004 then unless a fresh token is sent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expires_at: Option<u64>,
+        /// The user's personal channel (`user:<sub>`), to which the
+        /// connection is now subscribed with that id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        personal_channel: Option<String>,
+    },
+    /// The connection joined a room: the room's messages after `offset`
+    /// follow (those up to it came just before, when `join` had `from`).
+    Joined {
+        /// The `ref` of the `join` (none when the server joined it).
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+        /// The room.
+        room: String,
+        /// Where its messages are live from.
+        offset: Offset,
+        /// This connection's client id in the room.
+        client: String,
+        /// Members of the room, this one included.
+        members: usize,
+    },
+    /// The connection is no longer in a room.
+    Left {
+        /// The `ref` of the `leave`, if it asked.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+        /// The room.
+        room: String,
+        /// Why.
+        reason: LeaveReason,
+        /// Who removed it, for `removed`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
+    /// The answer to `presence`: the room's members.
+    Presence {
+        /// The `ref` of the request.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+        /// The room.
+        room: String,
+        /// Its members, in the order they joined.
+        members: Vec<Member>,
+    },
+    /// The answer to `update_presence`.
+    PresenceUpdated {
+        /// The `ref` of the request.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+        /// The room.
+        room: String,
+        /// This connection's entry now.
+        member: Member,
+    },
+    /// The answer to `broadcast`.
+    BroadcastSent {
+        /// The `ref` of the request.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+        /// Connections it was queued for on this server.
+        receivers: u64,
+    },
+    /// The answer to `remove_member`.
+    MemberRemoved {
+        /// The `ref` of the request.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+        /// The room.
+        room: String,
+        /// The removed member's client id.
+        client: String,
+    },
+    /// A message on a channel without history: live only, not in the log,
+    /// so it has no offset and is not replayed on resume.
+    Message {
+        /// The connection's subscriptions (and rooms) it is for.
+        subs: Vec<String>,
+        /// The channel.
+        channel: String,
+        /// The payload.
+        data: Value,
+        /// Who published it, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        /// When it was sent (Unix ms).
+        ts: Timestamp,
+    },
+    /// A broadcast: live only, one copy per connection.
+    Broadcast {
+        /// The connection's subscriptions (and rooms) in the targeted rooms;
+        /// empty for a broadcast to everyone.
+        subs: Vec<String>,
+        /// The targeted rooms; absent for a broadcast to everyone.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rooms: Option<Vec<String>>,
+        /// The payload.
+        data: Value,
+        /// Who sent it, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        /// When it was sent (Unix ms).
+        ts: Timestamp,
+    },
+    /// Someone joined a room whose namespace announces joins and leaves.
+    MemberJoined {
+        /// The connection's subscriptions (and rooms) on that channel.
+        subs: Vec<String>,
+        /// The room.
+        channel: String,
+        /// The new member.
+        member: Member,
+    },
+    /// Someone left a room whose namespace announces joins and leaves.
+    MemberLeft {
+        /// The connection's subscriptions (and rooms) on that channel.
+        subs: Vec<String>,
+        /// The room.
+        channel: String,
+        /// The member as it was.
+        member: Member,
+        /// Why it left.
+        reason: LeaveReason,
+    },
+    /// A member of a room with presence changed its data.
+    MemberUpdated {
+        /// The connection's subscriptions (and rooms) on that channel.
+        subs: Vec<String>,
+        /// The room.
+        channel: String,
+        /// The member now.
+        member: Member,
     },
     /// A request failed; the connection stays open.
     Error {
@@ -389,8 +596,32 @@ impl ServerMessage {
             ServerMessage::Subscriptions { .. } => "subscriptions",
             ServerMessage::Stats { .. } => "stats",
             ServerMessage::Authenticated { .. } => "authenticated",
+            ServerMessage::Joined { .. } => "joined",
+            ServerMessage::Left { .. } => "left",
+            ServerMessage::Presence { .. } => "presence",
+            ServerMessage::PresenceUpdated { .. } => "presence_updated",
+            ServerMessage::BroadcastSent { .. } => "broadcast_sent",
+            ServerMessage::MemberRemoved { .. } => "member_removed",
+            ServerMessage::Message { .. } => "message",
+            ServerMessage::Broadcast { .. } => "broadcast",
+            ServerMessage::MemberJoined { .. } => "member_joined",
+            ServerMessage::MemberLeft { .. } => "member_left",
+            ServerMessage::MemberUpdated { .. } => "member_updated",
             ServerMessage::Error { .. } => "error",
         }
+    }
+
+    /// The same announcement of a subscription going live (`subscribed`,
+    /// `resumed`, `joined`), at `offset`; other messages unchanged.
+    #[must_use]
+    pub fn live_at(mut self, at: Offset) -> ServerMessage {
+        match &mut self {
+            ServerMessage::Subscribed { offset, .. }
+            | ServerMessage::Resumed { offset, .. }
+            | ServerMessage::Joined { offset, .. } => *offset = at,
+            _ => {}
+        }
+        self
     }
 }
 
@@ -427,6 +658,10 @@ pub struct SubscriptionInfo {
     /// The offset of the last event delivered to it (0: none yet).
     #[serde(default)]
     pub last_offset: Offset,
+    /// Whether it is a room membership (its id is the room; end it with
+    /// `leave`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub room: bool,
 }
 
 /// WebSocket close codes the server uses, beyond the standard ones

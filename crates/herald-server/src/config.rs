@@ -33,6 +33,14 @@ pub struct Config {
     pub limits: RateLimits,
     /// `[audit]`: the audit log.
     pub audit: AuditConfig,
+    /// `[namespaces.<name>]`: the policy of channels `<name>:…` (history,
+    /// presence, joins and leaves, room size, who may publish, persistent
+    /// rooms); `[namespaces."*"]` for every other channel. See
+    /// docs/channels.md.
+    pub namespaces: BTreeMap<String, herald_core::Namespace>,
+    /// `[routes.<name>]`: a table's changes republished to channels named
+    /// from its documents (`table`, `channel` template, `ops`).
+    pub routes: BTreeMap<String, herald_core::RouteRule>,
 }
 
 impl Default for Config {
@@ -47,6 +55,8 @@ impl Default for Config {
             tables: BTreeMap::new(),
             limits: RateLimits::default(),
             audit: AuditConfig::default(),
+            namespaces: BTreeMap::new(),
+            routes: BTreeMap::new(),
         }
     }
 }
@@ -111,6 +121,11 @@ pub struct RealtimeConfig {
     /// fan-out (docs/operations.md). Default 0 (write at once).
     #[serde(with = "humantime_serde")]
     pub write_delay: Duration,
+    /// Every WebSocket of an authenticated user is subscribed to its
+    /// personal channel `user:<sub>` (subscription id `user:<sub>`), so a
+    /// message published there reaches all of that user's tabs and devices.
+    /// Default true.
+    pub personal_channels: bool,
 }
 
 impl Default for RealtimeConfig {
@@ -127,6 +142,7 @@ impl Default for RealtimeConfig {
             shards: hub.shards,
             snapshot_chunk_docs: hub.snapshot_chunk_docs,
             write_delay: Duration::ZERO,
+            personal_channels: true,
         }
     }
 }

@@ -19,7 +19,13 @@
 //! - `sessions`: the connection limit and the shutdown signal sessions watch.
 //! - `ws`: `GET /v1/ws`, the WebSocket protocol.
 //! - `sse`: `GET /v1/sse` and `GET /v1/tables/{table}/events`.
-//! - `channels`: `POST /v1/channels/{channel}/messages`.
+//! - `channels`: publishing (`POST /v1/channels/{channel}/messages` and WS
+//!   `publish`) under namespace policies, broadcasts (`POST /v1/broadcast`,
+//!   WS `broadcast`), channel statistics (`GET /v1/channels[/{channel}]`).
+//! - `rooms`: `/v1/rooms...` and the WS room requests (join, leave,
+//!   presence, update_presence, remove_member).
+//! - `connections`: `GET /v1/connections[/{id}]`.
+//! - `routing`: `/v1/admin/routes...`, change routing rules.
 //! - `health`: `GET /healthz` and `GET /readyz`.
 //! - `metrics`: `GET /metrics` (Prometheus) and the REST write metrics.
 //! - `stats`: `GET /v1/stats` and the rates behind it.
@@ -37,6 +43,7 @@ mod auth;
 mod batch;
 mod channels;
 pub mod config;
+mod connections;
 mod error;
 mod events;
 mod extract;
@@ -46,6 +53,8 @@ mod limits;
 mod metrics;
 mod origin;
 mod query;
+mod rooms;
+mod routing;
 pub mod security;
 mod sessions;
 mod sse;
@@ -63,7 +72,8 @@ use crate::metrics::{WriteRequest, timed};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use herald_core::{Herald, Hub};
+use herald_core::clock::{Clock, SystemClock};
+use herald_core::{HiddenFields, Herald, Hub, HubConfig, Namespaces, Rooms, RouteSet};
 pub use sessions::Sessions;
 use std::future::Future;
 use std::sync::Arc;
@@ -87,6 +97,10 @@ pub(crate) struct AppState {
     pub(crate) metrics: crate::metrics::ServerMetrics,
     /// Authentication, authorization, limits and audit.
     pub(crate) security: Arc<Security>,
+    /// Rooms and presence.
+    pub(crate) rooms: Rooms,
+    /// Change routing rules.
+    pub(crate) routes: RouteSet,
 }
 
 /// The assembled server: its routes, the hub and the open sessions.
@@ -97,51 +111,92 @@ pub struct App {
 
 impl App {
     /// Starts the hub over `herald`, open to everyone
-    /// ([`Security::open`]); call inside a Tokio runtime.
+    /// ([`Security::open`]), with the default channel policies and no
+    /// routing rules; call inside a Tokio runtime. Fails if the stored rooms
+    /// or routing rules cannot be read.
     ///
     /// The first app of the process installs the Prometheus recorder
     /// behind `GET /metrics`.
-    #[must_use]
-    pub fn new(herald: Herald, http: HttpConfig, realtime: RealtimeConfig) -> App {
-        App::with_security(herald, http, realtime, Security::open())
+    pub fn new(herald: Herald, http: HttpConfig, realtime: RealtimeConfig) -> Result<App, String> {
+        let config = Config {
+            http,
+            realtime,
+            ..Config::default()
+        };
+        App::assemble(herald, &config, Security::open(), Arc::new(SystemClock))
     }
 
-    /// The server `config` describes: [`App::new`] with the security its
-    /// `[auth]`, `[tables]`, `[limits]` and `[audit]` ask for. Fails with a
-    /// message for the operator.
+    /// The server `config` describes: its security (`[auth]`, `[tables]`,
+    /// `[limits]`, `[audit]`), channel namespaces and routing rules. Fails
+    /// with a message for the operator.
     pub fn from_config(herald: Herald, config: &Config) -> Result<App, String> {
-        let security = Security::from_config(config)?;
-        Ok(App::with_security(
-            herald,
-            config.http.clone(),
-            config.realtime.clone(),
-            security,
-        ))
+        App::from_config_with_clock(herald, config, Arc::new(SystemClock))
     }
 
-    /// [`App::new`] with the given security.
-    #[must_use]
-    pub fn with_security(
+    /// [`App::from_config`], with presence reading `clock` (tests step a
+    /// [`ManualClock`](herald_core::clock::ManualClock) through TTLs).
+    pub fn from_config_with_clock(
         herald: Herald,
-        http: HttpConfig,
-        realtime: RealtimeConfig,
+        config: &Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<App, String> {
+        let security = Security::from_config(config)?;
+        App::assemble(herald, config, security, clock)
+    }
+
+    fn assemble(
+        herald: Herald,
+        config: &Config,
         security: Security,
-    ) -> App {
-        let hub = Hub::start(herald.clone(), realtime.hub());
+        clock: Arc<dyn Clock>,
+    ) -> Result<App, String> {
+        let namespaces = Arc::new(Namespaces::new(
+            &config.namespaces,
+            config.realtime.heartbeat,
+        )?);
+        let hidden = config
+            .tables
+            .iter()
+            .filter(|(_, rules)| !rules.hidden.is_empty())
+            .map(|(table, rules)| (table.clone(), Arc::new(HiddenFields::new(&rules.hidden))))
+            .collect();
+        let routes = RouteSet::start(
+            &herald,
+            namespaces.clone(),
+            config.routes.clone(),
+            hidden,
+        )?;
+        let hub = Hub::start(
+            herald.clone(),
+            HubConfig {
+                namespaces,
+                ..config.realtime.hub()
+            },
+        );
+        let rooms = Rooms::start(hub.clone(), clock).map_err(|e| format!("loading rooms: {e}"))?;
         let security = Arc::new(security);
         security.spawn_upkeep();
-        App {
+        let realtime = config.realtime.clone();
+        Ok(App {
             state: AppState {
                 rates: stats::spawn_rate_ticker(herald.clone(), hub.clone()),
                 metrics: crate::metrics::ServerMetrics::new(),
                 hub,
                 sessions: Sessions::new(realtime.max_connections),
                 herald,
-                http: Arc::new(http),
+                http: Arc::new(config.http.clone()),
                 realtime: Arc::new(realtime),
                 security,
+                rooms,
+                routes,
             },
-        }
+        })
+    }
+
+    /// The rooms and their presence.
+    #[must_use]
+    pub fn rooms(&self) -> &Rooms {
+        &self.state.rooms
     }
 
     /// The hub routing events to subscriptions.
@@ -181,6 +236,24 @@ impl App {
                 "/v1/channels/{channel}/messages",
                 post(timed(channels::publish, WriteRequest::Publish)),
             )
+            .route("/v1/channels", get(channels::channels))
+            .route("/v1/channels/{channel}", get(channels::channel))
+            .route("/v1/broadcast", post(channels::broadcast))
+            .route("/v1/rooms", get(rooms::list))
+            .route(
+                "/v1/rooms/{room}",
+                get(rooms::get).put(rooms::put).delete(rooms::delete),
+            )
+            .route(
+                "/v1/rooms/{room}/members",
+                get(rooms::members).post(rooms::add_member),
+            )
+            .route(
+                "/v1/rooms/{room}/members/{client}",
+                axum::routing::delete(rooms::remove_member),
+            )
+            .route("/v1/connections", get(connections::list))
+            .route("/v1/connections/{id}", get(connections::get))
             .route("/v1/ws", get(ws::upgrade))
             .route("/v1/sse", get(sse::subscribe))
             .route("/v1/sse/tickets", post(sse::ticket))
@@ -193,6 +266,11 @@ impl App {
                 axum::routing::delete(admin::revoke_key),
             )
             .route("/v1/admin/audit", get(admin::audit))
+            .route("/v1/admin/routes", get(routing::list))
+            .route(
+                "/v1/admin/routes/{name}",
+                axum::routing::put(routing::put).delete(routing::delete),
+            )
             .route("/v1/tables/{table}/events", get(sse::table_shorthand))
             .fallback(error::not_found)
             .method_not_allowed_fallback(error::method_not_allowed)
@@ -260,6 +338,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     App::new(herald, http, realtime)
+        .map_err(std::io::Error::other)?
         .serve(listener, shutdown)
         .await
 }

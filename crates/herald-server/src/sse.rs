@@ -25,8 +25,8 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
-use herald_core::{Connection, End, Outgoing};
-use herald_proto::{Epoch, ErrorCode, LagPolicy, Op, ResumeToken, StartFrom, Subscribe};
+use herald_core::{ClientInfo, Connection, End, Outgoing, Transport};
+use herald_proto::{Epoch, ErrorCode, LagPolicy, Op, ResumeToken, StartFrom, Subscribe, Timestamp};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -298,7 +298,12 @@ async fn stream(
                 app.security.denied(&who, "subscribe", e);
             }
         })?;
-    let conn = app.hub.connect();
+    let conn = app.hub.connect_as(ClientInfo {
+        transport: Transport::Sse,
+        remote: Some(ip),
+        connected_at: Timestamp::now(),
+        user: who.publisher(),
+    });
     conn.subscribe(spec).await?;
     let audited = app
         .security

@@ -87,6 +87,7 @@ pub(crate) fn compile(
         snapshot: request.snapshot,
         on_lag: request.on_lag.unwrap_or_default(),
         view: grant.view().clone(),
+        announce: herald_core::Announce::Subscribed,
     })
 }
 

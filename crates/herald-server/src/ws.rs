@@ -7,7 +7,7 @@
 //! socket buffers and an empty outbox.
 
 use crate::AppState;
-use crate::auth::{Credential, Principal};
+use crate::auth::{Credential, Principal, Who};
 use crate::error::ApiError;
 use crate::limits::{MessageLimiter, OpenSlot, Verdict};
 use crate::security::ClientIp;
@@ -20,9 +20,11 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use herald_auth::Action;
-use herald_core::{Connection, End, HubError, LogLimit, Outgoing, Topic};
-use herald_proto::{ClientMessage, CloseCode, ErrorCode, ServerMessage};
+use herald_core::{
+    Announce, ClientInfo, Connection, End, HubError, LogLimit, Outgoing, Rooms, SubscriptionSpec, Topic,
+    Transport,
+};
+use herald_proto::{ClientMessage, CloseCode, ErrorCode, ServerMessage, Timestamp};
 use serde_json::Value;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -130,7 +132,18 @@ async fn session(
         permit: _permit,
         slot,
     } = admitted;
-    let conn = app.hub.connect();
+    let conn = app.hub.connect_as(ClientInfo {
+        transport: Transport::WebSocket,
+        remote: Some(ip),
+        connected_at: Timestamp::now(),
+        user: who.as_deref().and_then(Principal::publisher),
+    });
+    // Declared after `conn`, so dropped first: the rooms hear of the close
+    // before the hub drops the subscriptions.
+    let _rooms = LeaveRoomsOnDrop {
+        rooms: &app.rooms,
+        conn: conn.id(),
+    };
     let store = app.herald.store();
     let welcome = ServerMessage::Welcome {
         connection: conn.id().to_string(),
@@ -139,6 +152,7 @@ async fn session(
         heartbeat_ms: app.realtime.heartbeat.as_millis() as u64,
         max_message_bytes: app.realtime.max_message_bytes,
         max_subscriptions: app.realtime.max_subscriptions,
+        personal_channel: who.as_deref().and_then(|w| personal_channel(&app, w)),
     };
     reply(&conn, &welcome);
     let started = Instant::now();
@@ -161,13 +175,17 @@ async fn session(
         subscriptions: Vec::new(),
     };
     match who {
-        Some(who) => client.identify(&clock, who),
+        Some(who) => {
+            identified(&app, &conn, &mut client, &clock, who).await;
+        }
         None => clock.due_in(Some(app.security.auth.auth_timeout)),
     }
     let exit = {
         let reader = async {
+            let presence_clock = app.rooms.clock();
             while let Some(received) = stream.next().await {
                 last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                conn.outbox().hear(presence_clock.now());
                 match received {
                     // Boxed: the handling future is large and lives only while
                     // a message is handled, not in every idle connection.
@@ -527,35 +545,40 @@ async fn handle(
             channel,
             data,
             reference,
-        } => {
-            let allowed = who
-                .require(Action::Publish, &channel)
-                .inspect_err(|e| denied("publish", e))
-                .and_then(|()| security.limits.publish(&who));
-            if let Err(e) = allowed {
-                reply(conn, &e.to_message(None, reference));
-                return Ok(());
+        } => match crate::channels::publish_as(app, &who, Some(conn.id()), &channel, data).await {
+            Ok(published) => reply(
+                conn,
+                &ServerMessage::Published {
+                    reference,
+                    offset: published.offset,
+                    receivers: published.receivers,
+                },
+            ),
+            Err(e) => reply(conn, &e.to_message(None, reference)),
+        },
+        ClientMessage::Broadcast(request) => {
+            let reference = request.reference.clone();
+            match crate::channels::broadcast_as(app, &who, Some(conn.id()), request).await {
+                Ok(receivers) => reply(
+                    conn,
+                    &ServerMessage::BroadcastSent {
+                        reference,
+                        receivers,
+                    },
+                ),
+                Err(e) => reply(conn, &e.to_message(None, reference)),
             }
-            match app
-                .herald
-                .publish_from(&channel, data, who.publisher())
-                .await
-            {
-                Ok(offset) => {
-                    let receivers = app.hub.receivers(offset).await;
-                    reply(
-                        conn,
-                        &ServerMessage::Published {
-                            reference,
-                            offset,
-                            receivers,
-                        },
-                    );
-                }
-                Err(e) => {
-                    let e = HubError::from(e);
-                    reply(conn, &e.to_message(None, reference));
-                }
+        }
+        room @ (ClientMessage::Join(_)
+        | ClientMessage::Leave { .. }
+        | ClientMessage::Presence { .. }
+        | ClientMessage::UpdatePresence { .. }
+        | ClientMessage::RemoveMember { .. }) => {
+            let reference = room.reference().map(str::to_owned);
+            match crate::rooms::on_ws(app, conn, &who, room).await {
+                Ok(Some(answer)) => reply(conn, &answer),
+                Ok(None) => {}
+                Err(e) => reply(conn, &e.to_message(None, reference)),
             }
         }
         ClientMessage::Ping { reference } => reply(conn, &ServerMessage::Pong { reference }),
@@ -629,13 +652,14 @@ async fn authenticate(
     let expires_at = who.expires_at;
     let who = Arc::new(who);
     client.messages = security.limits.messages(Some(&who));
-    client.identify(clock, who);
+    let personal_channel = identified(app, conn, client, clock, who).await;
     reply(
         conn,
         &ServerMessage::Authenticated {
             reference,
             who: subject,
             expires_at,
+            personal_channel,
         },
     );
     Ok(())
@@ -648,6 +672,61 @@ fn close_reason(e: &ApiError) -> String {
         reason.pop();
     }
     reason
+}
+
+/// The connection is now `who`: its identity everywhere it shows, its
+/// token's expiry as its deadline, and (for a user) its personal channel,
+/// whose name it returns.
+async fn identified(
+    app: &AppState,
+    conn: &Connection,
+    client: &mut Client,
+    clock: &Clock<'_>,
+    who: Arc<Principal>,
+) -> Option<String> {
+    let subject = who.publisher();
+    conn.identify(subject.clone());
+    app.rooms.identify(conn.id(), subject);
+    let personal = personal_channel(app, &who);
+    if let Some(name) = &personal
+        && client.who.as_ref().is_none_or(|before| before.who != who.who)
+        && let Ok(topic) = Topic::channel(name)
+    {
+        let mut spec = SubscriptionSpec::new(name.clone(), topic);
+        spec.announce = Announce::Silent;
+        if let Err(e) = conn.subscribe(spec).await
+            && e.code != ErrorCode::SubscriptionExists
+        {
+            tracing::debug!(error = %e, "no personal channel");
+        }
+    }
+    client.identify(clock, who);
+    personal
+}
+
+/// A user's personal channel, `user:<sub>`: every connection of the user
+/// is subscribed to it (id `user:<sub>`). `None` for API keys and
+/// anonymous clients, when turned off, or when the `sub` cannot be part of
+/// a channel name.
+fn personal_channel(app: &AppState, who: &Principal) -> Option<String> {
+    let Who::User(sub) = &who.who else {
+        return None;
+    };
+    let name = format!("user:{sub}");
+    (app.realtime.personal_channels && Topic::channel(&name).is_ok()).then_some(name)
+}
+
+/// Ends a connection's room memberships when its session ends, however it
+/// ends.
+struct LeaveRoomsOnDrop<'a> {
+    rooms: &'a Rooms,
+    conn: u64,
+}
+
+impl Drop for LeaveRoomsOnDrop<'_> {
+    fn drop(&mut self) {
+        self.rooms.detach(self.conn);
+    }
 }
 
 /// The topic of the connection's subscription `id`.

@@ -33,7 +33,7 @@ use crate::layout::{self, DocRecord, LogRecord};
 use crate::names::{DocId, TableName};
 use crate::stats::{self, Appended};
 use crate::store::{Committed, Shared};
-use crate::write::{Op, RowGuard, WriteOp, Written};
+use crate::write::{Derived, Op, Router, RowGuard, WriteOp, Written};
 use bytes::Bytes;
 use fjall::{Database, Keyspace, OwnedWriteBatch as WriteBatch, PersistMode};
 use herald_proto::{Epoch, Event, EventBody, Offset, Timestamp, WriteAck};
@@ -99,6 +99,8 @@ struct Group {
     appended: Appended,
     /// The offset floor was raised: this batch must be fsynced in any mode.
     force_sync: bool,
+    /// The change router as of the group's start.
+    router: Option<Router>,
 }
 
 /// What one successful request will write.
@@ -115,6 +117,9 @@ struct PendingEvent {
     doc: Option<Bytes>,
     old: Option<Bytes>,
     data: Option<Bytes>,
+    /// Derived by the router: appended, but not one of the request's
+    /// operations (no outcome of its own).
+    derived: bool,
 }
 
 fn encode_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
@@ -207,6 +212,12 @@ impl Committer {
             committed: Vec::new(),
             appended: Appended::default(),
             force_sync: false,
+            router: self
+                .shared
+                .router
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
         }
     }
 
@@ -289,7 +300,7 @@ impl Committer {
             events: Vec::with_capacity(ops.len()),
         };
         for (index, op) in ops.into_iter().enumerate() {
-            self.apply_op(op, &group.overlay, &mut pending)
+            self.apply_op(op, &group.overlay, group.router.as_ref(), &mut pending)
                 .map_err(|e| {
                     if single {
                         e
@@ -308,6 +319,7 @@ impl Committer {
         &self,
         WriteOp(op, guard): WriteOp,
         overlay: &Overlay,
+        router: Option<&Router>,
         pending: &mut Pending,
     ) -> Result<(), StoreError> {
         // `old` is the stored JSON text of the document before the write.
@@ -332,6 +344,7 @@ impl Committer {
                     doc: None,
                     old: None,
                     data: Some(data_json),
+                    derived: false,
                 });
                 return Ok(());
             }
@@ -417,13 +430,38 @@ impl Committer {
             EventBody::Delete { .. } | EventBody::Publish { .. } => (None, None),
         };
         pending.slots.insert(key, slot);
+        let mut derived = Vec::new();
+        if let Some(router) = router {
+            router.derive(&body, &mut derived);
+        }
         pending.events.push(PendingEvent {
             topic,
             body,
             doc,
             old,
             data: None,
+            derived: false,
         });
+        for Derived {
+            channel,
+            data,
+            from,
+        } in derived
+        {
+            let topic = channel.as_str().to_owned();
+            pending.events.push(PendingEvent {
+                body: EventBody::Publish {
+                    channel: topic.clone(),
+                    data,
+                    from,
+                },
+                topic,
+                doc: None,
+                old: None,
+                data: None,
+                derived: true,
+            });
+        }
         Ok(())
     }
 
@@ -476,6 +514,7 @@ impl Committer {
                 doc,
                 old,
                 data,
+                derived,
             } = pending_event;
             let offset = self.assign_offset(group);
             let ts = self.tick();
@@ -498,16 +537,18 @@ impl Committer {
                 .batch
                 .insert(&self.log, layout::log_key(offset), record);
             group.appended.count(&event.body);
-            written.push(match &event.body {
-                EventBody::Insert { id, version, .. }
-                | EventBody::Update { id, version, .. }
-                | EventBody::Delete { id, version, .. } => Written::Doc(WriteAck {
-                    id: id.clone(),
-                    version: *version,
-                    offset,
-                }),
-                EventBody::Publish { .. } => Written::Message { offset },
-            });
+            if !derived {
+                written.push(match &event.body {
+                    EventBody::Insert { id, version, .. }
+                    | EventBody::Update { id, version, .. }
+                    | EventBody::Delete { id, version, .. } => Written::Doc(WriteAck {
+                        id: id.clone(),
+                        version: *version,
+                        offset,
+                    }),
+                    EventBody::Publish { .. } => Written::Message { offset },
+                });
+            }
             group.committed.push(Committed {
                 event: Arc::new(event),
                 json: Bytes::from(json),

@@ -5,6 +5,7 @@
 //! | `docs` | `table ‖ 0x00 ‖ id` | [`DocRecord`]: `version: u64 BE ‖ document JSON` |
 //! | `log`  | `offset: u64 BE` | [`LogRecord`]: `format: u8 = 1 ‖ ts: u64 BE ‖ topic_len: u16 BE ‖ topic ‖ event JSON` |
 //! | `meta` | a name (below) | `u64 BE` |
+//! | `settings` | `kind ‖ 0x00 ‖ name` | JSON (rooms, routes: see [`crate::settings`]) |
 //!
 //! Table names never contain `0x00` and neither do ids, so the doc key splits
 //! unambiguously and a table's documents form one contiguous, id-ordered range.
@@ -24,6 +25,8 @@ pub(crate) const DOCS: &str = "docs";
 pub(crate) const LOG: &str = "log";
 /// Keyspace of store metadata.
 pub(crate) const META: &str = "meta";
+/// Keyspace of the upper layers' durable settings.
+pub(crate) const SETTINGS: &str = "settings";
 
 /// Meta key: the store's epoch.
 pub(crate) const META_EPOCH: &[u8] = b"epoch";
@@ -53,6 +56,15 @@ pub(crate) fn table_prefix(table: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(table.len() + 1);
     key.extend_from_slice(table.as_bytes());
     key.push(0);
+    key
+}
+
+/// The key of a setting: its kind, `0x00`, its name.
+pub(crate) fn setting_key(kind: &str, name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(kind.len() + 1 + name.len());
+    key.extend_from_slice(kind.as_bytes());
+    key.push(0);
+    key.extend_from_slice(name.as_bytes());
     key
 }
 

@@ -27,6 +27,8 @@
 //! - `envelope`: encoding each event's wire JSON once, reusing encoded documents.
 //! - [`write`]: [`WriteOp`] constructors and outcomes.
 //! - [`names`]: validated table names, document ids and channel names.
+//! - [`settings`]: durable named settings of the layers above (rooms,
+//!   routing rules), outside the log.
 //! - [`layout`]: keyspaces, key encodings and record formats (the on-disk spec).
 //! - [`config`]: the [`StoreConfig`] tree.
 //! - [`stats`]: [`StoreStats`] (events appended, log size) and the metrics
@@ -40,6 +42,7 @@ mod envelope;
 pub mod error;
 pub mod layout;
 pub mod names;
+pub mod settings;
 pub mod stats;
 pub mod store;
 pub mod write;
@@ -50,4 +53,4 @@ pub use layout::{DocRecord, LogRecord};
 pub use names::{ChannelName, DocId, TableName};
 pub use stats::{Appended, StoreStats};
 pub use store::{Committed, DocSnapshot, LogChunk, Page, Store, TopicFilter};
-pub use write::{RowGuard, WriteOp, Written};
+pub use write::{Derived, Router, RowGuard, WriteOp, Written};

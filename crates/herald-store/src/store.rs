@@ -6,7 +6,7 @@ use crate::error::StoreError;
 use crate::layout::{self, DocRecord, LogRecord};
 use crate::names::{DocId, TableName};
 use crate::stats::{Counters, StoreStats};
-use crate::write::{WriteOp, Written};
+use crate::write::{Router, WriteOp, Written};
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, Readable};
 use herald_proto::{Epoch, Event, Offset, ResumeToken, Timestamp};
@@ -54,6 +54,9 @@ pub(crate) struct Shared {
     pub(crate) closed: watch::Sender<bool>,
     /// Events appended and log size, for [`Store::stats`].
     pub(crate) counters: Counters,
+    /// Derives channel messages from document changes; the committer takes
+    /// a copy at the start of each group (a write lock only to replace it).
+    pub(crate) router: std::sync::RwLock<Option<Router>>,
 }
 
 /// An embedded store of JSON documents and its change log.
@@ -65,9 +68,11 @@ pub struct Store {
     shared: Arc<Shared>,
     docs: Keyspace,
     log: Keyspace,
+    pub(crate) settings: Keyspace,
     epoch: Epoch,
+    max_doc_bytes: usize,
     // Keeps the engine open as long as the handle; also opens snapshots.
-    db: Database,
+    pub(crate) db: Database,
 }
 
 impl std::fmt::Debug for Store {
@@ -147,6 +152,7 @@ impl Store {
         let docs = db.keyspace(layout::DOCS, KeyspaceCreateOptions::default)?;
         let log = db.keyspace(layout::LOG, KeyspaceCreateOptions::default)?;
         let meta = db.keyspace(layout::META, KeyspaceCreateOptions::default)?;
+        let settings = db.keyspace(layout::SETTINGS, KeyspaceCreateOptions::default)?;
 
         let read_meta = |key: &[u8]| -> Result<Option<u64>, StoreError> {
             meta.get(key)?
@@ -189,6 +195,7 @@ impl Store {
             events,
             closed: watch::Sender::new(false),
             counters: Counters::new(log_bytes),
+            router: std::sync::RwLock::new(None),
         });
         let committer = Committer {
             db: db.clone(),
@@ -220,7 +227,9 @@ impl Store {
             shared,
             docs,
             log,
+            settings,
             epoch,
+            max_doc_bytes: config.max_doc_bytes,
             db,
         })
     }
@@ -244,6 +253,24 @@ impl Store {
     pub async fn write_one(&self, op: WriteOp) -> Result<Written, StoreError> {
         let mut written = self.write(vec![op]).await?;
         written.pop().ok_or(StoreError::Closed)
+    }
+
+    /// The largest document (or message payload) accepted, in bytes.
+    #[must_use]
+    pub fn max_doc_bytes(&self) -> usize {
+        self.max_doc_bytes
+    }
+
+    /// Installs (or, with `None`, removes) the router that derives channel
+    /// messages from document changes. Groups committed from now on use it;
+    /// each derived message is appended in the same atomic write as the
+    /// change it comes from.
+    pub fn set_router(&self, router: Option<Router>) {
+        *self
+            .shared
+            .router
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = router;
     }
 
     /// Finishes queued writes, persists everything and stops the committer.

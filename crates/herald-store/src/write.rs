@@ -7,7 +7,7 @@
 use crate::error::StoreError;
 use crate::names::{ChannelName, DocId, TableName};
 use bytes::Bytes;
-use herald_proto::{Offset, Version, WriteAck};
+use herald_proto::{EventBody, Offset, Version, WriteAck};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -41,6 +41,42 @@ impl std::fmt::Debug for RowGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RowGuard")
     }
+}
+
+/// Change routing: derives channel messages from a document change. The
+/// committer calls it for every change it applies (on its own thread, so it
+/// must be quick) and appends what it derives right after the change, in
+/// the same atomic write: a routed message exists exactly when its change
+/// does, also across crashes.
+#[derive(Clone)]
+pub struct Router(Arc<dyn Fn(&EventBody, &mut Vec<Derived>) + Send + Sync>);
+
+impl Router {
+    /// A router pushing, for each change, the messages it derives.
+    pub fn new(derive: impl Fn(&EventBody, &mut Vec<Derived>) + Send + Sync + 'static) -> Router {
+        Router(Arc::new(derive))
+    }
+
+    pub(crate) fn derive(&self, change: &EventBody, out: &mut Vec<Derived>) {
+        (self.0)(change, out);
+    }
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Router")
+    }
+}
+
+/// A channel message derived from a document change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Derived {
+    /// Where it is published.
+    pub channel: ChannelName,
+    /// Its payload.
+    pub data: Value,
+    /// Its `from` (the rule that derived it, say).
+    pub from: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -756,3 +756,75 @@ async fn a_log_emptied_by_retention_keeps_its_head_and_clock_across_restarts() {
     assert_eq!(w.offset(), Offset(6));
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_router_appends_derived_messages_with_their_change_and_only_then() {
+    use herald_store::{Derived, Router};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Every change of `posts` with a `tag` is republished to `tag:<tag>`.
+    store.set_router(Some(Router::new(|change, out| {
+        if let EventBody::Insert { table, doc, .. } | EventBody::Update { table, doc, .. } = change
+            && table == "posts"
+            && let Some(tag) = doc.get("tag").and_then(Value::as_str)
+        {
+            out.push(Derived {
+                channel: ChannelName::new(format!("tag:{tag}")).unwrap(),
+                data: doc.clone(),
+                from: Some("route:tags".into()),
+            });
+        }
+    })));
+    let t = table("posts");
+    let a = store
+        .write_one(WriteOp::insert(t.clone(), json!({"id": "a", "tag": "x"})).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(a.offset(), Offset(1));
+    // A failed write derives nothing.
+    let dup = store
+        .write_one(WriteOp::insert(t.clone(), json!({"id": "a", "tag": "y"})).unwrap())
+        .await;
+    assert!(dup.is_err());
+    // A batch: each change followed by what it derives.
+    store
+        .write(vec![
+            WriteOp::insert(t.clone(), json!({"id": "b"})).unwrap(),
+            WriteOp::insert(table("other"), json!({"id": "c", "tag": "z"})).unwrap(),
+            WriteOp::put(t.clone(), id("a"), json!({"tag": "y"}), None).unwrap(),
+        ])
+        .await
+        .unwrap();
+    store.set_router(None);
+    store
+        .write_one(WriteOp::insert(t, json!({"id": "d", "tag": "x"})).unwrap())
+        .await
+        .unwrap();
+    let topics: Vec<(u64, String)> = all_events(&store)
+        .iter()
+        .map(|e| (e.offset.0, e.topic.clone()))
+        .collect();
+    let expected = [
+        (1, "table:posts"),
+        (2, "tag:x"),
+        (3, "table:posts"),
+        (4, "table:other"),
+        (5, "table:posts"),
+        (6, "tag:y"),
+        (7, "table:posts"),
+    ];
+    assert_eq!(
+        topics,
+        expected.map(|(o, t)| (o, t.to_owned())).to_vec(),
+        "derived messages follow their change"
+    );
+    let events = all_events(&store);
+    match &events[5].body {
+        EventBody::Publish { data, from, .. } => {
+            assert_eq!(data, &json!({"id": "a", "tag": "y"}));
+            assert_eq!(from.as_deref(), Some("route:tags"));
+        }
+        other => panic!("{other:?}"),
+    }
+    store.close().await;
+}

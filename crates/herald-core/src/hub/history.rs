@@ -41,6 +41,8 @@ pub(super) struct Pending {
     pub(super) after: Offset,
     pub(super) cancel: Arc<AtomicBool>,
     pub(super) progress: Arc<Progress>,
+    /// The connection's outbox.
+    pub(super) outbox: Arc<Outbox>,
 }
 
 /// Sends the snapshot (if asked) and history of `pending`, then makes it
@@ -50,9 +52,9 @@ pub(super) async fn run(
     store: Arc<Store>,
     config: HubConfig,
     commands: mpsc::UnboundedSender<Command>,
-    outbox: Arc<Outbox>,
     pending: Pending,
 ) {
+    let outbox = pending.outbox.clone();
     match catch_up(&store, &config, &commands, &outbox, &pending).await {
         Ok(()) => {}
         Err(e) => {

@@ -12,27 +12,39 @@
 //! (`history.rs`), which then asks the shard to switch it to live at the
 //! exact offset it reached — no gap, no duplicate.
 //!
-//! Layout: `shard.rs` (the task: commands, routing, the recent window),
-//! `subscription.rs` (what a subscription selects and where its events go),
-//! `history.rs` (snapshot and log reading before a subscription is live).
+//! Besides logged events the hub routes *signals* (`signal.rs`): live-only
+//! deliveries with no offset — messages of channels without history,
+//! broadcasts, presence changes. Every connection registers with its shard
+//! when it connects, so a broadcast can reach connections that subscribe to
+//! nothing.
+//!
+//! Layout: `shard/` (the task: commands, routing, the recent window; its
+//! `signal.rs` routes signals), `subscription.rs` (what a subscription
+//! selects and where its events go), `history.rs` (snapshot and log reading
+//! before a subscription is live), `signal.rs` (what a signal is).
 //!
 //! [`SubIndex`]: herald_filter::SubIndex
 
 mod history;
 mod shard;
+mod signal;
 mod subscription;
 
 pub use shard::APPEND_TO_DELIVERY_SECONDS;
+pub use signal::{MemberChange, Reach, Signal, Target};
 
 use crate::herald::Herald;
-use crate::outbox::Outbox;
+use crate::namespace::Namespaces;
+use crate::outbox::{Outbox, Outgoing};
 use crate::subscribe::Topic;
 use crate::view::View;
 use herald_filter::{ChangedFields, Filter};
 use herald_proto::{
     ErrorCode, LagPolicy, Offset, Op, ServerMessage, StartFrom, SubscriptionInfo, Timestamp,
 };
-use herald_store::StoreError;
+use serde::Serialize;
+use std::net::IpAddr;
+use herald_store::{ChannelName, StoreError};
 use serde_json::Value;
 use shard::{Command, Receivers, Shard};
 use std::sync::Arc;
@@ -56,6 +68,8 @@ pub struct HubConfig {
     pub snapshot_chunk_docs: usize,
     /// Most bytes of documents in one snapshot chunk (past the first document).
     pub snapshot_chunk_bytes: usize,
+    /// Channel namespaces: which channels keep history, and how long.
+    pub namespaces: Arc<Namespaces>,
 }
 
 impl Default for HubConfig {
@@ -67,6 +81,7 @@ impl Default for HubConfig {
             max_subscriptions: 256,
             snapshot_chunk_docs: 500,
             snapshot_chunk_bytes: 256 << 10,
+            namespaces: Arc::default(),
         }
     }
 }
@@ -126,18 +141,291 @@ impl Hub {
         &self.inner.config
     }
 
-    /// A new connection with an empty outbox.
+    /// A new in-process connection with an empty outbox.
     #[must_use]
     pub fn connect(&self) -> Connection {
+        self.connect_as(ClientInfo::default())
+    }
+
+    /// A new connection with an empty outbox, described by `info` (for
+    /// listings). It registers with its shard, so broadcasts to everyone
+    /// reach it.
+    #[must_use]
+    pub fn connect_as(&self, info: ClientInfo) -> Connection {
         let id = self.inner.next_connection.fetch_add(1, Ordering::Relaxed);
-        let shard = &self.inner.shards[(id % self.inner.shards.len() as u64) as usize];
+        let shard = self.shard_of(id);
+        let outbox = Arc::new(Outbox::new(self.inner.config.outbox_bytes));
+        let _ = shard.commands.send(Command::Connect {
+            conn: id,
+            outbox: outbox.clone(),
+            info: Box::new(info),
+        });
         Connection {
             id,
-            outbox: Arc::new(Outbox::new(self.inner.config.outbox_bytes)),
+            outbox,
             commands: shard.commands.clone(),
             routed: shard.routed.clone(),
             hub: self.clone(),
         }
+    }
+
+    /// Starts a subscription for connection `conn`, which must be connected
+    /// (`not_found` otherwise): [`Connection::subscribe`] for a connection
+    /// held elsewhere, such as a room a server joins it to.
+    pub async fn subscribe(&self, conn: u64, spec: SubscriptionSpec) -> Result<(), HubError> {
+        self.subscribe_with(conn, None, spec).await
+    }
+
+    async fn subscribe_with(
+        &self,
+        conn: u64,
+        outbox: Option<Arc<Outbox>>,
+        spec: SubscriptionSpec,
+    ) -> Result<(), HubError> {
+        let store = &self.inner.herald.store;
+        if spec.snapshot && !matches!(spec.topic, Topic::Table(_)) {
+            return Err(HubError::new(
+                ErrorCode::InvalidParameter,
+                "`snapshot` is only for a single table",
+            ));
+        }
+        let start = match spec.from {
+            StartFrom::Now => None,
+            StartFrom::After(offset) => Some(offset),
+            StartFrom::Token(token) => Some(store.token_offset(token)?),
+            StartFrom::Time(ts) => {
+                let reader = store.clone();
+                Some(crate::blocking(move || reader.position_at(ts)).await?)
+            }
+        };
+        if let Some(after) = start {
+            let head = store.head();
+            if after > head {
+                return Err(HubError::new(
+                    ErrorCode::InvalidParameter,
+                    format!("`from` {after} is ahead of the log's head {head}"),
+                ));
+            }
+            store.check_recoverable(after)?;
+            if let Topic::Channel(channel) = &spec.topic {
+                self.check_history(channel, after).await?;
+            }
+        }
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Subscribe {
+            conn,
+            outbox,
+            spec: Box::new(spec),
+            start,
+            reply,
+        };
+        self.shard_of(conn)
+            .commands
+            .send(command)
+            .map_err(|_| stopped())?;
+        if let Some(pending) = answer.await.map_err(|_| stopped())?? {
+            self.read_history(conn, *pending);
+        }
+        Ok(())
+    }
+
+    /// Whether the history of `channel` after `after` may be read: its
+    /// namespace keeps history, and (with a retention of its own) `after`
+    /// is recent enough.
+    pub async fn check_history(&self, channel: &ChannelName, after: Offset) -> Result<(), HubError> {
+        let namespace = self.inner.config.namespaces.of(channel.as_str());
+        if !namespace.history {
+            return Err(HubError::new(
+                ErrorCode::InvalidParameter,
+                format!(
+                    "channel {:?} keeps no history (its namespace has history = false): \
+                     subscribe from now",
+                    channel.as_str()
+                ),
+            ));
+        }
+        if let Some(retention) = namespace.retention {
+            let oldest = Timestamp(Timestamp::now().0.saturating_sub(retention.as_millis() as u64));
+            let reader = self.inner.herald.store.clone();
+            let floor = crate::blocking(move || reader.position_at(oldest)).await?;
+            if after < floor {
+                return Err(HubError {
+                    code: ErrorCode::UnrecoverablePosition,
+                    message: format!(
+                        "channel {:?} keeps {} of history: offset {after} is older; \
+                         start after {floor}",
+                        channel.as_str(),
+                        humantime::format_duration(retention)
+                    ),
+                    earliest: Some(floor.next()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes a message to `channel`: appended to the log when its
+    /// namespace keeps history (the answer has its offset), else sent live
+    /// to the channel's subscribers as a `message`. The answer counts the
+    /// subscriptions it reached on this server.
+    pub async fn publish(
+        &self,
+        channel: ChannelName,
+        data: serde_json::Value,
+        from: Option<String>,
+    ) -> Result<Published, HubError> {
+        if self.inner.config.namespaces.of(channel.as_str()).history {
+            let offset = self
+                .inner
+                .herald
+                .publish_from(channel.as_str(), data, from)
+                .await?;
+            let receivers = self.receivers(offset).await;
+            return Ok(Published {
+                offset: Some(offset),
+                receivers,
+            });
+        }
+        let max = self.inner.herald.store.max_doc_bytes();
+        let size = serde_json::to_vec(&data).map_or(0, |v| v.len());
+        if size > max {
+            return Err(HubError::from(StoreError::DocTooLarge { size, max }));
+        }
+        let reach = self
+            .signal(Signal::message(channel, data, from, Timestamp::now()))
+            .await;
+        Ok(Published {
+            offset: None,
+            receivers: reach.subscriptions,
+        })
+    }
+
+    fn read_history(&self, conn: u64, pending: history::Pending) {
+        tokio::spawn(history::run(
+            self.inner.herald.store.clone(),
+            self.inner.config.clone(),
+            self.shard_of(conn).commands.clone(),
+            pending,
+        ));
+    }
+
+    fn shard_of(&self, conn: u64) -> &ShardHandle {
+        &self.inner.shards[(conn % self.inner.shards.len() as u64) as usize]
+    }
+
+    /// Routes a signal on every shard; how far it reached.
+    pub async fn signal(&self, signal: Signal) -> Reach {
+        let signal = Arc::new(signal);
+        let mut answers = Vec::with_capacity(self.inner.shards.len());
+        for shard in &self.inner.shards {
+            let (reply, answer) = oneshot::channel();
+            let command = Command::Signal {
+                signal: signal.clone(),
+                reply: Some(reply),
+            };
+            if shard.commands.send(command).is_ok() {
+                answers.push(answer);
+            }
+        }
+        let mut reach = Reach::default();
+        for answer in answers {
+            if let Ok(r) = answer.await {
+                reach += r;
+            }
+        }
+        reach
+    }
+
+    /// Hands a signal to every shard without waiting: signals handed over
+    /// one after another are routed in that order on every shard (presence
+    /// changes rely on it).
+    pub fn signal_now(&self, signal: Signal) {
+        let signal = Arc::new(signal);
+        for shard in &self.inner.shards {
+            let _ = shard.commands.send(Command::Signal {
+                signal: signal.clone(),
+                reply: None,
+            });
+        }
+    }
+
+    /// Ends subscription `id` of connection `conn` (a room membership, say),
+    /// queuing `notice` for the connection instead of `unsubscribed`.
+    /// Whether it existed.
+    pub async fn remove(&self, conn: u64, id: &str, notice: &ServerMessage) -> bool {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Remove {
+            conn,
+            id: id.to_owned(),
+            notice: Outgoing::message(notice, None),
+            reply: Some(reply),
+        };
+        self.shard_of(conn).commands.send(command).is_ok() && answer.await.unwrap_or(false)
+    }
+
+    /// [`Hub::remove`] without waiting for the answer.
+    pub fn remove_now(&self, conn: u64, id: &str, notice: &ServerMessage) {
+        let _ = self.shard_of(conn).commands.send(Command::Remove {
+            conn,
+            id: id.to_owned(),
+            notice: Outgoing::message(notice, None),
+            reply: None,
+        });
+    }
+
+    /// One connection: what it is and its subscriptions (`None`: no such
+    /// connection now).
+    pub async fn client(&self, conn: u64) -> Option<ClientDetails> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Client { conn, reply };
+        if self.shard_of(conn).commands.send(command).is_err() {
+            return None;
+        }
+        answer.await.ok().flatten()
+    }
+
+    /// A connection's outbox and info (`None`: no such connection).
+    pub async fn outbox(&self, conn: u64) -> Option<(Arc<Outbox>, ClientInfo)> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Outbox { conn, reply };
+        if self.shard_of(conn).commands.send(command).is_err() {
+            return None;
+        }
+        answer.await.ok().flatten()
+    }
+
+    /// Every connection, by id.
+    pub async fn clients(&self) -> Vec<ClientDetails> {
+        let mut all = Vec::new();
+        for shard in &self.inner.shards {
+            let (reply, answer) = oneshot::channel();
+            if shard.commands.send(Command::Clients { reply }).is_ok()
+                && let Ok(list) = answer.await
+            {
+                all.extend(list);
+            }
+        }
+        all.sort_by_key(|c| c.id);
+        all
+    }
+
+    /// One topic's counters summed over shards (`None`: no live
+    /// subscription to it).
+    pub async fn topic(&self, topic: &str) -> Option<TopicStats> {
+        let mut found = Vec::new();
+        for shard in &self.inner.shards {
+            let (reply, answer) = oneshot::channel();
+            let command = Command::Topic {
+                topic: topic.to_owned(),
+                reply,
+            };
+            if shard.commands.send(command).is_ok()
+                && let Ok(Some(stats)) = answer.await
+            {
+                found.push(stats);
+            }
+        }
+        merge_topics(found.iter()).pop()
     }
 
     /// What the shards hold now, summed.
@@ -153,6 +441,7 @@ impl Hub {
         }
         HubStats {
             connections: shards.iter().map(|s| s.connections).sum(),
+            clients: shards.iter().map(|s| s.clients).sum(),
             subscriptions: shards.iter().map(|s| s.subscriptions).sum(),
             queued_bytes: shards.iter().map(|s| s.queued_bytes).sum(),
             routed: shards.iter().map(|s| s.routed).min().unwrap_or_default(),
@@ -213,11 +502,22 @@ impl Hub {
     }
 }
 
+/// The outcome of [`Hub::publish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The message's offset (`None`: its channel keeps no history).
+    pub offset: Option<Offset>,
+    /// Subscriptions it was routed to on this server.
+    pub receivers: u64,
+}
+
 /// A snapshot of the hub's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HubStats {
     /// Connections holding at least one subscription.
     pub connections: usize,
+    /// Connections registered, subscribed or not.
+    pub clients: usize,
     /// Subscriptions, live or reading history.
     pub subscriptions: usize,
     /// Bytes queued in those connections' outboxes.
@@ -295,6 +595,45 @@ fn merge_topics<'a>(topics: impl Iterator<Item = &'a TopicStats>) -> Vec<TopicSt
             .then_with(|| a.topic.cmp(&b.topic))
     });
     list
+}
+
+/// How a connection reaches the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// A WebSocket.
+    WebSocket,
+    /// A Server-Sent Events stream.
+    Sse,
+    /// An embedding program, in process.
+    #[default]
+    InProcess,
+}
+
+/// What a connection is, for listings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ClientInfo {
+    /// How it connects.
+    pub transport: Transport,
+    /// Its peer's address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<IpAddr>,
+    /// When it connected.
+    pub connected_at: Timestamp,
+    /// Who it is (`user:<sub>`, `key:<id>`), once known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// A connection and its subscriptions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientDetails {
+    /// Its id (the `connection` of its `welcome`).
+    pub id: u64,
+    /// What it is.
+    pub info: ClientInfo,
+    /// Its subscriptions (room memberships included), by id.
+    pub subscriptions: Vec<SubscriptionInfo>,
 }
 
 /// A failure to subscribe, unsubscribe or list, as the client sees it.
@@ -386,6 +725,23 @@ pub struct SubscriptionSpec {
     /// What the reader may see of the events (hidden fields, row rule for
     /// an update's previous version). Transparent by default.
     pub view: View,
+    /// How it is announced live.
+    pub announce: Announce,
+}
+
+/// How a subscription is announced once it is live.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Announce {
+    /// `subscribed {id, offset}`.
+    #[default]
+    Subscribed,
+    /// A room membership (its id is the room), announced by this `joined`
+    /// message (the hub sets its offset). It ends with
+    /// [`Connection::leave`] or [`Hub::remove`], never `unsubscribe`.
+    Joined(ServerMessage),
+    /// Not at all: the client was told otherwise (a personal channel, named
+    /// in `welcome`).
+    Silent,
 }
 
 impl SubscriptionSpec {
@@ -404,6 +760,7 @@ impl SubscriptionSpec {
             snapshot: false,
             on_lag: LagPolicy::Close,
             view: View::default(),
+            announce: Announce::Subscribed,
         }
     }
 }
@@ -464,45 +821,24 @@ impl Connection {
     /// that order. Errors arrive here, except for failures while reading
     /// history, which arrive in the outbox as an `error` for the id.
     pub async fn subscribe(&self, spec: SubscriptionSpec) -> Result<(), HubError> {
-        let store = &self.hub.inner.herald.store;
-        if spec.snapshot && !matches!(spec.topic, Topic::Table(_)) {
-            return Err(HubError::new(
-                ErrorCode::InvalidParameter,
-                "`snapshot` is only for a single table",
-            ));
-        }
-        let start = match spec.from {
-            StartFrom::Now => None,
-            StartFrom::After(offset) => Some(offset),
-            StartFrom::Token(token) => Some(store.token_offset(token)?),
-            StartFrom::Time(ts) => {
-                let reader = store.clone();
-                Some(crate::blocking(move || reader.position_at(ts)).await?)
-            }
-        };
-        if let Some(after) = start {
-            let head = store.head();
-            if after > head {
-                return Err(HubError::new(
-                    ErrorCode::InvalidParameter,
-                    format!("`from` {after} is ahead of the log's head {head}"),
-                ));
-            }
-            store.check_recoverable(after)?;
-        }
-        let pending = self
-            .ask(|reply| Command::Subscribe {
-                conn: self.id,
-                outbox: self.outbox.clone(),
-                spec: Box::new(spec),
-                start,
-                reply,
-            })
-            .await??;
-        if let Some(pending) = pending {
-            self.read_history(*pending);
-        }
-        Ok(())
+        self.hub
+            .subscribe_with(self.id, Some(self.outbox.clone()), spec)
+            .await
+    }
+
+    /// Says who the connection is now (`user:<sub>`, `key:<id>`), for
+    /// listings.
+    pub fn identify(&self, user: Option<String>) {
+        let _ = self.commands.send(Command::Identify {
+            conn: self.id,
+            user,
+        });
+    }
+
+    /// Ends subscription `id` (a room membership), queuing `notice` after
+    /// anything already queued for it. Whether it existed.
+    pub async fn leave(&self, id: &str, notice: &ServerMessage) -> bool {
+        self.hub.remove(self.id, id, notice).await
     }
 
     /// Ends a subscription; an `unsubscribed` message follows in the outbox
@@ -557,13 +893,7 @@ impl Connection {
     }
 
     fn read_history(&self, pending: history::Pending) {
-        tokio::spawn(history::run(
-            self.hub.inner.herald.store.clone(),
-            self.hub.inner.config.clone(),
-            self.commands.clone(),
-            self.outbox.clone(),
-            pending,
-        ));
+        self.hub.read_history(self.id, pending);
     }
 
     /// Every subscription of this connection, in id order.

@@ -89,6 +89,11 @@ impl Selector {
             }
     }
 
+    /// Whether it takes events of operation `op`.
+    pub(super) fn admits_op(&self, op: Op) -> bool {
+        self.ops.contains(op)
+    }
+
     pub(super) fn filter(&self) -> &Arc<Filter> {
         &self.filter
     }
@@ -143,6 +148,10 @@ pub(super) struct Sub {
     pub(super) progress: Arc<Progress>,
     pub(super) outbox: Arc<Outbox>,
     pub(super) cancel: Arc<AtomicBool>,
+    /// A room membership: ended by leaving, not `unsubscribe`.
+    pub(super) membership: bool,
+    /// How it is announced live; `Subscribed` once announced.
+    pub(super) announce: Box<super::Announce>,
 }
 
 impl Sub {
@@ -167,6 +176,7 @@ impl Sub {
             created_at: self.created_at,
             delivered: self.progress.delivered.load(Ordering::Relaxed),
             last_offset: Offset(self.progress.last.load(Ordering::Relaxed)),
+            room: self.membership,
         }
     }
 
@@ -185,6 +195,7 @@ impl Sub {
             after,
             cancel: self.cancel.clone(),
             progress: self.progress.clone(),
+            outbox: self.outbox.clone(),
         }
     }
 }

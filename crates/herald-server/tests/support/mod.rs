@@ -26,6 +26,7 @@ pub struct Server {
     pub base: String,
     pub herald: Herald,
     pub hub: herald_core::Hub,
+    pub rooms: herald_core::Rooms,
     pub sessions: herald_server::Sessions,
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
@@ -47,20 +48,39 @@ impl Server {
     /// fresh directory and an ephemeral loopback port. `prepare` runs on the
     /// data directory first (to create API keys, say).
     pub async fn secured(
-        mut config: herald_server::Config,
+        config: herald_server::Config,
         prepare: impl FnOnce(&std::path::Path),
     ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         prepare(dir.path());
+        Server::configured_in(dir, config, None, None).await
+    }
+
+    /// A server with the whole `config` (namespaces, routes, security...),
+    /// presence reading `clock` if given, over `dir`, on `addr` if given.
+    pub async fn configured_in(
+        dir: TempDir,
+        mut config: herald_server::Config,
+        clock: Option<std::sync::Arc<dyn herald_core::clock::Clock>>,
+        addr: Option<SocketAddr>,
+    ) -> Server {
         config.data_dir = dir.path().to_owned();
         Server::start_app(
             dir,
-            StoreConfig::default(),
+            config.store.clone(),
             config.realtime.clone(),
-            None,
-            Some(config),
+            addr,
+            Some((config, clock)),
         )
         .await
+    }
+
+    /// [`Server::configured_in`] a fresh directory.
+    pub async fn configured(
+        config: herald_server::Config,
+        clock: Option<std::sync::Arc<dyn herald_core::clock::Clock>>,
+    ) -> Server {
+        Server::configured_in(tempfile::tempdir().unwrap(), config, clock, None).await
     }
 
     /// A server over `dir`, on `addr` if given (to restart on the same port).
@@ -78,7 +98,10 @@ impl Server {
         store: StoreConfig,
         realtime: RealtimeConfig,
         addr: Option<SocketAddr>,
-        secured: Option<herald_server::Config>,
+        secured: Option<(
+            herald_server::Config,
+            Option<std::sync::Arc<dyn herald_core::clock::Clock>>,
+        )>,
     ) -> Server {
         let listener = match addr {
             Some(addr) => {
@@ -101,14 +124,17 @@ impl Server {
         let herald = Herald::open_with(dir.path(), store).unwrap();
         let (shutdown, signal) = oneshot::channel::<()>();
         let app = match secured {
-            Some(mut config) => {
+            Some((mut config, clock)) => {
                 config.listen = addr;
-                herald_server::App::from_config(herald.clone(), &config)
+                let clock = clock.unwrap_or_else(|| std::sync::Arc::new(herald_core::clock::SystemClock));
+                herald_server::App::from_config_with_clock(herald.clone(), &config, clock)
                     .expect("a valid configuration")
             }
-            None => herald_server::App::new(herald.clone(), HttpConfig::default(), realtime),
+            None => herald_server::App::new(herald.clone(), HttpConfig::default(), realtime)
+                .expect("a server over a fresh store"),
         };
         let hub = app.hub().clone();
+        let rooms = app.rooms().clone();
         let sessions = app.sessions().clone();
         let task = tokio::spawn(app.serve(listener, async move {
             let _ = signal.await;
@@ -118,6 +144,7 @@ impl Server {
             base: format!("http://{addr}"),
             herald,
             hub,
+            rooms,
             sessions,
             http: reqwest::Client::builder().no_proxy().build().unwrap(),
             shutdown: Some(shutdown),
@@ -253,17 +280,21 @@ impl Ws {
         m
     }
 
-    /// Subscribes and waits for `subscribed`, returning everything received
-    /// before it (snapshot chunks and history events) and the `subscribed`.
+    /// Subscribes and waits for its `subscribed`, returning everything
+    /// received before it (snapshot chunks and history events) and the
+    /// `subscribed`. Another subscription's `subscribed` (a user's personal
+    /// channel, announced after authentication) is skipped.
     pub async fn subscribe(&mut self, request: Value) -> (Vec<Value>, Value) {
         let mut request = request;
         request["type"] = json!("subscribe");
+        let id = request["id"].clone();
         self.send(request).await;
         let mut before = Vec::new();
         loop {
             let m = self.recv().await;
             match m["type"].as_str() {
-                Some("subscribed") => return (before, m),
+                Some("subscribed") if m["id"] == id => return (before, m),
+                Some("subscribed") => {}
                 Some("error") => panic!("subscribe failed: {m}"),
                 _ => before.push(m),
             }

@@ -8,9 +8,13 @@
 //! matching several subscriptions of a connection is queued once with all
 //! their ids.
 
+mod signal;
+
+use super::signal::{Reach, Signal};
 use super::subscription::{Selector, Sub, json_string, resume};
 use super::{
-    HubConfig, HubError, HubStats, HubTotals, Selection, SubscriptionSpec, TopicStats, history,
+    Announce, ClientDetails, ClientInfo, HubConfig, HubError, HubStats, HubTotals, Selection,
+    SubscriptionSpec, TopicStats, history,
 };
 use crate::LogLimit;
 use crate::outbox::{End, Outbox, Outgoing, Pushed};
@@ -40,9 +44,55 @@ pub const APPEND_TO_DELIVERY_SECONDS: &str = "herald_append_to_delivery_seconds"
 const RECEIVER_COUNTS: usize = 4096;
 
 pub(super) enum Command {
-    Subscribe {
+    /// A new connection: every connection registers, subscribed or not.
+    Connect {
         conn: u64,
         outbox: Arc<Outbox>,
+        info: Box<ClientInfo>,
+    },
+    /// The connection's user is now `user` (it authenticated).
+    Identify {
+        conn: u64,
+        user: Option<String>,
+    },
+    /// Route a signal; its reach, if asked.
+    Signal {
+        signal: Arc<Signal>,
+        reply: Option<oneshot::Sender<Reach>>,
+    },
+    /// End subscription `id` of `conn`, queuing `notice` (instead of
+    /// `unsubscribed`): leaving a room, being removed from it. Memberships
+    /// end only this way. Whether it existed.
+    Remove {
+        conn: u64,
+        id: String,
+        notice: Outgoing,
+        reply: Option<oneshot::Sender<bool>>,
+    },
+    /// One connection's info and subscriptions.
+    Client {
+        conn: u64,
+        reply: oneshot::Sender<Option<ClientDetails>>,
+    },
+    /// One connection's outbox and info.
+    Outbox {
+        conn: u64,
+        reply: oneshot::Sender<Option<(Arc<Outbox>, ClientInfo)>>,
+    },
+    /// Every connection's info and subscriptions.
+    Clients {
+        reply: oneshot::Sender<Vec<ClientDetails>>,
+    },
+    /// One topic's counters, if it has subscriptions on this shard.
+    Topic {
+        topic: String,
+        reply: oneshot::Sender<Option<TopicStats>>,
+    },
+    Subscribe {
+        conn: u64,
+        /// The connection's outbox, registering it if it is not yet; `None`:
+        /// it must be registered (`not_found` otherwise).
+        outbox: Option<Arc<Outbox>>,
         spec: Box<SubscriptionSpec>,
         /// `None`: from now.
         start: Option<Offset>,
@@ -109,6 +159,14 @@ pub(super) enum Command {
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let name = match self {
+            Command::Connect { .. } => "Connect",
+            Command::Identify { .. } => "Identify",
+            Command::Signal { .. } => "Signal",
+            Command::Remove { .. } => "Remove",
+            Command::Client { .. } => "Client",
+            Command::Clients { .. } => "Clients",
+            Command::Outbox { .. } => "Outbox",
+            Command::Topic { .. } => "Topic",
             Command::Subscribe { .. } => "Subscribe",
             Command::Activate { .. } => "Activate",
             Command::Fail { .. } => "Fail",
@@ -170,10 +228,35 @@ struct TopicEntry {
     last_event: Timestamp,
 }
 
+impl TopicEntry {
+    fn stats(&self, topic: &str) -> TopicStats {
+        TopicStats {
+            topic: topic.to_owned(),
+            subscriptions: self.index.len(),
+            events: self.events,
+            deliveries: self.deliveries,
+            last_event: self.last_event,
+        }
+    }
+}
+
+/// A connection of the shard: registered when it connects, whether or not
+/// it subscribes, until it disconnects (or is cut as a slow consumer).
 #[derive(Debug)]
 struct Conn {
     outbox: Arc<Outbox>,
     subs: HashMap<Arc<str>, usize>,
+    info: ClientInfo,
+}
+
+impl Conn {
+    fn new(outbox: Arc<Outbox>, info: ClientInfo) -> Conn {
+        Conn {
+            outbox,
+            subs: HashMap::new(),
+            info,
+        }
+    }
 }
 
 /// The last committed groups, so subscriptions resuming near the head need
@@ -514,9 +597,10 @@ impl Shard {
     /// `slots`: skip it for `skip` subscriptions, or end the connection.
     fn overflow(&mut self, conn: u64, slots: &[usize], offset: Offset) {
         let resume_from = Offset(offset.0 - 1);
-        if slots
-            .iter()
-            .any(|&s| self.subs[s].on_lag == LagPolicy::Close)
+        if slots.is_empty()
+            || slots
+                .iter()
+                .any(|&s| self.subs[s].on_lag == LagPolicy::Close)
         {
             if let Some(c) = self.conns.get(&conn) {
                 c.outbox.end(End::SlowConsumer { resume_from });
@@ -550,6 +634,59 @@ impl Shard {
 
     fn handle(&mut self, command: Command) {
         match command {
+            Command::Connect { conn, outbox, info } => {
+                self.conns.insert(conn, Conn::new(outbox, *info));
+            }
+            Command::Identify { conn, user } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.info.user = user;
+                }
+            }
+            Command::Signal { signal, reply } => {
+                let reach = self.route_signal(&signal);
+                if let Some(reply) = reply {
+                    let _ = reply.send(reach);
+                }
+            }
+            Command::Remove {
+                conn,
+                id,
+                notice,
+                reply,
+            } => {
+                let slot = self
+                    .conns
+                    .get(&conn)
+                    .and_then(|c| c.subs.get(id.as_str()).copied());
+                if let Some(slot) = slot {
+                    let sub = self.remove_sub(slot);
+                    let _ = sub.outbox.push_control(notice, self.head);
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(slot.is_some());
+                }
+            }
+            Command::Client { conn, reply } => {
+                let _ = reply.send(self.conns.get(&conn).map(|c| self.details(conn, c)));
+            }
+            Command::Outbox { conn, reply } => {
+                let found = self
+                    .conns
+                    .get(&conn)
+                    .map(|c| (c.outbox.clone(), c.info.clone()));
+                let _ = reply.send(found);
+            }
+            Command::Clients { reply } => {
+                let list = self
+                    .conns
+                    .iter()
+                    .map(|(&id, c)| self.details(id, c))
+                    .collect();
+                let _ = reply.send(list);
+            }
+            Command::Topic { topic, reply } => {
+                let _ = reply.send(self.topics.get(&topic).map(|e| e.stats(&topic)));
+            }
             Command::Subscribe {
                 conn,
                 outbox,
@@ -584,6 +721,10 @@ impl Shard {
                     .get(&conn)
                     .and_then(|c| c.subs.get(id.as_str()).copied());
                 let answer = match slot {
+                    Some(slot) if self.subs[slot].membership => Err(HubError::new(
+                        ErrorCode::InvalidParameter,
+                        format!("{id:?} is a room you joined: send `leave` to leave it"),
+                    )),
                     Some(slot) => {
                         let sub = self.remove_sub(slot);
                         let done = Outgoing::message(&ServerMessage::Unsubscribed { id }, None);
@@ -642,25 +783,27 @@ impl Shard {
             }
             Command::Stats { reply } => {
                 let _ = reply.send(HubStats {
-                    connections: self.conns.len(),
+                    connections: self.conns.values().filter(|c| !c.subs.is_empty()).count(),
+                    clients: self.conns.len(),
                     subscriptions: self.subs.len(),
                     queued_bytes: self.conns.values().map(|c| c.outbox.bytes()).sum(),
                     routed: self.head,
                     totals: self.totals,
-                    topics: self
-                        .topics
-                        .iter()
-                        .map(|(topic, e)| TopicStats {
-                            topic: topic.clone(),
-                            subscriptions: e.index.len(),
-                            events: e.events,
-                            deliveries: e.deliveries,
-                            last_event: e.last_event,
-                        })
-                        .collect(),
+                    topics: self.topics.iter().map(|(t, e)| e.stats(t)).collect(),
                     shards: 1,
                 });
             }
+        }
+    }
+
+    fn details(&self, id: u64, conn: &Conn) -> ClientDetails {
+        let mut subscriptions: Vec<SubscriptionInfo> =
+            conn.subs.values().map(|&s| self.subs[s].info()).collect();
+        subscriptions.sort_by(|a, b| a.id.cmp(&b.id));
+        ClientDetails {
+            id,
+            info: conn.info.clone(),
+            subscriptions,
         }
     }
 
@@ -794,14 +937,20 @@ impl Shard {
     fn subscribe(
         &mut self,
         conn: u64,
-        outbox: Arc<Outbox>,
+        outbox: Option<Arc<Outbox>>,
         spec: SubscriptionSpec,
         start: Option<Offset>,
     ) -> Result<Option<Box<history::Pending>>, HubError> {
-        let entry = self.conns.entry(conn).or_insert_with(|| Conn {
-            outbox: outbox.clone(),
-            subs: HashMap::new(),
-        });
+        let entry = match outbox {
+            Some(outbox) => self
+                .conns
+                .entry(conn)
+                .or_insert_with(|| Conn::new(outbox, ClientInfo::default())),
+            None => self.conns.get_mut(&conn).ok_or_else(|| {
+                HubError::new(ErrorCode::NotFound, format!("no connection {conn}"))
+            })?,
+        };
+        let outbox = entry.outbox.clone();
         if entry.subs.contains_key(spec.id.as_str()) {
             return Err(HubError::new(
                 ErrorCode::SubscriptionExists,
@@ -847,6 +996,8 @@ impl Shard {
             progress: Arc::default(),
             outbox,
             cancel: Arc::new(AtomicBool::new(false)),
+            membership: matches!(spec.announce, Announce::Joined(_)),
+            announce: Box::new(spec.announce),
         };
         let pending = sub.pending(after, spec.snapshot);
         let slot = self.subs.insert(sub);
@@ -913,13 +1064,19 @@ impl Shard {
         sub.live = true;
         let (id, offset) = (sub.id.to_string(), sub.after);
         let announce = if std::mem::take(&mut sub.resuming) {
-            ServerMessage::Resumed { id, offset }
+            Some(ServerMessage::Resumed { id, offset })
         } else {
-            ServerMessage::Subscribed { id, offset }
+            match std::mem::take(&mut *sub.announce) {
+                Announce::Subscribed => Some(ServerMessage::Subscribed { id, offset }),
+                Announce::Joined(joined) => Some(joined.live_at(offset)),
+                Announce::Silent => None,
+            }
         };
-        let _ = sub
-            .outbox
-            .push_control(Outgoing::message(&announce, Some(offset)), offset);
+        if let Some(announce) = announce {
+            let _ = sub
+                .outbox
+                .push_control(Outgoing::message(&announce, Some(offset)), offset);
+        }
         self.index(slot);
     }
 
@@ -931,9 +1088,6 @@ impl Shard {
         sub.outbox.cancel(&sub.cancel);
         if let Some(conn) = self.conns.get_mut(&sub.conn) {
             conn.subs.remove(&sub.id);
-            if conn.subs.is_empty() {
-                self.conns.remove(&sub.conn);
-            }
         }
         sub
     }
