@@ -346,7 +346,9 @@ mod tests {
     #[test]
     fn a_signal_frame_is_its_fields_with_type_and_subs() {
         let json = |o: Outgoing| match o {
-            Outgoing::Message { json, kind, .. } => (kind, String::from_utf8(json.to_vec()).unwrap()),
+            Outgoing::Message { json, kind, .. } => {
+                (kind, String::from_utf8(json.to_vec()).unwrap())
+            }
             Outgoing::Event { .. } => panic!("a message"),
         };
         let (kind, text) = json(Outgoing::signal("message", br#"["a"]"#, br#"{"data":1}"#));

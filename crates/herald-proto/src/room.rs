@@ -121,11 +121,7 @@ mod tests {
             LeaveReason::Disconnected,
             LeaveReason::RoomDeleted,
         ] {
-            assert_eq!(
-                serde_json::to_value(r).unwrap(),
-                json!(r.as_str()),
-                "{r:?}"
-            );
+            assert_eq!(serde_json::to_value(r).unwrap(), json!(r.as_str()), "{r:?}");
         }
     }
 }

@@ -80,7 +80,8 @@ pub(crate) async fn publish_as(
     data: Value,
 ) -> Result<Published, ApiError> {
     let channel = ChannelName::new(channel)?;
-    may_publish(app, who, conn, &channel).inspect_err(|e| app.security.denied(who, "publish", e))?;
+    may_publish(app, who, conn, &channel)
+        .inspect_err(|e| app.security.denied(who, "publish", e))?;
     app.security.limits.publish(who)?;
     Ok(app.hub.publish(channel, data, who.publisher()).await?)
 }
@@ -152,9 +153,7 @@ pub(crate) async fn broadcast_as(
         _ => {
             return Err(ApiError::new(
                 ErrorCode::InvalidParameter,
-                format!(
-                    "give `rooms` (1 to {MAX_BROADCAST_ROOMS} room names) or `everyone: true`"
-                ),
+                format!("give `rooms` (1 to {MAX_BROADCAST_ROOMS} room names) or `everyone: true`"),
             ));
         }
     };

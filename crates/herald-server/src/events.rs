@@ -99,6 +99,22 @@ pub(crate) async fn replay(
         // "Everything": from the earliest event retention kept.
         (None, None) => Offset(store.store().earliest().0.saturating_sub(1)),
     };
+    // A channel's namespace may keep less history than the log (or none).
+    let after = match &topics {
+        TopicFilter::Exact(topic) if !topic.starts_with("table:") => {
+            let channel = ChannelName::new(topic.as_str())?;
+            if params.from.is_some() {
+                app.hub.check_history(&channel, after).await?;
+                after
+            } else {
+                match app.hub.history_floor(&channel).await? {
+                    Some(floor) => after.max(floor),
+                    None => after,
+                }
+            }
+        }
+        _ => after,
+    };
     let to = params.to.map(Offset);
     let mut remaining = params.limit.unwrap_or(u64::MAX);
 

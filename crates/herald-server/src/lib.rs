@@ -73,7 +73,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use herald_core::clock::{Clock, SystemClock};
-use herald_core::{HiddenFields, Herald, Hub, HubConfig, Namespaces, Rooms, RouteSet};
+use herald_core::{Herald, HiddenFields, Hub, HubConfig, Namespaces, Rooms, RouteSet};
 pub use sessions::Sessions;
 use std::future::Future;
 use std::sync::Arc;
@@ -160,12 +160,7 @@ impl App {
             .filter(|(_, rules)| !rules.hidden.is_empty())
             .map(|(table, rules)| (table.clone(), Arc::new(HiddenFields::new(&rules.hidden))))
             .collect();
-        let routes = RouteSet::start(
-            &herald,
-            namespaces.clone(),
-            config.routes.clone(),
-            hidden,
-        )?;
+        let routes = RouteSet::start(&herald, namespaces.clone(), config.routes.clone(), hidden)?;
         let hub = Hub::start(
             herald.clone(),
             HubConfig {

@@ -154,7 +154,11 @@ pub(crate) async fn get(
     Path(room): Path<String>,
 ) -> Result<Json<RoomInfo>, ApiError> {
     let room = ChannelName::new(room)?;
-    caller.check(&app, "room", caller.0.require(Action::Presence, room.as_str()))?;
+    caller.check(
+        &app,
+        "room",
+        caller.0.require(Action::Presence, room.as_str()),
+    )?;
     app.rooms
         .room(&room)
         .map(Json)
@@ -164,7 +168,10 @@ pub(crate) async fn get(
 fn no_room(room: &ChannelName) -> ApiError {
     ApiError::new(
         ErrorCode::NotFound,
-        format!("no room {:?} (a room exists while it has members, or once it has settings)", room.as_str()),
+        format!(
+            "no room {:?} (a room exists while it has members, or once it has settings)",
+            room.as_str()
+        ),
     )
 }
 
@@ -176,7 +183,11 @@ pub(crate) async fn put(
     JsonBody(body): JsonBody,
 ) -> Result<Json<RoomInfo>, ApiError> {
     let room = ChannelName::new(room)?;
-    caller.check(&app, "room", caller.0.require(Action::Moderate, room.as_str()))?;
+    caller.check(
+        &app,
+        "room",
+        caller.0.require(Action::Moderate, room.as_str()),
+    )?;
     let settings: RoomSettings = serde_json::from_value(body)
         .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, format!("room settings: {e}")))?;
     Ok(Json(app.rooms.put(&room, settings).await?))
@@ -189,7 +200,11 @@ pub(crate) async fn delete(
     Path(room): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let room = ChannelName::new(room)?;
-    caller.check(&app, "room", caller.0.require(Action::Moderate, room.as_str()))?;
+    caller.check(
+        &app,
+        "room",
+        caller.0.require(Action::Moderate, room.as_str()),
+    )?;
     if app.rooms.delete(&room).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -204,7 +219,11 @@ pub(crate) async fn members(
     Path(room): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let room = ChannelName::new(room)?;
-    caller.check(&app, "presence", caller.0.require(Action::Presence, room.as_str()))?;
+    caller.check(
+        &app,
+        "presence",
+        caller.0.require(Action::Presence, room.as_str()),
+    )?;
     let members = app.rooms.presence(&room)?;
     Ok(Json(json!({"room": room.as_str(), "members": members})))
 }
@@ -230,9 +249,16 @@ pub(crate) async fn add_member(
     JsonBody(body): JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let room = ChannelName::new(room)?;
-    caller.check(&app, "join", caller.0.require(Action::Moderate, room.as_str()))?;
+    caller.check(
+        &app,
+        "join",
+        caller.0.require(Action::Moderate, room.as_str()),
+    )?;
     let add: AddMember = serde_json::from_value(body).map_err(|e| {
-        ApiError::new(ErrorCode::InvalidParameter, format!("{e}; the body is {{\"connection\": \"<id>\", \"presence\": <any JSON>}}"))
+        ApiError::new(
+            ErrorCode::InvalidParameter,
+            format!("{e}; the body is {{\"connection\": \"<id>\", \"presence\": <any JSON>}}"),
+        )
     })?;
     let conn: u64 = add.connection.parse().map_err(|_| {
         ApiError::new(
@@ -267,7 +293,11 @@ pub(crate) async fn remove_member(
     Path((room, client)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let room = ChannelName::new(room)?;
-    caller.check(&app, "remove_member", require_moderator(&app, &caller.0, None, &room))?;
+    caller.check(
+        &app,
+        "remove_member",
+        require_moderator(&app, &caller.0, None, &room),
+    )?;
     let id = client_id(&client, &room)?;
     let member = app
         .rooms

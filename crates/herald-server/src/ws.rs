@@ -21,8 +21,8 @@ use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use herald_core::{
-    Announce, ClientInfo, Connection, End, HubError, LogLimit, Outgoing, Rooms, SubscriptionSpec, Topic,
-    Transport,
+    Announce, ClientInfo, Connection, End, HubError, LogLimit, Outgoing, Rooms, SubscriptionSpec,
+    Topic, Transport,
 };
 use herald_proto::{ClientMessage, CloseCode, ErrorCode, ServerMessage, Timestamp};
 use serde_json::Value;
@@ -689,7 +689,10 @@ async fn identified(
     app.rooms.identify(conn.id(), subject);
     let personal = personal_channel(app, &who);
     if let Some(name) = &personal
-        && client.who.as_ref().is_none_or(|before| before.who != who.who)
+        && client
+            .who
+            .as_ref()
+            .is_none_or(|before| before.who != who.who)
         && let Ok(topic) = Topic::channel(name)
     {
         let mut spec = SubscriptionSpec::new(name.clone(), topic);

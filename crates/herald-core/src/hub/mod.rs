@@ -42,11 +42,11 @@ use herald_filter::{ChangedFields, Filter};
 use herald_proto::{
     ErrorCode, LagPolicy, Offset, Op, ServerMessage, StartFrom, SubscriptionInfo, Timestamp,
 };
-use serde::Serialize;
-use std::net::IpAddr;
 use herald_store::{ChannelName, StoreError};
+use serde::Serialize;
 use serde_json::Value;
 use shard::{Command, Receivers, Shard};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -229,10 +229,10 @@ impl Hub {
         Ok(())
     }
 
-    /// Whether the history of `channel` after `after` may be read: its
-    /// namespace keeps history, and (with a retention of its own) `after`
-    /// is recent enough.
-    pub async fn check_history(&self, channel: &ChannelName, after: Offset) -> Result<(), HubError> {
+    /// Where the readable history of `channel` begins: `None` when all the
+    /// log retains may be read, `Some(floor)` (read after `floor`) when its
+    /// namespace keeps less. Fails when its namespace keeps no history.
+    pub async fn history_floor(&self, channel: &ChannelName) -> Result<Option<Offset>, HubError> {
         let namespace = self.inner.config.namespaces.of(channel.as_str());
         if !namespace.history {
             return Err(HubError::new(
@@ -244,24 +244,47 @@ impl Hub {
                 ),
             ));
         }
-        if let Some(retention) = namespace.retention {
-            let oldest = Timestamp(Timestamp::now().0.saturating_sub(retention.as_millis() as u64));
-            let reader = self.inner.herald.store.clone();
-            let floor = crate::blocking(move || reader.position_at(oldest)).await?;
-            if after < floor {
-                return Err(HubError {
-                    code: ErrorCode::UnrecoverablePosition,
-                    message: format!(
-                        "channel {:?} keeps {} of history: offset {after} is older; \
-                         start after {floor}",
-                        channel.as_str(),
-                        humantime::format_duration(retention)
-                    ),
-                    earliest: Some(floor.next()),
-                });
-            }
+        let Some(retention) = namespace.retention else {
+            return Ok(None);
+        };
+        let oldest = Timestamp(
+            Timestamp::now()
+                .0
+                .saturating_sub(retention.as_millis() as u64),
+        );
+        let reader = self.inner.herald.store.clone();
+        Ok(Some(
+            crate::blocking(move || reader.position_at(oldest)).await?,
+        ))
+    }
+
+    /// Whether the history of `channel` after `after` may be read: its
+    /// namespace keeps history, and (with a retention of its own) `after`
+    /// is recent enough (`unrecoverable_position` otherwise).
+    pub async fn check_history(
+        &self,
+        channel: &ChannelName,
+        after: Offset,
+    ) -> Result<(), HubError> {
+        match self.history_floor(channel).await? {
+            Some(floor) if after < floor => Err(HubError {
+                code: ErrorCode::UnrecoverablePosition,
+                message: format!(
+                    "channel {:?} keeps {} of history: offset {after} is older; start after {floor}",
+                    channel.as_str(),
+                    humantime::format_duration(
+                        self.inner
+                            .config
+                            .namespaces
+                            .of(channel.as_str())
+                            .retention
+                            .unwrap_or_default()
+                    )
+                ),
+                earliest: Some(floor.next()),
+            }),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Publishes a message to `channel`: appended to the log when its

@@ -203,7 +203,12 @@ mod tests {
     #[test]
     fn signals_parse_as_the_server_messages_they_name() {
         let c = ChannelName::new("chat:a").unwrap();
-        let m = Signal::message(c.clone(), json!({"t": 1}), Some("user:x".into()), Timestamp(9));
+        let m = Signal::message(
+            c.clone(),
+            json!({"t": 1}),
+            Some("user:x".into()),
+            Timestamp(9),
+        );
         assert_eq!(m.subject, Some(json!({"t": 1})));
         match parse(&m) {
             ServerMessage::Message {
@@ -214,13 +219,19 @@ mod tests {
                 ts,
             } => {
                 assert_eq!((subs, channel.as_str()), (vec!["s".to_owned()], "chat:a"));
-                assert_eq!((data, from.as_deref(), ts), (json!({"t": 1}), Some("user:x"), Timestamp(9)));
+                assert_eq!(
+                    (data, from.as_deref(), ts),
+                    (json!({"t": 1}), Some("user:x"), Timestamp(9))
+                );
             }
             other => panic!("{other:?}"),
         }
         let b = Signal::broadcast(None, &json!("hi"), None, Timestamp(1));
         assert_eq!(b.target, Target::Everyone);
-        assert!(matches!(parse(&b), ServerMessage::Broadcast { rooms: None, .. }));
+        assert!(matches!(
+            parse(&b),
+            ServerMessage::Broadcast { rooms: None, .. }
+        ));
         let member = Member {
             client: "3".into(),
             user: Some("ann".into()),
@@ -231,7 +242,9 @@ mod tests {
         let left = Signal::member(c, 3, &member, MemberChange::Left(LeaveReason::Expired));
         assert_eq!(left.except, Some(3));
         match parse(&left) {
-            ServerMessage::MemberLeft { member: m, reason, .. } => {
+            ServerMessage::MemberLeft {
+                member: m, reason, ..
+            } => {
                 assert_eq!((m, reason), (member, LeaveReason::Expired));
             }
             other => panic!("{other:?}"),

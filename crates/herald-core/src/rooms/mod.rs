@@ -99,10 +99,8 @@ impl Rooms {
                 namespaces: namespaces.clone(),
             }),
         };
-        let every = (namespaces.shortest_ttl() / 10).clamp(
-            Duration::from_millis(100),
-            Duration::from_secs(5),
-        );
+        let every = (namespaces.shortest_ttl() / 10)
+            .clamp(Duration::from_millis(100), Duration::from_secs(5));
         tokio::spawn(sweep(Arc::downgrade(&rooms.inner), every));
         Ok(rooms)
     }
@@ -212,8 +210,10 @@ impl Rooms {
             let _storing = self.inner.storing.lock().await;
             // A delete may have come first: store only a room still there.
             if self.lock().holds(conn, &room) {
-                let (store, name, bytes) = (self.store(), room.as_str().to_owned(), stored.encode());
-                if let Err(e) = blocking(move || store.put_setting(settings::KIND, &name, &bytes)).await
+                let (store, name, bytes) =
+                    (self.store(), room.as_str().to_owned(), stored.encode());
+                if let Err(e) =
+                    blocking(move || store.put_setting(settings::KIND, &name, &bytes)).await
                 {
                     self.lock().cancel(conn, &room);
                     return Err(e.into());
@@ -324,7 +324,11 @@ impl Rooms {
 
     /// Sets `room`'s settings, creating the room if needed; it is stored if
     /// its namespace is persistent or it already was.
-    pub async fn put(&self, room: &ChannelName, settings: RoomSettings) -> Result<RoomInfo, HubError> {
+    pub async fn put(
+        &self,
+        room: &ChannelName,
+        settings: RoomSettings,
+    ) -> Result<RoomInfo, HubError> {
         settings.validate()?;
         let _storing = self.inner.storing.lock().await;
         let now = self.inner.clock.now();

@@ -40,18 +40,14 @@ impl RoomSettings {
     pub fn validate(&self) -> Result<(), HubError> {
         let invalid = |m: String| Err(HubError::new(ErrorCode::InvalidParameter, m));
         if self.moderators.len() > MAX_MODERATORS {
-            return invalid(format!(
-                "a room lists at most {MAX_MODERATORS} moderators"
-            ));
+            return invalid(format!("a room lists at most {MAX_MODERATORS} moderators"));
         }
         if let Some(bad) = self
             .moderators
             .iter()
             .find(|m| m.is_empty() || m.len() > 256)
         {
-            return invalid(format!(
-                "moderator {bad:?}: a user id is 1 to 256 bytes"
-            ));
+            return invalid(format!("moderator {bad:?}: a user id is 1 to 256 bytes"));
         }
         let size = serde_json::to_vec(&self.data).map_or(0, |v| v.len());
         if size > MAX_DATA_BYTES {
@@ -88,9 +84,10 @@ mod tests {
 
     #[test]
     fn settings_are_checked_and_round_trip() {
-        let s: RoomSettings =
-            serde_json::from_value(json!({"max_members": 2, "moderators": ["ann"], "data": {"t": 1}}))
-                .unwrap();
+        let s: RoomSettings = serde_json::from_value(
+            json!({"max_members": 2, "moderators": ["ann"], "data": {"t": 1}}),
+        )
+        .unwrap();
         assert!(s.validate().is_ok());
         let stored = Stored {
             settings: s.clone(),
@@ -102,7 +99,10 @@ mod tests {
             moderators: vec![String::new()],
             ..RoomSettings::default()
         };
-        assert_eq!(bad.validate().unwrap_err().code, ErrorCode::InvalidParameter);
+        assert_eq!(
+            bad.validate().unwrap_err().code,
+            ErrorCode::InvalidParameter
+        );
         let big = RoomSettings {
             data: json!("x".repeat(70_000)),
             ..RoomSettings::default()

@@ -126,10 +126,8 @@ fn shown_user(subject: Option<&str>) -> Option<String> {
 impl State {
     /// A stored room, as the server starts.
     pub(super) fn load(&mut self, name: ChannelName, stored: Stored) {
-        self.rooms.insert(
-            name,
-            Room::new(stored.settings, true, stored.created_at),
-        );
+        self.rooms
+            .insert(name, Room::new(stored.settings, true, stored.created_at));
     }
 
     /// Makes `conn` known (once), with the outbox that tells its liveness.
@@ -429,9 +427,13 @@ impl State {
                 reason: LeaveReason::RoomDeleted,
                 by: None,
             };
-            if let Ok((_, more)) =
-                self.leave(namespaces, conn, room, LeaveReason::RoomDeleted, Some(notice))
-            {
+            if let Ok((_, more)) = self.leave(
+                namespaces,
+                conn,
+                room,
+                LeaveReason::RoomDeleted,
+                Some(notice),
+            ) {
                 effects.extend(more);
             }
         }
@@ -516,7 +518,6 @@ impl State {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -570,7 +571,9 @@ mod tests {
     }
 
     fn join(state: &mut State, ns: &Namespaces, conn: u64, r: &ChannelName) -> Vec<Effect> {
-        state.reserve(ns, conn, r, Value::Null, Timestamp(1)).unwrap();
+        state
+            .reserve(ns, conn, r, Value::Null, Timestamp(1))
+            .unwrap();
         state.confirm(ns, conn, r).unwrap()
     }
 
@@ -581,20 +584,26 @@ mod tests {
         let r = room("small:a");
         assert_eq!(kinds(&join(&mut state, &ns, 1, &r)), ["member_joined"]);
         // Reserved but not confirmed: counted, not listed.
-        state.reserve(&ns, 2, &r, Value::Null, Timestamp(2)).unwrap();
+        state
+            .reserve(&ns, 2, &r, Value::Null, Timestamp(2))
+            .unwrap();
         assert_eq!(state.presence(&r).len(), 1);
-        let full = state.reserve(&ns, 3, &r, Value::Null, Timestamp(2)).unwrap_err();
+        let full = state
+            .reserve(&ns, 3, &r, Value::Null, Timestamp(2))
+            .unwrap_err();
         assert_eq!(full.code, ErrorCode::RoomFull);
         // A cancelled reservation frees its place and announces nothing.
         state.cancel(2, &r);
         assert!(state.reserve(&ns, 3, &r, Value::Null, Timestamp(3)).is_ok());
-        let again = state.reserve(&ns, 3, &r, Value::Null, Timestamp(3)).unwrap_err();
+        let again = state
+            .reserve(&ns, 3, &r, Value::Null, Timestamp(3))
+            .unwrap_err();
         assert_eq!(again.code, ErrorCode::AlreadyMember);
-        let (_, effects) = state
-            .leave(&ns, 1, &r, LeaveReason::Left, None)
-            .unwrap();
+        let (_, effects) = state.leave(&ns, 1, &r, LeaveReason::Left, None).unwrap();
         assert_eq!(kinds(&effects), ["member_left"]);
-        let not = state.leave(&ns, 1, &r, LeaveReason::Left, None).unwrap_err();
+        let not = state
+            .leave(&ns, 1, &r, LeaveReason::Left, None)
+            .unwrap_err();
         assert_eq!(not.code, ErrorCode::NotMember);
     }
 
@@ -604,7 +613,9 @@ mod tests {
         let (mut state, _o) = attached(2);
         let (gone, kept) = (room("small:x"), room("kept:y"));
         join(&mut state, &ns, 1, &gone);
-        let reserved = state.reserve(&ns, 1, &kept, Value::Null, Timestamp(1)).unwrap();
+        let reserved = state
+            .reserve(&ns, 1, &kept, Value::Null, Timestamp(1))
+            .unwrap();
         assert!(reserved.store.is_some(), "a new persistent room is stored");
         state.confirm(&ns, 1, &kept).unwrap();
         join(&mut state, &ns, 2, &gone);
@@ -613,12 +624,18 @@ mod tests {
         // `small` announces leaves; `kept` does not.
         assert_eq!(kinds(&effects), ["member_left"]);
         assert!(state.info(&ns, &gone).is_some());
-        assert!(state.info(&ns, &kept).is_some_and(|i| i.stored && i.members == 0));
+        assert!(
+            state
+                .info(&ns, &kept)
+                .is_some_and(|i| i.stored && i.members == 0)
+        );
         state.detach(&ns, 2);
         assert!(state.info(&ns, &gone).is_none());
         assert!(state.rooms_of(1).is_empty());
         // Detached: it can no longer join.
-        let err = state.reserve(&ns, 1, &gone, Value::Null, Timestamp(5)).unwrap_err();
+        let err = state
+            .reserve(&ns, 1, &gone, Value::Null, Timestamp(5))
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::NotFound);
     }
 

@@ -122,7 +122,10 @@ impl Table {
                     push(rule.template.render(doc), data);
                 }
                 EventBody::Update {
-                    doc, old, changed: fields, ..
+                    doc,
+                    old,
+                    changed: fields,
+                    ..
                 } if rule.updates => {
                     let to = rule.template.render(doc);
                     // Withheld `old` (a view) never reaches the committer;
@@ -139,7 +142,10 @@ impl Table {
                     push(to, data);
                 }
                 EventBody::Delete { old, .. } if rule.deletes => {
-                    push(rule.template.render(old), header("delete", table, id, version));
+                    push(
+                        rule.template.render(old),
+                        header("delete", table, id, version),
+                    );
                 }
                 _ => {}
             }
@@ -205,7 +211,8 @@ impl RouteSet {
         hidden: HashMap<String, Arc<HiddenFields>>,
     ) -> Result<RouteSet, String> {
         for (name, rule) in &config {
-            compile(&namespaces, name, rule).map_err(|e| format!("[routes.{name}]: {}", e.message))?;
+            compile(&namespaces, name, rule)
+                .map_err(|e| format!("[routes.{name}]: {}", e.message))?;
         }
         let store = herald.store.clone();
         let mut api = BTreeMap::new();
@@ -452,7 +459,10 @@ mod tests {
         let routed = derive(&table, &moved);
         assert_eq!(routed[0].0, "category:tech");
         assert_eq!(routed[0].1["op"], "moved");
-        assert!(routed[0].1.get("doc").is_none(), "the old channel does not see the new document");
+        assert!(
+            routed[0].1.get("doc").is_none(),
+            "the old channel does not see the new document"
+        );
         assert_eq!(routed[1].0, "category:news");
         assert_eq!(routed[1].1["changed"], json!(["category"]));
         // Missing field: nothing routed.
@@ -486,7 +496,10 @@ mod tests {
         );
         let ns = Namespaces::new(&config, std::time::Duration::from_secs(1)).unwrap();
         let err = |r: RouteRule| compile(&ns, "r", &r).unwrap_err();
-        assert_eq!(err(rule("bad-table", "c:{x}")).code, ErrorCode::InvalidTable);
+        assert_eq!(
+            err(rule("bad-table", "c:{x}")).code,
+            ErrorCode::InvalidTable
+        );
         assert!(err(rule("t", "{x}:y")).message.contains("literal"));
         assert!(err(rule("t", "typing:{x}")).message.contains("history"));
         let mut publish = rule("t", "c:{x}");

@@ -56,9 +56,10 @@ impl Template {
                     if at > 0 {
                         parts.push(Part::Literal(rest[..at].to_owned()));
                     }
-                    let close = rest[at..].find('}').ok_or_else(|| {
-                        format!("unclosed '{{' in channel template {source:?}")
-                    })? + at;
+                    let close = rest[at..]
+                        .find('}')
+                        .ok_or_else(|| format!("unclosed '{{' in channel template {source:?}"))?
+                        + at;
                     let path = &rest[at + 1..close];
                     parts.push(Part::Field(parse_path(path).map_err(|why| {
                         format!("field {{{path}}} of channel template {source:?}: {why}")
@@ -133,17 +134,20 @@ fn parse_path(path: &str) -> Result<Vec<String>, &'static str> {
         return Err("a field is a dotted path of 1 to 256 bytes");
     }
     let segments: Vec<String> = path.split('.').map(str::to_owned).collect();
-    if segments
-        .iter()
-        .any(|s| s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
-    {
+    if segments.iter().any(|s| {
+        s.is_empty()
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    }) {
         return Err("path segments are non-empty runs of letters, digits, _ and -");
     }
     Ok(segments)
 }
 
 fn lookup<'a>(doc: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter().try_fold(doc, |at, key| at.as_object()?.get(key))
+    path.iter()
+        .try_fold(doc, |at, key| at.as_object()?.get(key))
 }
 
 fn value_text(value: &Value) -> Option<String> {
@@ -169,8 +173,14 @@ mod tests {
 
     #[test]
     fn fields_render_strings_numbers_and_booleans() {
-        assert_eq!(render("category:{category}", json!({"category": "tech"})).as_deref(), Some("category:tech"));
-        assert_eq!(render("user:{user_id}", json!({"user_id": 42})).as_deref(), Some("user:42"));
+        assert_eq!(
+            render("category:{category}", json!({"category": "tech"})).as_deref(),
+            Some("category:tech")
+        );
+        assert_eq!(
+            render("user:{user_id}", json!({"user_id": 42})).as_deref(),
+            Some("user:42")
+        );
         assert_eq!(
             render("t:{a.b}-{c}", json!({"a": {"b": "x"}, "c": true})).as_deref(),
             Some("t:x-true")
@@ -212,7 +222,10 @@ mod tests {
             let err = Template::parse(bad).unwrap_err();
             assert!(err.contains(why), "{bad:?}: {err}");
         }
-        assert_eq!(Template::parse("chat:{room}").unwrap().namespace(), Some("chat"));
+        assert_eq!(
+            Template::parse("chat:{room}").unwrap().namespace(),
+            Some("chat")
+        );
         assert_eq!(Template::parse("lobby").unwrap().namespace(), None);
     }
 }

@@ -121,12 +121,26 @@ impl Server {
             None => TcpListener::bind("127.0.0.1:0").await.unwrap(),
         };
         let addr = listener.local_addr().unwrap();
-        let herald = Herald::open_with(dir.path(), store).unwrap();
+        // A stopped server's engine lets go of the directory once its last
+        // handle is dropped, which can lag the stop a little.
+        let mut tries = 0;
+        let herald = loop {
+            match Herald::open_with(dir.path(), store.clone()) {
+                Ok(herald) => break herald,
+                Err(herald_store::StoreError::Engine(e)) if tries < 250 => {
+                    let _ = e;
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("opening the store: {e}"),
+            }
+        };
         let (shutdown, signal) = oneshot::channel::<()>();
         let app = match secured {
             Some((mut config, clock)) => {
                 config.listen = addr;
-                let clock = clock.unwrap_or_else(|| std::sync::Arc::new(herald_core::clock::SystemClock));
+                let clock =
+                    clock.unwrap_or_else(|| std::sync::Arc::new(herald_core::clock::SystemClock));
                 herald_server::App::from_config_with_clock(herald.clone(), &config, clock)
                     .expect("a valid configuration")
             }
