@@ -5,101 +5,14 @@
 mod support;
 
 use herald_core::clock::ManualClock;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+use support::users::{as_admin, config, connect, token};
 use support::{Server, Ws};
-
-const SECRET: &str = "a-test-secret-for-rooms-0123456789abcdef";
-
-/// A configuration with an HS256 key; `extra` (namespaces, routes...) is
-/// merged in.
-fn config(extra: Value) -> herald_server::Config {
-    let mut base = json!({"auth": {"jwt": {"keys": [{"algorithm": "HS256", "secret": SECRET}]}}});
-    merge(&mut base, extra);
-    serde_json::from_value(base).expect("a valid test configuration")
-}
-
-fn merge(base: &mut Value, extra: Value) {
-    match (base, extra) {
-        (Value::Object(base), Value::Object(extra)) => {
-            for (k, v) in extra {
-                merge(base.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (base, extra) => *base = extra,
-    }
-}
-
-fn token(sub: &str, permissions: &[&str]) -> String {
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &json!({"sub": sub, "exp": exp, "permissions": permissions}),
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
-}
 
 /// What a chat user may do in `chat:*` rooms.
 const CHATTER: &[&str] = &["read:chat:*", "presence:chat:*", "publish:chat:*"];
-
-async fn connect(server: &Server, sub: &str, permissions: &[&str]) -> Ws {
-    let bearer = format!("Bearer {}", token(sub, permissions));
-    server
-        .ws_with(&[("Authorization", &bearer)])
-        .await
-        .expect("the user connects")
-}
-
-/// Joins `room` and returns the `joined` answer (events of other rooms
-/// arriving meanwhile are skipped).
-async fn join(ws: &mut Ws, room: &str, presence: Value) -> Value {
-    ws.send(json!({"type": "join", "room": room, "presence": presence, "ref": "j"}))
-        .await;
-    let joined = until(ws, "joined").await;
-    assert_eq!(
-        (&joined["room"], &joined["ref"]),
-        (&json!(room), &json!("j"))
-    );
-    joined
-}
-
-/// The next message of type `kind`, skipping events and presence changes
-/// (an error fails).
-async fn until(ws: &mut Ws, kind: &str) -> Value {
-    loop {
-        let m = ws.recv().await;
-        if m["type"] == kind {
-            return m;
-        }
-        assert_ne!(m["type"], "error", "waiting for {kind}: {m}");
-    }
-}
-
-/// Sends `message` and returns the next message, which must be an error
-/// with `code`.
-async fn refused(ws: &mut Ws, message: Value, code: &str) -> Value {
-    ws.send(message).await;
-    ws.expect_error(code).await
-}
-
-async fn as_admin(
-    server: &Server,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-) -> (u16, Value) {
-    let (status, json, _) = server
-        .call_as(&token("root", &["admin"]), method, path, body)
-        .await;
-    (status, json)
-}
 
 #[tokio::test]
 async fn joins_leaves_and_presence_are_acknowledged_and_announced() {
@@ -111,10 +24,10 @@ async fn joins_leaves_and_presence_are_acknowledged_and_announced() {
     let mut alice = connect(&server, "alice", CHATTER).await;
     let mut bob = connect(&server, "bob", CHATTER).await;
 
-    let joined = join(&mut alice, "chat:lobby", json!({"name": "Alice"})).await;
+    let joined = alice.join("chat:lobby", json!({"name": "Alice"})).await;
     assert_eq!(joined["members"], 1);
     let alice_client = joined["client"].as_str().unwrap().to_owned();
-    let joined = join(&mut bob, "chat:lobby", json!({"name": "Bob"})).await;
+    let joined = bob.join("chat:lobby", json!({"name": "Bob"})).await;
     assert_eq!(joined["members"], 2);
     let bob_client = joined["client"].as_str().unwrap().to_owned();
 
@@ -198,68 +111,61 @@ async fn joins_leaves_and_presence_are_acknowledged_and_announced() {
     assert_eq!(members["members"].as_array().unwrap().len(), 1);
 
     // Errors, each precise; the connection survives them.
-    refused(
-        &mut bob,
-        json!({"type": "leave", "room": "chat:lobby"}),
-        "not_member",
-    )
-    .await;
-    refused(
-        &mut alice,
-        json!({"type": "join", "room": "chat:lobby", "ref": "again"}),
-        "already_member",
-    )
-    .await;
-    refused(
-        &mut alice,
-        json!({"type": "join", "room": "bad room"}),
-        "invalid_channel",
-    )
-    .await;
-    refused(
-        &mut alice,
-        json!({"type": "join", "room": "table:x"}),
-        "invalid_channel",
-    )
-    .await;
-    refused(
-        &mut alice,
-        json!({"type": "join", "room": "other:x"}),
-        "forbidden",
-    )
-    .await;
-    refused(
-        &mut alice,
-        json!({"type": "join", "room": "chat:x", "presence": "x".repeat(5000)}),
-        "payload_too_large",
-    )
-    .await;
-    refused(
-        &mut alice,
-        json!({"type": "update_presence", "room": "chat:nowhere", "data": 1}),
-        "not_member",
-    )
-    .await;
-    refused(
-        &mut alice,
-        json!({"type": "join", "room": "chat:x", "extra": 1}),
-        "invalid_message",
-    )
-    .await;
-    refused(
-        &mut alice,
-        json!({"type": "unsubscribe", "id": "chat:lobby"}),
-        "invalid_parameter",
-    )
-    .await;
+    bob.refused(json!({"type": "leave", "room": "chat:lobby"}), "not_member")
+        .await;
+    alice
+        .refused(
+            json!({"type": "join", "room": "chat:lobby", "ref": "again"}),
+            "already_member",
+        )
+        .await;
+    alice
+        .refused(
+            json!({"type": "join", "room": "bad room"}),
+            "invalid_channel",
+        )
+        .await;
+    alice
+        .refused(
+            json!({"type": "join", "room": "table:x"}),
+            "invalid_channel",
+        )
+        .await;
+    alice
+        .refused(json!({"type": "join", "room": "other:x"}), "forbidden")
+        .await;
+    alice
+        .refused(
+            json!({"type": "join", "room": "chat:x", "presence": "x".repeat(5000)}),
+            "payload_too_large",
+        )
+        .await;
+    alice
+        .refused(
+            json!({"type": "update_presence", "room": "chat:nowhere", "data": 1}),
+            "not_member",
+        )
+        .await;
+    alice
+        .refused(
+            json!({"type": "join", "room": "chat:x", "extra": 1}),
+            "invalid_message",
+        )
+        .await;
+    alice
+        .refused(
+            json!({"type": "unsubscribe", "id": "chat:lobby"}),
+            "invalid_parameter",
+        )
+        .await;
     let mut quiet = connect(&server, "q", &["read:quiet:*", "presence:quiet:*"]).await;
-    join(&mut quiet, "quiet:a", Value::Null).await;
-    refused(
-        &mut quiet,
-        json!({"type": "presence", "room": "quiet:a"}),
-        "invalid_parameter",
-    )
-    .await;
+    quiet.join("quiet:a", Value::Null).await;
+    quiet
+        .refused(
+            json!({"type": "presence", "room": "quiet:a"}),
+            "invalid_parameter",
+        )
+        .await;
     alice.ping("still").await;
 }
 
@@ -273,18 +179,18 @@ async fn a_room_holds_at_most_its_member_limit() {
     let mut a = connect(&server, "a", CHATTER).await;
     let mut b = connect(&server, "b", CHATTER).await;
     let mut c = connect(&server, "c", CHATTER).await;
-    join(&mut a, "chat:small", Value::Null).await;
-    join(&mut b, "chat:small", Value::Null).await;
-    let full = refused(
-        &mut c,
-        json!({"type": "join", "room": "chat:small", "ref": "x"}),
-        "room_full",
-    )
-    .await;
+    a.join("chat:small", Value::Null).await;
+    b.join("chat:small", Value::Null).await;
+    let full = c
+        .refused(
+            json!({"type": "join", "room": "chat:small", "ref": "x"}),
+            "room_full",
+        )
+        .await;
     assert_eq!(full["ref"], "x");
     b.send(json!({"type": "leave", "room": "chat:small"})).await;
     b.expect("left").await;
-    join(&mut c, "chat:small", Value::Null).await;
+    c.join("chat:small", Value::Null).await;
     // A room's own limit wins over its namespace's.
     let (status, info) = as_admin(
         &server,
@@ -294,13 +200,9 @@ async fn a_room_holds_at_most_its_member_limit() {
     )
     .await;
     assert_eq!((status, &info["max_members"]), (200, &json!(1)));
-    join(&mut a, "chat:tiny", Value::Null).await;
-    refused(
-        &mut b,
-        json!({"type": "join", "room": "chat:tiny"}),
-        "room_full",
-    )
-    .await;
+    a.join("chat:tiny", Value::Null).await;
+    b.refused(json!({"type": "join", "room": "chat:tiny"}), "room_full")
+        .await;
 }
 
 #[tokio::test]
@@ -333,16 +235,15 @@ async fn moderators_remove_members_and_publish_policies_hold() {
     assert_eq!(status, 200);
 
     // `members`: a member may publish, a stranger may not.
-    refused(
-        &mut bob,
+    bob.refused(
         json!({"type": "publish", "channel": "chat:a", "data": 1}),
         "forbidden",
     )
     .await;
-    join(&mut bob, "chat:a", Value::Null).await;
+    bob.join("chat:a", Value::Null).await;
     bob.send(json!({"type": "publish", "channel": "chat:a", "data": 1, "ref": "ok"}))
         .await;
-    until(&mut bob, "published").await;
+    bob.until("published").await;
     // Over REST too: the user has a member in the room.
     let (status, _, _) = server
         .call_as(
@@ -355,9 +256,8 @@ async fn moderators_remove_members_and_publish_policies_hold() {
     assert_eq!(status, 200);
 
     // `moderators`: the listed moderator may, a member may not, a server may.
-    join(&mut bob, "stage:main", Value::Null).await;
-    refused(
-        &mut bob,
+    bob.join("stage:main", Value::Null).await;
+    bob.refused(
         json!({"type": "publish", "channel": "stage:main", "data": 1}),
         "forbidden",
     )
@@ -375,8 +275,7 @@ async fn moderators_remove_members_and_publish_policies_hold() {
     assert_eq!(status, 200);
 
     // `server`: no user, whatever its permissions.
-    refused(
-        &mut mia,
+    mia.refused(
         json!({"type": "publish", "channel": "news:x", "data": 1}),
         "forbidden",
     )
@@ -394,12 +293,11 @@ async fn moderators_remove_members_and_publish_policies_hold() {
     // room's list (mia, stage); not a plain member.
     bob.send(json!({"type": "presence", "room": "chat:a"}))
         .await;
-    let bob_client = until(&mut bob, "presence").await["members"][0]["client"]
+    let bob_client = bob.until("presence").await["members"][0]["client"]
         .as_str()
         .unwrap()
         .to_owned();
-    refused(
-        &mut mia,
+    mia.refused(
         json!({"type": "remove_member", "room": "chat:a", "client": bob_client}),
         "forbidden",
     )
@@ -411,19 +309,17 @@ async fn moderators_remove_members_and_publish_policies_hold() {
         (&removed["ref"], &removed["client"]),
         (&json!("r"), &json!(bob_client))
     );
-    let left = until(&mut bob, "left").await;
+    let left = bob.until("left").await;
     assert_eq!(
         (&left["room"], &left["reason"], &left["by"]),
         (&json!("chat:a"), &json!("removed"), &json!("user:carl"))
     );
-    refused(
-        &mut carl,
+    carl.refused(
         json!({"type": "remove_member", "room": "chat:a", "client": bob_client}),
         "not_member",
     )
     .await;
-    refused(
-        &mut carl,
+    carl.refused(
         json!({"type": "remove_member", "room": "chat:a", "client": "nobody"}),
         "not_member",
     )
@@ -450,8 +346,8 @@ async fn persistent_rooms_survive_a_restart_and_ephemeral_ones_vanish() {
     let (status, info) = as_admin(&server, Method::PUT, "/v1/rooms/kept:a", Some(&settings)).await;
     assert_eq!((status, &info["stored"]), (200, &json!(true)), "{info}");
     let mut ws = connect(&server, "u", &perms).await;
-    join(&mut ws, "kept:b", Value::Null).await;
-    join(&mut ws, "eph:c", Value::Null).await;
+    ws.join("kept:b", Value::Null).await;
+    ws.join("eph:c", Value::Null).await;
     ws.send(json!({"type": "leave", "room": "eph:c"})).await;
     ws.expect("left").await;
     assert_eq!(
@@ -533,7 +429,7 @@ async fn persistent_rooms_survive_a_restart_and_ephemeral_ones_vanish() {
 async fn deleting_a_room_tells_its_members() {
     let server = Server::configured(config(json!({})), None).await;
     let mut ws = connect(&server, "u", CHATTER).await;
-    join(&mut ws, "chat:doomed", Value::Null).await;
+    ws.join("chat:doomed", Value::Null).await;
     assert_eq!(
         as_admin(&server, Method::DELETE, "/v1/rooms/chat:doomed", None)
             .await
@@ -564,10 +460,10 @@ async fn a_broadcast_reaches_each_connection_once() {
     let mut one = connect(&server, "b", CHATTER).await;
     let mut elsewhere = connect(&server, "c", CHATTER).await;
     let mut nowhere = connect(&server, "d", CHATTER).await;
-    join(&mut both, "chat:r1", Value::Null).await;
-    join(&mut both, "chat:r2", Value::Null).await;
-    join(&mut one, "chat:r1", Value::Null).await;
-    join(&mut elsewhere, "chat:r3", Value::Null).await;
+    both.join("chat:r1", Value::Null).await;
+    both.join("chat:r2", Value::Null).await;
+    one.join("chat:r1", Value::Null).await;
+    elsewhere.join("chat:r3", Value::Null).await;
 
     both.send(json!({"type": "broadcast", "rooms": ["chat:r1", "chat:r2", "chat:r1"], "data": {"x": 1}, "ref": "b"}))
         .await;
@@ -604,8 +500,7 @@ async fn a_broadcast_reaches_each_connection_once() {
     }
 
     // To everyone: servers and holders of publish:* only.
-    refused(
-        &mut both,
+    both.refused(
         json!({"type": "broadcast", "everyone": true, "data": 1}),
         "forbidden",
     )
@@ -638,18 +533,18 @@ async fn a_broadcast_reaches_each_connection_once() {
             "{body}"
         );
     }
-    refused(
-        &mut nowhere,
-        json!({"type": "broadcast", "rooms": ["secret:x"], "data": 1}),
-        "forbidden",
-    )
-    .await;
-    refused(
-        &mut nowhere,
-        json!({"type": "broadcast", "rooms": ["bad room"], "data": 1}),
-        "invalid_channel",
-    )
-    .await;
+    nowhere
+        .refused(
+            json!({"type": "broadcast", "rooms": ["secret:x"], "data": 1}),
+            "forbidden",
+        )
+        .await;
+    nowhere
+        .refused(
+            json!({"type": "broadcast", "rooms": ["bad room"], "data": 1}),
+            "invalid_channel",
+        )
+        .await;
 }
 
 #[tokio::test]
@@ -662,8 +557,8 @@ async fn silent_members_expire_after_the_presence_ttl() {
     .await;
     let mut alive = connect(&server, "alive", CHATTER).await;
     let mut silent = connect(&server, "silent", CHATTER).await;
-    join(&mut alive, "chat:ttl", Value::Null).await;
-    let silent_client = join(&mut silent, "chat:ttl", Value::Null).await["client"].clone();
+    alive.join("chat:ttl", Value::Null).await;
+    let silent_client = silent.join("chat:ttl", Value::Null).await["client"].clone();
     alive.expect("member_joined").await;
 
     clock.advance(Duration::from_secs(20));
@@ -686,7 +581,7 @@ async fn silent_members_expire_after_the_presence_ttl() {
     let presence = alive.expect("presence").await;
     assert_eq!(presence["members"].as_array().unwrap().len(), 1);
     // Still connected: it may join again.
-    join(&mut silent, "chat:ttl", Value::Null).await;
+    silent.join("chat:ttl", Value::Null).await;
 }
 
 #[tokio::test]
@@ -718,12 +613,12 @@ async fn a_users_personal_channel_reaches_all_its_connections() {
     }
     other.quiet(Duration::from_millis(150)).await;
     // Not another user's: subscribing to it needs its permission.
-    refused(
-        &mut other,
-        json!({"type": "subscribe", "id": "spy", "channel": "user:alice"}),
-        "forbidden",
-    )
-    .await;
+    other
+        .refused(
+            json!({"type": "subscribe", "id": "spy", "channel": "user:alice"}),
+            "forbidden",
+        )
+        .await;
 }
 
 #[tokio::test]

@@ -3,6 +3,8 @@
 //! the protocol message by message.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod users;
+
 use futures_util::{SinkExt, StreamExt};
 use herald_core::Herald;
 use herald_server::{HttpConfig, RealtimeConfig};
