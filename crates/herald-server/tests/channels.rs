@@ -63,7 +63,7 @@ async fn channels_without_history_are_live_only() {
     // Over WebSocket: `published` without an offset.
     ws.send(json!({"type": "publish", "channel": "typing:doc1", "data": 1, "ref": "p"}))
         .await;
-    let mut got = vec![ws.recv().await, ws.recv().await];
+    let mut got = [ws.recv().await, ws.recv().await];
     got.sort_by_key(|m| m["type"].as_str().unwrap_or_default().to_owned());
     assert_eq!(got[0]["type"], "message");
     assert_eq!(

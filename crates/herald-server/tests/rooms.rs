@@ -587,13 +587,7 @@ async fn silent_members_expire_after_the_presence_ttl() {
 #[tokio::test]
 async fn a_users_personal_channel_reaches_all_its_connections() {
     let server = Server::configured(config(json!({})), None).await;
-    let (mut tab1, welcome) = {
-        let bearer = format!("Bearer {}", token("alice", &[]));
-        let mut ws = server.ws_with(&[("Authorization", &bearer)]).await.unwrap();
-        ws.ping("x").await;
-        (ws, ())
-    };
-    let _ = welcome;
+    let mut tab1 = connect(&server, "alice", &[]).await;
     let mut tab2 = connect(&server, "alice", &[]).await;
     let mut other = connect(&server, "bob", &[]).await;
     let (status, body) = as_admin(

@@ -49,7 +49,10 @@ impl std::fmt::Debug for RowGuard {
 /// the same atomic write: a routed message exists exactly when its change
 /// does, also across crashes.
 #[derive(Clone)]
-pub struct Router(Arc<dyn Fn(&EventBody, &mut Vec<Derived>) + Send + Sync>);
+pub struct Router(Arc<Derive>);
+
+/// What a [`Router`] runs for each change: push what it derives.
+type Derive = dyn Fn(&EventBody, &mut Vec<Derived>) + Send + Sync;
 
 impl Router {
     /// A router pushing, for each change, the messages it derives.

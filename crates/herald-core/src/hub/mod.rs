@@ -98,7 +98,13 @@ struct Inner {
     config: HubConfig,
     shards: Vec<ShardHandle>,
     next_connection: AtomicU64,
+    ended: Arc<EndedMemberships>,
 }
+
+/// Where shards report room memberships they end on their own (a join
+/// whose history could not be read), so the rooms can let go of them too.
+/// Set once, by [`Hub::on_memberships_ended`].
+type EndedMemberships = std::sync::OnceLock<mpsc::UnboundedSender<(u64, String)>>;
 
 #[derive(Debug, Clone)]
 struct ShardHandle {
@@ -116,8 +122,9 @@ impl Hub {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         };
+        let ended = Arc::new(EndedMemberships::new());
         let shards = (0..count)
-            .map(|_| Shard::spawn(herald.store.clone(), config.clone()))
+            .map(|_| Shard::spawn(herald.store.clone(), config.clone(), ended.clone()))
             .collect();
         Hub {
             inner: Arc::new(Inner {
@@ -125,8 +132,17 @@ impl Hub {
                 config,
                 shards,
                 next_connection: AtomicU64::new(1),
+                ended,
             }),
         }
+    }
+
+    /// Reports `(connection, room)` for every room membership the hub ends
+    /// on its own — a join whose history failed to read (the client got an
+    /// `error` for it). Bounded by such failures, which clients cannot
+    /// cause at will. Only the first call has an effect.
+    pub fn on_memberships_ended(&self, to: mpsc::UnboundedSender<(u64, String)>) {
+        let _ = self.inner.ended.set(to);
     }
 
     /// The engine behind the hub.
@@ -761,7 +777,7 @@ pub enum Announce {
     /// A room membership (its id is the room), announced by this `joined`
     /// message (the hub sets its offset). It ends with
     /// [`Connection::leave`] or [`Hub::remove`], never `unsubscribe`.
-    Joined(ServerMessage),
+    Joined(Box<ServerMessage>),
     /// Not at all: the client was told otherwise (a personal channel, named
     /// in `welcome`).
     Silent,

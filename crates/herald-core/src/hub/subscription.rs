@@ -151,7 +151,7 @@ pub(super) struct Sub {
     /// A room membership: ended by leaving, not `unsubscribe`.
     pub(super) membership: bool,
     /// How it is announced live; `Subscribed` once announced.
-    pub(super) announce: Box<super::Announce>,
+    pub(super) announce: super::Announce,
 }
 
 impl Sub {

@@ -223,13 +223,13 @@ impl Rooms {
         let members = reserved.members;
         let mut spec = SubscriptionSpec::new(room.as_str(), Topic::Channel(room.clone()));
         spec.from = request.from.unwrap_or(StartFrom::Now);
-        spec.announce = Announce::Joined(ServerMessage::Joined {
+        spec.announce = Announce::Joined(Box::new(ServerMessage::Joined {
             reference: request.reference,
             room: room.as_str().to_owned(),
             offset: Default::default(),
             client: conn.to_string(),
             members,
-        });
+        }));
         if let Err(e) = self.inner.hub.subscribe(conn, spec).await {
             self.lock().cancel(conn, &room);
             return Err(e);

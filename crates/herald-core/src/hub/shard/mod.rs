@@ -314,6 +314,8 @@ pub(super) struct Shard {
     /// Frames built for the event being routed, by `subs` list.
     frames: Vec<(Bytes, Outgoing)>,
     totals: HubTotals,
+    /// Told of memberships the shard ends on its own.
+    ended: Arc<super::EndedMemberships>,
 }
 
 fn not_live(id: &str) -> HubError {
@@ -335,7 +337,11 @@ impl std::fmt::Debug for Shard {
 
 impl Shard {
     /// Starts a shard task; its handle.
-    pub(super) fn spawn(store: Arc<Store>, config: HubConfig) -> super::ShardHandle {
+    pub(super) fn spawn(
+        store: Arc<Store>,
+        config: HubConfig,
+        ended: Arc<super::EndedMemberships>,
+    ) -> super::ShardHandle {
         // Receive first, then read the head: every group not yet routed at
         // `head` is then in the receiver (groups at or below it are skipped).
         let live = store.committed();
@@ -366,6 +372,7 @@ impl Shard {
             deliveries: Vec::new(),
             frames: Vec::new(),
             totals: HubTotals::default(),
+            ended,
         };
         tokio::spawn(shard.run());
         super::ShardHandle {
@@ -712,7 +719,12 @@ impl Shard {
             }
             Command::Fail { conn, id, nonce } => {
                 if let Some(slot) = self.find(conn, &id, nonce) {
-                    self.remove_sub(slot);
+                    let sub = self.remove_sub(slot);
+                    if sub.membership
+                        && let Some(ended) = self.ended.get()
+                    {
+                        let _ = ended.send((conn, sub.id.to_string()));
+                    }
                 }
             }
             Command::Unsubscribe { conn, id, reply } => {
@@ -997,7 +1009,7 @@ impl Shard {
             outbox,
             cancel: Arc::new(AtomicBool::new(false)),
             membership: matches!(spec.announce, Announce::Joined(_)),
-            announce: Box::new(spec.announce),
+            announce: spec.announce,
         };
         let pending = sub.pending(after, spec.snapshot);
         let slot = self.subs.insert(sub);
@@ -1066,7 +1078,7 @@ impl Shard {
         let announce = if std::mem::take(&mut sub.resuming) {
             Some(ServerMessage::Resumed { id, offset })
         } else {
-            match std::mem::take(&mut *sub.announce) {
+            match std::mem::take(&mut sub.announce) {
                 Announce::Subscribed => Some(ServerMessage::Subscribed { id, offset }),
                 Announce::Joined(joined) => Some(joined.live_at(offset)),
                 Announce::Silent => None,
