@@ -8,6 +8,7 @@ use crate::hub::signal::{Reach, Signal, Target};
 use crate::outbox::{Outgoing, Pushed};
 use bytes::Bytes;
 use herald_proto::{Op, Timestamp};
+use std::collections::HashMap;
 
 impl Shard {
     pub(super) fn route_signal(&mut self, signal: &Signal) -> Reach {
@@ -45,19 +46,15 @@ impl Shard {
         self.deliveries.dedup();
         let mut reach = Reach::default();
         let deliveries = std::mem::take(&mut self.deliveries);
-        let mut frames: Vec<(Bytes, Outgoing)> = Vec::new();
+        // One frame per distinct `subs` list, shared by every connection
+        // with that list: a broadcast to R rooms builds about R frames.
+        let mut frames: HashMap<Bytes, Outgoing> = HashMap::new();
         for group in deliveries.chunk_by(|a, b| a.0 == b.0) {
             let subs = self.subs_list(group);
-            let item = match frames.iter().find(|(s, _)| *s == subs) {
-                Some((_, item)) => item.clone(),
-                None => {
-                    let item = Outgoing::signal(signal.kind, &subs, &signal.fields);
-                    if frames.len() < super::FRAME_CACHE {
-                        frames.push((subs, item.clone()));
-                    }
-                    item
-                }
-            };
+            let item = frames
+                .entry(subs)
+                .or_insert_with_key(|subs| Outgoing::signal(signal.kind, subs, &signal.fields))
+                .clone();
             let conn = group[0].0;
             let outbox = self.subs[group[0].1].outbox.clone();
             match outbox.push(item) {
