@@ -64,8 +64,8 @@ pub(crate) struct ApikeyCreateArgs {
     #[arg(long, value_name = "NAME")]
     pub(crate) name: String,
     /// What the key may do, comma-separated, e.g. `read:*,publish:chat:*`.
-    /// Forms: read:TABLE, write:TABLE, publish:CHANNEL, presence:TOPIC,
-    /// read_hidden:TABLE (with `*` wildcards), metrics, admin.
+    /// Forms: read:TABLE, write:TABLE, publish:CHANNEL, presence:ROOM,
+    /// moderate:ROOM, read_hidden:TABLE (with `*` wildcards), metrics, admin.
     #[arg(
         long,
         value_name = "PERMISSIONS",

@@ -10,6 +10,8 @@
 //! channels in turn, 100 per write. A drain task per connection empties its
 //! outbox as a transport writer would (without a socket), counting events.
 
+mod support;
+
 use herald_core::{Herald, Hub, HubConfig, Outgoing, SubscriptionSpec, Topic};
 use herald_store::{ChannelName, Durability, StoreConfig, WriteOp};
 use std::sync::Arc;
@@ -52,27 +54,14 @@ async fn run(subscribers: usize, messages: usize, channels: usize) {
         let topic = Topic::channel(&format!("bench:{}", i % channels)).expect("name");
         let spec = SubscriptionSpec::new("s", topic);
         conn.subscribe(spec).await.expect("subscribe");
-        let (outbox, delivered) = (conn.outbox().clone(), delivered.clone());
-        tokio::spawn(async move {
-            let mut batch = Vec::new();
-            loop {
-                outbox.ready().await;
-                let end = outbox.take(&mut batch);
-                let events = batch
-                    .drain(..)
-                    .filter(|item| matches!(item, Outgoing::Event { .. }))
-                    .count();
-                delivered.fetch_add(events as u64, Ordering::Relaxed);
-                if end.is_some() {
-                    return;
-                }
-            }
+        support::drain(conn.outbox().clone(), delivered.clone(), |item| {
+            matches!(item, Outgoing::Event { .. })
         });
         connections.push(conn);
     }
     let expected = (messages * subscribers / channels) as u64;
     let payload = serde_json::json!({"text": "x".repeat(60), "n": 0});
-    let cpu_before = cpu_seconds();
+    let cpu_before = support::cpu_seconds();
     let started = Instant::now();
     for batch in 0..messages / 100 {
         let ops = (0..100)
@@ -98,7 +87,7 @@ async fn run(subscribers: usize, messages: usize, channels: usize) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let elapsed = started.elapsed();
-    let cpu = cpu_seconds() - cpu_before;
+    let cpu = support::cpu_seconds() - cpu_before;
     println!(
         "{subscribers} subscribers, {channels} channels, {messages} messages ({published:.2?} to publish): \
          {expected} deliveries in {elapsed:.2?} = {:.0} deliveries/s; process CPU {cpu:.2}s = {:.0} deliveries per CPU-second",
@@ -107,18 +96,4 @@ async fn run(subscribers: usize, messages: usize, channels: usize) {
     );
     drop(connections);
     herald.close().await;
-}
-
-/// User + system CPU time of this process, from /proc.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("proc stat");
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .expect("stat")
-        .split_whitespace()
-        .collect();
-    let ticks: f64 =
-        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
-    ticks / 100.0
 }

@@ -29,11 +29,13 @@ pub struct Namespace {
     /// extend the store's own retention. Default: no limit of its own.
     #[serde(with = "humantime_serde")]
     pub retention: Option<Duration>,
-    /// Rooms keep presence: members with their data, listed by `presence`,
-    /// changes announced as `member_updated`. Default true.
+    /// Rooms keep presence: members with their data, listed by `presence`
+    /// and changed with `update_presence`. Default true.
     pub presence: bool,
-    /// Joins and leaves are announced to the channel's subscribers
-    /// (`member_joined`, `member_left`). Default false.
+    /// Changes of members are announced to the channel's subscribers:
+    /// joins, leaves and presence updates (`member_joined`, `member_left`,
+    /// `member_updated`). Default false: in big rooms they cost a delivery
+    /// to every member per change.
     pub join_leave: bool,
     /// Most members of one room; 0: no limit. A room's own setting wins.
     /// Default 0.

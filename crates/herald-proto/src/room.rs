@@ -35,7 +35,7 @@ pub struct Member {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LeaveReason {
-    /// The member left (`leave`, or `DELETE` of its own membership).
+    /// The member left (`leave`).
     Left,
     /// A moderator or the server removed it.
     Removed,

@@ -136,8 +136,11 @@ fn permission_name(action: Action, resource: &str) -> String {
 /// How a request proved who it is; the origin check depends on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Credential {
-    /// No credentials: anonymous.
-    None,
+    /// No credentials, admitted as the anonymous caller: ambient like a
+    /// cookie (a page on any site gets the same).
+    Anonymous,
+    /// No credentials yet: a WebSocket that must send `auth` first.
+    Pending,
     /// `Authorization` header: a script or server; no browser sends it
     /// cross-site on its own.
     Header,
@@ -318,7 +321,7 @@ impl Auth {
     ) -> Result<(Arc<Principal>, Credential), ApiError> {
         match self.presented(headers, browser).await? {
             Some(found) => Ok(found),
-            None => Ok((self.anonymous()?, Credential::None)),
+            None => Ok((self.anonymous()?, Credential::Anonymous)),
         }
     }
 

@@ -74,6 +74,9 @@ pub struct HttpConfig {
     /// `[http.filter]`: limits on filters in queries and replay (depth, size,
     /// `$in` length, regex and string sizes); see docs/filters.md.
     pub filter: herald_filter::Limits,
+    /// A directory of files served at `/app/` (an application's pages, the
+    /// chat example), same-origin with the API. Default: none.
+    pub static_dir: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -83,6 +86,7 @@ impl Default for HttpConfig {
             default_page: 100,
             max_page: 1000,
             filter: herald_filter::Limits::default(),
+            static_dir: None,
         }
     }
 }

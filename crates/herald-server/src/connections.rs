@@ -40,8 +40,8 @@ fn describe(app: &AppState, details: ClientDetails) -> Connection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Page {
-    /// Connections with ids above this one.
-    after: Option<u64>,
+    /// Connections with ids above this one (a `next_after`).
+    after: Option<String>,
     limit: Option<usize>,
 }
 
@@ -59,13 +59,23 @@ pub(crate) async fn list(
             format!("`limit` is 1 to {MAX_PAGE}"),
         ));
     }
-    let after = page.after.unwrap_or(0);
+    let after = match page.after.as_deref() {
+        None => 0,
+        Some(id) => id.parse().map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidParameter,
+                "`after` is a connection id (a `next_after`)",
+            )
+        })?,
+    };
     let all = app.hub.clients().await;
     let total = all.len();
     let mut chosen: Vec<ClientDetails> = all.into_iter().filter(|c| c.id > after).collect();
     let more = chosen.len() > limit;
     chosen.truncate(limit);
-    let next = more.then(|| chosen.last().map(|c| c.id)).flatten();
+    let next = more
+        .then(|| chosen.last().map(|c| c.id.to_string()))
+        .flatten();
     let connections: Vec<Connection> = chosen.into_iter().map(|c| describe(&app, c)).collect();
     Ok(Json(json!({
         "connections": connections,

@@ -27,6 +27,7 @@
 //! - `connections`: `GET /v1/connections[/{id}]`.
 //! - `routing`: `/v1/admin/routes...`, change routing rules.
 //! - `health`: `GET /healthz` and `GET /readyz`.
+//! - `cors`: CORS for the origins of `[auth] allowed_origins`.
 //! - `metrics`: `GET /metrics` (Prometheus) and the REST write metrics.
 //! - `stats`: `GET /v1/stats` and the rates behind it.
 //! - [`security`]: [`Security`], built from `[auth]`, `[tables]`,
@@ -44,6 +45,7 @@ mod batch;
 mod channels;
 pub mod config;
 mod connections;
+mod cors;
 mod error;
 mod events;
 mod extract;
@@ -78,6 +80,9 @@ pub use sessions::Sessions;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+
+/// Where `[http] static_dir` is served.
+const STATIC_PREFIX: &str = "/app";
 
 /// How long in-flight requests and streams may take to finish once
 /// shutdown began.
@@ -208,7 +213,7 @@ impl App {
 
     /// The routes, ready to serve.
     pub fn router(&self) -> Router {
-        Router::new()
+        let router = Router::new()
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
             .route("/metrics", get(crate::metrics::scrape))
@@ -233,7 +238,10 @@ impl App {
             )
             .route("/v1/channels", get(channels::channels))
             .route("/v1/channels/{channel}", get(channels::channel))
-            .route("/v1/broadcast", post(channels::broadcast))
+            .route(
+                "/v1/broadcast",
+                post(timed(channels::broadcast, WriteRequest::Broadcast)),
+            )
             .route("/v1/rooms", get(rooms::list))
             .route(
                 "/v1/rooms/{room}",
@@ -266,10 +274,23 @@ impl App {
                 "/v1/admin/routes/{name}",
                 axum::routing::put(routing::put).delete(routing::delete),
             )
-            .route("/v1/tables/{table}/events", get(sse::table_shorthand))
+            .route("/v1/tables/{table}/events", get(sse::table_shorthand));
+        let router = match &self.state.http.static_dir {
+            Some(dir) => router.nest_service(
+                STATIC_PREFIX,
+                tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true),
+            ),
+            None => router,
+        };
+        let router = router
             .fallback(error::not_found)
             .method_not_allowed_fallback(error::method_not_allowed)
-            .layer(DefaultBodyLimit::max(self.state.http.max_body_bytes))
+            .layer(DefaultBodyLimit::max(self.state.http.max_body_bytes));
+        let router = match cors::layer(&self.state.security.allowed_origins) {
+            Some(cors) => router.layer(cors),
+            None => router,
+        };
+        router
             .layer(tower_http::trace::TraceLayer::new_for_http())
             .with_state(self.state.clone())
     }

@@ -74,7 +74,7 @@ const RECORDED: &[(Kind, &str, &str)] = &[
     (
         Kind::Counter,
         HTTP_WRITES,
-        "REST write requests answered, by request (insert, put, patch, delete, batch, publish) and outcome (ok or the error code).",
+        "REST write requests answered, by request (insert, put, patch, delete, batch, publish, broadcast) and outcome (ok or the error code).",
     ),
     (
         Kind::Histogram,
@@ -95,6 +95,11 @@ const RECORDED: &[(Kind, &str, &str)] = &[
         Kind::Histogram,
         herald_core::hub::APPEND_TO_DELIVERY_SECONDS,
         "Seconds from an event being durable to its being queued for its subscribers' connections (once per event with subscribers).",
+    ),
+    (
+        Kind::Counter,
+        herald_core::routes::ROUTE_SKIPPED_TOTAL,
+        "Document changes a routing rule did not route because its channel template could not be rendered (a field missing or unusable), counted as the committer applies them.",
     ),
 ];
 
@@ -333,6 +338,7 @@ pub(crate) enum WriteRequest {
     Delete,
     Batch,
     Publish,
+    Broadcast,
 }
 
 impl WriteRequest {
@@ -344,6 +350,7 @@ impl WriteRequest {
             WriteRequest::Delete => "delete",
             WriteRequest::Batch => "batch",
             WriteRequest::Publish => "publish",
+            WriteRequest::Broadcast => "broadcast",
         }
     }
 }

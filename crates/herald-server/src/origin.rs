@@ -3,10 +3,12 @@
 //! WebSocket to us, and the browser attaches our cookies to it.
 //!
 //! A request with an `Origin` header passes if the origin is in
-//! `[auth] allowed_origins`; with that list empty, it passes unless it
-//! authenticated by cookie (ambient credentials) from another origin than
-//! the `Host` it was sent to. Requests without `Origin` are not from a
-//! browser page and pass.
+//! `[auth] allowed_origins`; with that list empty, it passes unless it rests
+//! on ambient authority — a cookie, or anonymous access, which any page the
+//! user visits would get too (a default server on loopback makes anonymous
+//! callers administrators) — and comes from another origin than the `Host`
+//! it was sent to. Requests without `Origin` are not from a browser page
+//! and pass.
 
 use crate::auth::Credential;
 use crate::error::ApiError;
@@ -37,7 +39,7 @@ pub(crate) fn check(
             false => Err(refused()),
         };
     }
-    if credential != Credential::Cookie {
+    if !matches!(credential, Credential::Cookie | Credential::Anonymous) {
         return Ok(());
     }
     let host = headers
@@ -74,7 +76,11 @@ mod tests {
         assert!(ok(None, Credential::Cookie), "not a browser page");
         let open = |o, c| check(&headers(o, "herald:7070"), &[], c).is_ok();
         assert!(open(Some("https://evil.example"), Credential::Header));
+        assert!(open(Some("https://evil.example"), Credential::Pending));
         assert!(!open(Some("https://evil.example"), Credential::Cookie));
+        assert!(!open(Some("https://evil.example"), Credential::Anonymous));
         assert!(open(Some("http://herald:7070"), Credential::Cookie));
+        assert!(open(Some("http://herald:7070"), Credential::Anonymous));
+        assert!(open(None, Credential::Anonymous), "not a browser page");
     }
 }

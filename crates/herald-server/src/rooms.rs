@@ -98,11 +98,8 @@ pub(crate) async fn on_ws(
             let room = ChannelName::new(room)?;
             who.require(Action::Presence, room.as_str())
                 .inspect_err(denied("presence"))?;
-            Ok(Some(ServerMessage::Presence {
-                reference,
-                members: rooms.presence(&room)?,
-                room: room.as_str().to_owned(),
-            }))
+            rooms.answer_presence(conn.id(), &room, reference)?;
+            Ok(None)
         }
         ClientMessage::UpdatePresence {
             room,

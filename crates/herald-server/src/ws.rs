@@ -88,9 +88,9 @@ async fn admit(app: &AppState, ip: IpAddr, headers: &HeaderMap) -> Result<Admitt
     let (who, credential) = match presented {
         Some((who, credential)) => (Some(who), credential),
         None if security.auth.allows_anonymous() => {
-            (Some(security.auth.anonymous()?), Credential::None)
+            (Some(security.auth.anonymous()?), Credential::Anonymous)
         }
-        None => (None, Credential::None),
+        None => (None, Credential::Pending),
     };
     origin::check(headers, &security.allowed_origins, credential)
         .inspect_err(|e| security.auth_failed(ip, e))?;
@@ -687,20 +687,22 @@ async fn identified(
     let subject = who.publisher();
     conn.identify(subject.clone());
     app.rooms.identify(conn.id(), subject);
-    let personal = personal_channel(app, &who);
-    if let Some(name) = &personal
-        && client
-            .who
-            .as_ref()
-            .is_none_or(|before| before.who != who.who)
-        && let Ok(topic) = Topic::channel(name)
+    let mut personal = personal_channel(app, &who);
+    // A fresh token for the same user keeps the subscription it has.
+    let new_user = client
+        .who
+        .as_ref()
+        .is_none_or(|before| before.who != who.who);
+    if let Some(name) = personal.clone().filter(|_| new_user)
+        && let Ok(topic) = Topic::channel(&name)
     {
         let mut spec = SubscriptionSpec::new(name.clone(), topic);
         spec.announce = Announce::Silent;
-        if let Err(e) = conn.subscribe(spec).await
-            && e.code != ErrorCode::SubscriptionExists
-        {
-            tracing::debug!(error = %e, "no personal channel");
+        if let Err(e) = conn.subscribe(spec).await {
+            // Its id taken by one of the client's own subscriptions, say:
+            // not announced, and the client is told why.
+            personal = None;
+            reply(conn, &e.to_message(Some(name), None));
         }
     }
     client.identify(clock, who);

@@ -334,7 +334,7 @@ async fn channel_statistics_and_connection_info() {
     let me = &all["connections"][0];
     assert_eq!(
         (&me["transport"], &me["user"]),
-        (&json!("web_socket"), &json!("user:ann"))
+        (&json!("websocket"), &json!("user:ann"))
     );
     assert_eq!(me["rooms"], json!(["chat:s"]));
     let ids: Vec<&str> = me["subscriptions"]

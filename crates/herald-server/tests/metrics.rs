@@ -248,7 +248,15 @@ async fn metric_labels_come_from_closed_sets() {
     let metrics = Metrics::of(&server).await;
 
     let ops = ["insert", "update", "delete", "publish"];
-    let requests = ["insert", "put", "patch", "delete", "batch", "publish"];
+    let requests = [
+        "insert",
+        "put",
+        "patch",
+        "delete",
+        "batch",
+        "publish",
+        "broadcast",
+    ];
     let mut names = BTreeSet::new();
     for sample in &metrics.scrape.samples {
         if !sample.metric.starts_with("herald_") {

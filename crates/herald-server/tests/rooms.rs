@@ -152,13 +152,22 @@ async fn joins_leaves_and_presence_are_acknowledged_and_announced() {
             "invalid_message",
         )
         .await;
-    alice
+    // A membership is left, not steered like a subscription.
+    for steer in [
+        json!({"type": "unsubscribe", "id": "chat:lobby"}),
+        json!({"type": "pause", "id": "chat:lobby"}),
+        json!({"type": "resume", "id": "chat:lobby"}),
+        json!({"type": "update", "id": "chat:lobby", "filter": {"x": 1}}),
+    ] {
+        alice.refused(steer, "invalid_parameter").await;
+    }
+    let mut quiet = connect(&server, "q", &["read:quiet:*", "presence:quiet:*"]).await;
+    quiet
         .refused(
-            json!({"type": "unsubscribe", "id": "chat:lobby"}),
+            json!({"type": "join", "room": "quiet:a", "presence": {"name": "Q"}}),
             "invalid_parameter",
         )
         .await;
-    let mut quiet = connect(&server, "q", &["read:quiet:*", "presence:quiet:*"]).await;
     quiet.join("quiet:a", Value::Null).await;
     quiet
         .refused(
@@ -167,6 +176,64 @@ async fn joins_leaves_and_presence_are_acknowledged_and_announced() {
         )
         .await;
     alice.ping("still").await;
+}
+
+#[tokio::test]
+async fn without_join_leave_member_changes_are_not_announced() {
+    let server = Server::configured(config(json!({})), None).await;
+    let mut a = connect(&server, "a", CHATTER).await;
+    let mut b = connect(&server, "b", CHATTER).await;
+    a.join("chat:calm", Value::Null).await;
+    b.join("chat:calm", json!({"n": 1})).await;
+    b.send(json!({"type": "update_presence", "room": "chat:calm", "data": {"n": 2}}))
+        .await;
+    assert_eq!(
+        b.expect("presence_updated").await["member"]["data"],
+        json!({"n": 2})
+    );
+    b.send(json!({"type": "leave", "room": "chat:calm"})).await;
+    b.expect("left").await;
+    a.quiet(Duration::from_millis(200)).await;
+    // The list is still kept: presence is on by default.
+    a.send(json!({"type": "presence", "room": "chat:calm"}))
+        .await;
+    assert_eq!(
+        a.expect("presence").await["members"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_room_given_settings_outlives_its_members_in_any_namespace() {
+    let config = config(json!({}));
+    let server = Server::configured(config.clone(), None).await;
+    let (status, info) = as_admin(
+        &server,
+        Method::PUT,
+        "/v1/rooms/chat:standup",
+        Some(&json!({"moderators": ["lead"]})),
+    )
+    .await;
+    assert_eq!((status, &info["stored"]), (200, &json!(true)), "{info}");
+    let mut ws = connect(&server, "u", CHATTER).await;
+    ws.join("chat:standup", Value::Null).await;
+    ws.send(json!({"type": "leave", "room": "chat:standup"}))
+        .await;
+    ws.expect("left").await;
+    let (status, info) = as_admin(&server, Method::GET, "/v1/rooms/chat:standup", None).await;
+    assert_eq!((status, &info["members"]), (200, &json!(0)));
+    drop(ws);
+    let addr = server.addr;
+    let dir = server.stop().await;
+    let server = Server::configured_in(dir, config, None, Some(addr)).await;
+    let (status, info) = as_admin(&server, Method::GET, "/v1/rooms/chat:standup", None).await;
+    assert_eq!(
+        (status, &info["settings"]["moderators"]),
+        (200, &json!(["lead"]))
+    );
 }
 
 #[tokio::test]

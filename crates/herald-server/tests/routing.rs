@@ -298,3 +298,68 @@ fn token_admin() -> String {
 fn admin() -> String {
     format!("Bearer {}", token_admin())
 }
+
+#[tokio::test]
+async fn a_stored_rule_the_configuration_no_longer_allows_is_listed_with_its_problem() {
+    let open = config(json!({"tables": {"notes": {"hidden": ["owner"]}}}));
+    let server = Server::configured(open.clone(), None).await;
+    // A template may not name a hidden field: the channel name would show it.
+    let (status, answer) = as_admin(
+        &server,
+        Method::PUT,
+        "/v1/admin/routes/leak",
+        Some(&json!({"table": "notes", "channel": "owner:{owner}"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("hidden"),
+        "{answer}"
+    );
+    write(
+        &server,
+        Method::PUT,
+        "/v1/admin/routes/notes",
+        json!({"table": "notes", "channel": "notes:{topic}"}),
+    )
+    .await;
+
+    // The namespace loses its history: the stored rule can no longer apply.
+    let addr = server.addr;
+    let dir = server.stop().await;
+    let mut strict = open.clone();
+    strict.namespaces = serde_json::from_value(json!({"notes": {"history": false}})).unwrap();
+    let server = Server::configured_in(dir, strict, None, Some(addr)).await;
+    let (_, list) = as_admin(&server, Method::GET, "/v1/admin/routes", None).await;
+    let route = &list["routes"][0];
+    assert_eq!(route["name"], "notes");
+    assert!(
+        route["problem"].as_str().unwrap().contains("history"),
+        "{route}"
+    );
+    let mut ws = server
+        .ws_with(&[("Authorization", &admin())])
+        .await
+        .unwrap();
+    ws.subscribe(json!({"id": "n", "channel": "notes:a"})).await;
+    write(
+        &server,
+        Method::POST,
+        "/v1/tables/notes/docs",
+        json!({"topic": "a"}),
+    )
+    .await;
+    ws.quiet(Duration::from_millis(150)).await;
+    // It can be deleted like any stored rule.
+    assert_eq!(
+        as_admin(&server, Method::DELETE, "/v1/admin/routes/notes", None)
+            .await
+            .0,
+        204
+    );
+    let (_, list) = as_admin(&server, Method::GET, "/v1/admin/routes", None).await;
+    assert_eq!(list["routes"], json!([]));
+}

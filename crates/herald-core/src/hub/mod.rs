@@ -388,6 +388,16 @@ impl Hub {
         }
     }
 
+    /// Queues `message` for connection `conn` through its shard: after every
+    /// signal handed to the hub before this call, before every one handed
+    /// after (an answer describing state those signals change).
+    pub fn push_now(&self, conn: u64, message: &ServerMessage) {
+        let _ = self.shard_of(conn).commands.send(Command::Push {
+            conn,
+            item: Outgoing::message(message, None),
+        });
+    }
+
     /// Ends subscription `id` of connection `conn` (a room membership, say),
     /// queuing `notice` for the connection instead of `unsubscribed`.
     /// Whether it existed.
@@ -641,6 +651,7 @@ fn merge_topics<'a>(topics: impl Iterator<Item = &'a TopicStats>) -> Vec<TopicSt
 #[serde(rename_all = "snake_case")]
 pub enum Transport {
     /// A WebSocket.
+    #[serde(rename = "websocket")]
     WebSocket,
     /// A Server-Sent Events stream.
     Sse,

@@ -8,9 +8,9 @@
 //! is removed by a moderator, closes, or is not heard from within the
 //! namespace's presence TTL.
 //!
-//! Rooms of a persistent namespace (and rooms given settings with
-//! [`Rooms::put`]) are stored and outlive their members; others vanish
-//! with their last member.
+//! Rooms of a persistent namespace, and rooms given settings with
+//! [`Rooms::put`], are stored and outlive their members and restarts (until
+//! deleted); others vanish with their last member.
 //!
 //! # Consistency
 //! All state sits behind one `std::sync::Mutex` (`Inner::state`), held for
@@ -20,6 +20,10 @@
 //! subscriber that applies them in order never keeps a ghost. Writes of
 //! stored rooms are serialized by a second, async lock (`Inner::storing`),
 //! always taken *before* `state`.
+//!
+//! The answer to a connection's `presence` request is queued the same way
+//! (through the hub, under the lock), so the `member_*` events that follow
+//! it are exactly the changes after it.
 //!
 //! A join first reserves a place (limits checked under the lock), then
 //! subscribes in the hub, then confirms the place (now listed and
@@ -102,6 +106,9 @@ impl Rooms {
         let every = (namespaces.shortest_ttl() / 10)
             .clamp(Duration::from_millis(100), Duration::from_secs(5));
         tokio::spawn(sweep(Arc::downgrade(&rooms.inner), every));
+        let (ended, failed) = tokio::sync::mpsc::unbounded_channel();
+        rooms.inner.hub.on_memberships_ended(ended);
+        tokio::spawn(withdraw(Arc::downgrade(&rooms.inner), failed));
         Ok(rooms)
     }
 
@@ -200,6 +207,9 @@ impl Rooms {
         request: JoinRequest,
     ) -> Result<usize, HubError> {
         check_presence_data(&request.data)?;
+        if !request.data.is_null() && !self.inner.namespaces.of(room.as_str()).presence {
+            return Err(no_presence(&room));
+        }
         let now = self.inner.clock.now();
         let reserved = {
             let mut state = self.lock();
@@ -299,7 +309,7 @@ impl Rooms {
         }
         let now = self.inner.clock.now();
         let mut state = self.lock();
-        let (member, effects) = state.update(conn, room, data, now)?;
+        let (member, effects) = state.update(&self.inner.namespaces, conn, room, data, now)?;
         self.apply(effects);
         Ok(member)
     }
@@ -312,6 +322,30 @@ impl Rooms {
         Ok(self.lock().presence(room))
     }
 
+    /// Answers a connection's `presence` request through the hub, in order
+    /// with the `member_*` events: every event queued for `conn` after the
+    /// answer happened after it, so applying them on top of it is exact.
+    pub fn answer_presence(
+        &self,
+        conn: u64,
+        room: &ChannelName,
+        reference: Option<String>,
+    ) -> Result<(), HubError> {
+        if !self.inner.namespaces.of(room.as_str()).presence {
+            return Err(no_presence(room));
+        }
+        let state = self.lock();
+        let answer = ServerMessage::Presence {
+            reference,
+            room: room.as_str().to_owned(),
+            members: state.presence(room),
+        };
+        // Under the lock, like the signals of every change it reflects.
+        self.inner.hub.push_now(conn, &answer);
+        drop(state);
+        Ok(())
+    }
+
     /// Ends the memberships of connections not heard from within their
     /// rooms' presence TTL. Runs by itself every tenth of the shortest TTL
     /// (between 0.1 and 5 s); call it to sweep now.
@@ -322,8 +356,9 @@ impl Rooms {
         self.apply(effects);
     }
 
-    /// Sets `room`'s settings, creating the room if needed; it is stored if
-    /// its namespace is persistent or it already was.
+    /// Sets `room`'s settings, creating the room if needed; a room given
+    /// settings is stored: it outlives its members and restarts, until
+    /// [`Rooms::delete`].
     pub async fn put(
         &self,
         room: &ChannelName,
@@ -333,10 +368,8 @@ impl Rooms {
         let _storing = self.inner.storing.lock().await;
         let now = self.inner.clock.now();
         let (info, stored) = self.lock().put(&self.inner.namespaces, room, settings, now);
-        if let Some(stored) = stored {
-            let (store, name, bytes) = (self.store(), room.as_str().to_owned(), stored.encode());
-            blocking(move || store.put_setting(settings::KIND, &name, &bytes)).await?;
-        }
+        let (store, name, bytes) = (self.store(), room.as_str().to_owned(), stored.encode());
+        blocking(move || store.put_setting(settings::KIND, &name, &bytes)).await?;
         Ok(info)
     }
 
@@ -419,6 +452,20 @@ fn no_presence(room: &ChannelName) -> HubError {
             room.as_str()
         ),
     )
+}
+
+/// Withdraws the memberships the hub ended on its own (a join whose history
+/// failed to read, after it was announced), until the rooms are dropped.
+async fn withdraw(
+    rooms: Weak<Inner>,
+    mut ended: tokio::sync::mpsc::UnboundedReceiver<(u64, String)>,
+) {
+    while let Some((conn, room)) = ended.recv().await {
+        let (Some(inner), Ok(room)) = (rooms.upgrade(), ChannelName::new(room)) else {
+            return;
+        };
+        let _ = Rooms { inner }.leave(conn, &room, LeaveReason::Removed, None, None);
+    }
 }
 
 /// Expires silent members every `every`, until the rooms are dropped.

@@ -343,9 +343,11 @@ impl State {
         effects
     }
 
-    /// Replaces `conn`'s presence data in `room`.
+    /// Replaces `conn`'s presence data in `room` (announced if the
+    /// namespace announces member changes).
     pub(super) fn update(
         &mut self,
+        namespaces: &Namespaces,
         conn: u64,
         room: &ChannelName,
         data: Value,
@@ -365,8 +367,12 @@ impl State {
         entry.member.data = data;
         entry.member.updated_at = now;
         let member = entry.member.clone();
-        let signal = Signal::member(room.clone(), conn, &member, MemberChange::Updated);
-        Ok((member, vec![Effect::Signal(signal)]))
+        let mut effects = Vec::new();
+        if namespaces.of(room.as_str()).join_leave {
+            let signal = Signal::member(room.clone(), conn, &member, MemberChange::Updated);
+            effects.push(Effect::Signal(signal));
+        }
+        Ok((member, effects))
     }
 
     /// The listed members of `room`, in the order they joined.
@@ -388,26 +394,26 @@ impl State {
         members
     }
 
-    /// Sets a room's settings, creating it if needed; what to store, if it
-    /// is (or now becomes) stored.
+    /// Sets a room's settings, creating it if needed. A room given
+    /// settings is stored (it outlives its members, until deleted); what to
+    /// store.
     pub(super) fn put(
         &mut self,
         namespaces: &Namespaces,
         room: &ChannelName,
         settings: RoomSettings,
         now: Timestamp,
-    ) -> (RoomInfo, Option<Stored>) {
-        let persistent = namespaces.of(room.as_str()).persistent;
+    ) -> (RoomInfo, Stored) {
         let entry = self
             .rooms
             .entry(room.clone())
-            .or_insert_with(|| Room::new(RoomSettings::default(), persistent, now));
+            .or_insert_with(|| Room::new(RoomSettings::default(), true, now));
         entry.settings = settings;
-        entry.stored |= persistent;
-        let store = entry.stored.then(|| Stored {
+        entry.stored = true;
+        let store = Stored {
             settings: entry.settings.clone(),
             created_at: entry.created_at,
-        });
+        };
         (entry.info(namespaces, room), store)
     }
 
@@ -691,7 +697,7 @@ mod tests {
         let ns = namespaces();
         let (mut state, _o) = attached(2);
         let r = room("kept:d");
-        let (_, stored) = state.put(
+        let (info, _) = state.put(
             &ns,
             &r,
             RoomSettings {
@@ -700,7 +706,7 @@ mod tests {
             },
             Timestamp(1),
         );
-        assert!(stored.is_some());
+        assert!(info.stored);
         assert!(state.lists_moderator(&r, "u1"));
         join(&mut state, &ns, 1, &r);
         join(&mut state, &ns, 2, &r);

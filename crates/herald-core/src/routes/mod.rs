@@ -69,6 +69,10 @@ pub struct RouteInfo {
     pub rule: RouteRule,
     /// `config` (from `herald.toml`, read-only here) or `api` (stored).
     pub source: &'static str,
+    /// Why a stored rule is not applied (the configuration changed since it
+    /// was stored); replace or delete it. Absent for rules in force.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// A rule, checked and compiled.
@@ -211,7 +215,8 @@ impl RouteSet {
         hidden: HashMap<String, Arc<HiddenFields>>,
     ) -> Result<RouteSet, String> {
         for (name, rule) in &config {
-            compile(&namespaces, name, rule)
+            check_name(name)
+                .and_then(|()| compile(&namespaces, &hidden, name, rule))
                 .map_err(|e| format!("[routes.{name}]: {}", e.message))?;
         }
         let store = herald.store.clone();
@@ -219,18 +224,13 @@ impl RouteSet {
         for (name, bytes) in store.settings(KIND).map_err(|e| e.to_string())? {
             let rule: RouteRule = serde_json::from_slice(&bytes)
                 .map_err(|e| format!("stored route {name:?}: {e}"))?;
-            if config.contains_key(&name) {
-                tracing::warn!(route = %name, "a stored route has the name of a configured one; the configured one wins");
-                continue;
-            }
             // A stored rule the configuration now refuses (its namespace
-            // lost its history, say) is kept but not applied.
-            match compile(&namespaces, &name, &rule) {
-                Ok(_) => {
-                    api.insert(name, rule);
-                }
-                Err(e) => tracing::warn!(route = %name, error = %e, "stored route not applied"),
+            // lost its history, a configured rule took its name) is kept,
+            // listed with its problem, and not applied.
+            if let Some(problem) = problem(&namespaces, &hidden, &config, &name, &rule) {
+                tracing::warn!(route = %name, %problem, "stored route not applied");
             }
+            api.insert(name, rule);
         }
         let set = RouteSet {
             inner: Arc::new(Inner {
@@ -261,8 +261,11 @@ impl RouteSet {
             rules: HashMap::new(),
             hidden: self.inner.hidden.clone(),
         };
-        for (name, rule) in self.inner.config.iter().chain(api.iter()) {
-            if let Ok(compiled) = compile(&self.inner.namespaces, name, rule) {
+        let stored = api
+            .iter()
+            .filter(|(name, _)| !self.inner.config.contains_key(*name));
+        for (name, rule) in self.inner.config.iter().chain(stored) {
+            if let Ok(compiled) = compile(&self.inner.namespaces, &self.inner.hidden, name, rule) {
                 table
                     .rules
                     .entry(rule.table.clone())
@@ -281,17 +284,22 @@ impl RouteSet {
     #[must_use]
     pub fn list(&self) -> Vec<RouteInfo> {
         let api = self.lock();
-        let mut all: Vec<RouteInfo> = self
-            .inner
+        let inner = &self.inner;
+        let mut all: Vec<RouteInfo> = inner
             .config
             .iter()
-            .map(|(n, r)| (n, r, "config"))
-            .chain(api.iter().map(|(n, r)| (n, r, "api")))
-            .map(|(name, rule, source)| RouteInfo {
+            .map(|(name, rule)| RouteInfo {
                 name: name.clone(),
                 rule: rule.clone(),
-                source,
+                source: "config",
+                problem: None,
             })
+            .chain(api.iter().map(|(name, rule)| RouteInfo {
+                name: name.clone(),
+                rule: rule.clone(),
+                source: "api",
+                problem: problem(&inner.namespaces, &inner.hidden, &inner.config, name, rule),
+            }))
             .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
@@ -304,7 +312,7 @@ impl RouteSet {
         if self.inner.config.contains_key(name) {
             return Err(in_config(name));
         }
-        compile(&self.inner.namespaces, name, &rule)?;
+        compile(&self.inner.namespaces, &self.inner.hidden, name, &rule)?;
         let set = self.clone();
         let (name, stored) = (name.to_owned(), rule.clone());
         blocking(move || {
@@ -323,14 +331,16 @@ impl RouteSet {
                 name,
                 rule: stored,
                 source: "api",
+                problem: None,
             }))
         })
         .await?
     }
 
-    /// Removes the stored rule `name`; whether it existed.
+    /// Removes the stored rule `name`; whether it existed. A configured
+    /// rule is refused unless a stored one of that name shadows it.
     pub async fn delete(&self, name: &str) -> Result<bool, HubError> {
-        if self.inner.config.contains_key(name) {
+        if self.inner.config.contains_key(name) && !self.lock().contains_key(name) {
             return Err(in_config(name));
         }
         let set = self.clone();
@@ -370,12 +380,43 @@ fn in_config(name: &str) -> HubError {
     )
 }
 
-/// Checks a rule: its table name, its template, and that the template's
-/// namespace keeps history (routed messages are written to the log).
-fn compile(namespaces: &Namespaces, name: &str, rule: &RouteRule) -> Result<Compiled, HubError> {
+/// Why a stored rule is not applied, if it is not.
+fn problem(
+    namespaces: &Namespaces,
+    hidden: &HashMap<String, Arc<HiddenFields>>,
+    config: &BTreeMap<String, RouteRule>,
+    name: &str,
+    rule: &RouteRule,
+) -> Option<String> {
+    if config.contains_key(name) {
+        return Some("a route of the configuration file has this name".to_owned());
+    }
+    compile(namespaces, hidden, name, rule)
+        .err()
+        .map(|e| e.message)
+}
+
+/// Checks a rule: its table name, its template (whose fields must not be
+/// hidden fields of the table: the channel name would show them), and that
+/// the template's namespace keeps history (routed messages are written to
+/// the log).
+fn compile(
+    namespaces: &Namespaces,
+    hidden: &HashMap<String, Arc<HiddenFields>>,
+    name: &str,
+    rule: &RouteRule,
+) -> Result<Compiled, HubError> {
     let invalid = |m: String| HubError::new(ErrorCode::InvalidParameter, m);
     TableName::new(rule.table.as_str()).map_err(HubError::from)?;
     let template = Template::parse(&rule.channel).map_err(invalid)?;
+    if let Some(hidden) = hidden.get(&rule.table)
+        && let Some(field) = template.fields().find(|f| hidden.overlaps(f))
+    {
+        return Err(invalid(format!(
+            "route {name:?}: the template names {field:?}, a hidden field of table {:?}",
+            rule.table
+        )));
+    }
     let sample = match template.namespace() {
         Some(ns) => format!("{ns}:x"),
         None => "x".to_owned(),
@@ -429,7 +470,15 @@ mod tests {
         let mut table = Table::default();
         table.rules.insert(
             "posts".into(),
-            vec![compile(&ns, "cat", &rule("posts", "category:{category}")).unwrap()],
+            vec![
+                compile(
+                    &ns,
+                    &HashMap::new(),
+                    "cat",
+                    &rule("posts", "category:{category}"),
+                )
+                .unwrap(),
+            ],
         );
         table
             .hidden
@@ -495,7 +544,12 @@ mod tests {
             },
         );
         let ns = Namespaces::new(&config, std::time::Duration::from_secs(1)).unwrap();
-        let err = |r: RouteRule| compile(&ns, "r", &r).unwrap_err();
+        let mut hidden = HashMap::new();
+        hidden.insert(
+            "t".to_owned(),
+            Arc::new(HiddenFields::new(["owner.secret"])),
+        );
+        let err = |r: RouteRule| compile(&ns, &hidden, "r", &r).unwrap_err();
         assert_eq!(
             err(rule("bad-table", "c:{x}")).code,
             ErrorCode::InvalidTable
@@ -505,7 +559,13 @@ mod tests {
         let mut publish = rule("t", "c:{x}");
         publish.ops = Some(vec![Op::Publish]);
         assert!(err(publish).message.contains("ops"));
-        assert!(compile(&ns, "r", &rule("t", "c:{x}")).is_ok());
+        assert!(
+            err(rule("t", "c:{owner.secret}"))
+                .message
+                .contains("hidden")
+        );
+        assert!(err(rule("t", "c:{owner}")).message.contains("hidden"));
+        assert!(compile(&ns, &hidden, "r", &rule("t", "c:{x}")).is_ok());
         assert!(check_name("ok_name-1").is_ok());
         assert!(check_name("no spaces").is_err());
     }

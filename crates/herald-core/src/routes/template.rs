@@ -105,6 +105,14 @@ impl Template {
         ChannelName::new(name).ok()
     }
 
+    /// The dotted paths of its fields.
+    pub fn fields(&self) -> impl Iterator<Item = String> + '_ {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Field(path) => Some(path.join(".")),
+            Part::Literal(_) => None,
+        })
+    }
+
     /// The namespace of every channel it renders (`None`: no `:`).
     #[must_use]
     pub fn namespace(&self) -> Option<&str> {

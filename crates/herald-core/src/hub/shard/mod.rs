@@ -69,6 +69,12 @@ pub(super) enum Command {
         notice: Outgoing,
         reply: Option<oneshot::Sender<bool>>,
     },
+    /// Queue `item` for `conn`, in order with the signals handed to the
+    /// shard before and after.
+    Push {
+        conn: u64,
+        item: Outgoing,
+    },
     /// One connection's info and subscriptions.
     Client {
         conn: u64,
@@ -163,6 +169,7 @@ impl std::fmt::Debug for Command {
             Command::Identify { .. } => "Identify",
             Command::Signal { .. } => "Signal",
             Command::Remove { .. } => "Remove",
+            Command::Push { .. } => "Push",
             Command::Client { .. } => "Client",
             Command::Clients { .. } => "Clients",
             Command::Outbox { .. } => "Outbox",
@@ -673,6 +680,11 @@ impl Shard {
                     let _ = reply.send(slot.is_some());
                 }
             }
+            Command::Push { conn, item } => {
+                if let Some(c) = self.conns.get(&conn) {
+                    let _ = c.outbox.push_control(item, self.head);
+                }
+            }
             Command::Client { conn, reply } => {
                 let _ = reply.send(self.conns.get(&conn).map(|c| self.details(conn, c)));
             }
@@ -728,26 +740,11 @@ impl Shard {
                 }
             }
             Command::Unsubscribe { conn, id, reply } => {
-                let slot = self
-                    .conns
-                    .get(&conn)
-                    .and_then(|c| c.subs.get(id.as_str()).copied());
-                let answer = match slot {
-                    Some(slot) if self.subs[slot].membership => Err(HubError::new(
-                        ErrorCode::InvalidParameter,
-                        format!("{id:?} is a room you joined: send `leave` to leave it"),
-                    )),
-                    Some(slot) => {
-                        let sub = self.remove_sub(slot);
-                        let done = Outgoing::message(&ServerMessage::Unsubscribed { id }, None);
-                        let _ = sub.outbox.push_control(done, self.head);
-                        Ok(())
-                    }
-                    None => Err(HubError::new(
-                        ErrorCode::UnknownSubscription,
-                        format!("no subscription {id:?} on this connection"),
-                    )),
-                };
+                let answer = self.steerable(conn, &id).map(|slot| {
+                    let sub = self.remove_sub(slot);
+                    let done = Outgoing::message(&ServerMessage::Unsubscribed { id }, None);
+                    let _ = sub.outbox.push_control(done, self.head);
+                });
                 let _ = reply.send(answer);
             }
             Command::List { conn, reply } => {
@@ -764,7 +761,7 @@ impl Shard {
                 let _ = reply.send(list);
             }
             Command::Pause { conn, id, reply } => {
-                let answer = self.slot_of(conn, &id).and_then(|slot| self.pause(slot));
+                let answer = self.steerable(conn, &id).and_then(|slot| self.pause(slot));
                 let _ = reply.send(answer);
             }
             Command::Resume {
@@ -774,7 +771,7 @@ impl Shard {
                 reply,
             } => {
                 let answer = self
-                    .slot_of(conn, &id)
+                    .steerable(conn, &id)
                     .and_then(|slot| self.resume_paused(slot, skip));
                 let _ = reply.send(answer);
             }
@@ -785,7 +782,7 @@ impl Shard {
                 reply,
             } => {
                 let answer = self
-                    .slot_of(conn, &id)
+                    .steerable(conn, &id)
                     .and_then(|slot| self.update(slot, *selection));
                 let _ = reply.send(answer);
             }
@@ -830,6 +827,21 @@ impl Shard {
                     format!("no subscription {id:?} on this connection"),
                 )
             })
+    }
+
+    /// [`Shard::slot_of`] for `unsubscribe`, `pause`, `resume` and
+    /// `update`, which a room membership refuses: it ends with `leave`, and
+    /// a paused or filtered member would sit in the presence list without
+    /// hearing the room.
+    fn steerable(&self, conn: u64, id: &str) -> Result<usize, HubError> {
+        let slot = self.slot_of(conn, id)?;
+        if self.subs[slot].membership {
+            return Err(HubError::new(
+                ErrorCode::InvalidParameter,
+                format!("{id:?} is a room you joined: it is left with `leave`, not steered"),
+            ));
+        }
+        Ok(slot)
     }
 
     /// Stops delivering to a live subscription; `paused` names the last
