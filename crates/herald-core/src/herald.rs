@@ -108,7 +108,9 @@ impl Herald {
         }
     }
 
-    /// Appends a message to a channel; returns its offset.
+    /// Appends a message to a channel; returns its offset. The message is
+    /// always logged: channel namespaces (live-only channels) are the
+    /// hub's, see `Hub::publish`.
     pub async fn publish(&self, channel: &str, data: Value) -> Result<Offset, StoreError> {
         self.publish_from(channel, data, None).await
     }

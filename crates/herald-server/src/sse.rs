@@ -303,6 +303,7 @@ async fn stream(
         remote: Some(ip),
         connected_at: Timestamp::now(),
         user: who.publisher(),
+        identified: true,
     });
     conn.subscribe(spec).await?;
     let audited = app

@@ -137,6 +137,7 @@ async fn session(
         remote: Some(ip),
         connected_at: Timestamp::now(),
         user: who.as_deref().and_then(Principal::publisher),
+        identified: who.is_some(),
     });
     // Declared after `conn`, so dropped first: the rooms hear of the close
     // before the hub drops the subscriptions.

@@ -404,3 +404,37 @@ async fn bad_namespaces_stop_the_server_from_starting() {
         serde_json::from_value(json!({"namespaces": {"chat": {"publish": "everyone"}}}));
     assert!(bad.unwrap_err().to_string().contains("everyone"));
 }
+
+#[tokio::test]
+async fn the_server_joins_only_connections_that_authenticated() {
+    let server = Server::configured(config(json!({})), None).await;
+    // No credentials at the upgrade: it must send `auth` first.
+    let (mut pending, welcome) = server.ws_welcome().await;
+    let id = welcome["connection"].as_str().unwrap().to_owned();
+    let path = "/v1/rooms/chat:r/members";
+    let (status, answer) = as_admin(
+        &server,
+        Method::POST,
+        path,
+        Some(&json!({"connection": id})),
+    )
+    .await;
+    assert_eq!(
+        (status, &answer["error"]["code"]),
+        (400, &json!("invalid_parameter")),
+        "{answer}"
+    );
+    pending
+        .send(json!({"type": "auth", "token": token("ann", ALL), "ref": "a"}))
+        .await;
+    pending.expect("authenticated").await;
+    let (status, answer) = as_admin(
+        &server,
+        Method::POST,
+        path,
+        Some(&json!({"connection": id})),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(pending.expect("joined").await["room"], "chat:r");
+}

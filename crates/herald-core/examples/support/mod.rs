@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// User + system CPU time of this process, from /proc.
-pub fn cpu_seconds() -> f64 {
+pub(crate) fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").expect("proc stat");
     let fields: Vec<&str> = stat
         .rsplit(')')
@@ -22,7 +22,7 @@ pub fn cpu_seconds() -> f64 {
 
 /// Empties `outbox` until it ends, adding to `counted` the items `count`
 /// accepts.
-pub fn drain(outbox: Arc<Outbox>, counted: Arc<AtomicU64>, count: fn(&Outgoing) -> bool) {
+pub(crate) fn drain(outbox: Arc<Outbox>, counted: Arc<AtomicU64>, count: fn(&Outgoing) -> bool) {
     tokio::spawn(async move {
         let mut batch = Vec::new();
         loop {

@@ -673,6 +673,10 @@ pub struct ClientInfo {
     /// Who it is (`user:<sub>`, `key:<id>`), once known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Whether it has been admitted (authenticated, or let in as the
+    /// anonymous caller); a WebSocket that must still send `auth` has not.
+    #[serde(skip)]
+    pub identified: bool,
 }
 
 /// A connection and its subscriptions.
@@ -876,8 +880,8 @@ impl Connection {
             .await
     }
 
-    /// Says who the connection is now (`user:<sub>`, `key:<id>`), for
-    /// listings.
+    /// Says who the connection is now (`user:<sub>`, `key:<id>`; `None`:
+    /// the anonymous caller): it is admitted.
     pub fn identify(&self, user: Option<String>) {
         let _ = self.commands.send(Command::Identify {
             conn: self.id,

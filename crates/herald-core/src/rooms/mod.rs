@@ -172,8 +172,8 @@ impl Rooms {
 
     /// Joins connection `conn` of this server to `room` on the server's
     /// initiative (`POST /v1/rooms/{room}/members`), as the user it
-    /// authenticated as. It must be a WebSocket: only a WebSocket shows it
-    /// is alive.
+    /// authenticated as. It must be a WebSocket (only a WebSocket shows it
+    /// is alive) that has authenticated.
     pub async fn join_by_id(
         &self,
         conn: u64,
@@ -181,6 +181,12 @@ impl Rooms {
         request: JoinRequest,
     ) -> Result<usize, HubError> {
         let (outbox, subject) = match self.inner.hub.outbox(conn).await {
+            Some((_, info)) if !info.identified => {
+                return Err(HubError::new(
+                    ErrorCode::InvalidParameter,
+                    format!("connection {conn} has not authenticated yet"),
+                ));
+            }
             Some((outbox, info)) if info.transport == Transport::WebSocket => (outbox, info.user),
             Some(_) => {
                 return Err(HubError::new(

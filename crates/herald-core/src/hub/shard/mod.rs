@@ -654,6 +654,7 @@ impl Shard {
             Command::Identify { conn, user } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.info.user = user;
+                    c.info.identified = true;
                 }
             }
             Command::Signal { signal, reply } => {
