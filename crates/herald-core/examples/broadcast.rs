@@ -15,9 +15,9 @@
 mod support;
 
 use herald_core::clock::SystemClock;
-use herald_core::{Herald, Hub, HubConfig, JoinRequest, Outgoing, Rooms, Signal};
+use herald_core::{JoinRequest, Outgoing, Rooms, Signal};
 use herald_proto::Timestamp;
-use herald_store::{ChannelName, Durability, StoreConfig};
+use herald_store::ChannelName;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -26,30 +26,12 @@ use std::time::{Duration, Instant};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let mut next = |default: usize| args.next().map_or(default, |a| a.parse().expect("a count"));
-    let (rooms, members, broadcasts) = (next(10), next(1000), next(2000));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(run(rooms, members, broadcasts));
+    let [rooms, members, broadcasts] = support::counts([10, 1000, 2000]);
+    support::block_on(run(rooms, members, broadcasts));
 }
 
 async fn run(room_count: usize, members: usize, broadcasts: usize) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = StoreConfig {
-        durability: Durability::Os,
-        ..StoreConfig::default()
-    };
-    let herald = Herald::open_with(dir.path(), config).expect("open");
-    let hub = Hub::start(
-        herald.clone(),
-        HubConfig {
-            outbox_bytes: 64 << 20,
-            ..HubConfig::default()
-        },
-    );
+    let (herald, hub, _dir) = support::hub();
     let rooms = Rooms::start(hub.clone(), Arc::new(SystemClock)).expect("rooms");
     let names: Vec<ChannelName> = (0..room_count)
         .map(|r| ChannelName::new(format!("bench:{r}")).expect("a room name"))

@@ -12,8 +12,8 @@
 
 mod support;
 
-use herald_core::{Herald, Hub, HubConfig, Outgoing, SubscriptionSpec, Topic};
-use herald_store::{ChannelName, Durability, StoreConfig, WriteOp};
+use herald_core::{Outgoing, SubscriptionSpec, Topic};
+use herald_store::{ChannelName, WriteOp};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,31 +22,12 @@ use std::time::{Duration, Instant};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let subscribers: usize = args.next().map_or(1000, |a| a.parse().expect("count"));
-    let messages: usize = args.next().map_or(20_000, |a| a.parse().expect("count"));
-    let channels: usize = args.next().map_or(10, |a| a.parse().expect("count"));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(run(subscribers, messages, channels));
+    let [subscribers, messages, channels] = support::counts([1000, 20_000, 10]);
+    support::block_on(run(subscribers, messages, channels));
 }
 
 async fn run(subscribers: usize, messages: usize, channels: usize) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = StoreConfig {
-        durability: Durability::Os,
-        ..StoreConfig::default()
-    };
-    let herald = Herald::open_with(dir.path(), config).expect("open");
-    let hub = Hub::start(
-        herald.clone(),
-        HubConfig {
-            outbox_bytes: 64 << 20,
-            ..HubConfig::default()
-        },
-    );
+    let (herald, hub, _dir) = support::hub();
     let delivered = Arc::new(AtomicU64::new(0));
     let mut connections = Vec::new();
     for i in 0..subscribers {

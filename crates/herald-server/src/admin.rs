@@ -21,16 +21,12 @@ fn keys(app: &AppState) -> Result<&ApiKeys, ApiError> {
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "this server has no API key store"))
 }
 
-fn admin(app: &AppState, caller: &Caller, what: &str) -> Result<(), ApiError> {
-    caller.check(app, what, caller.0.require_admin())
-}
-
 /// `GET /v1/admin/apikeys`: every key, without secrets.
 pub(crate) async fn list_keys(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&app, &caller, "list API keys")?;
+    caller.require_admin(&app, "list API keys")?;
     Ok(Json(json!({"keys": keys(&app)?.list()})))
 }
 
@@ -49,7 +45,7 @@ pub(crate) async fn create_key(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    admin(&app, &caller, "create an API key")?;
+    caller.require_admin(&app, "create an API key")?;
     let request: NewKey = serde_json::from_value(body)
         .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, format!("body: {e}")))?;
     let permissions = Permissions::parse(&request.permissions)
@@ -74,7 +70,7 @@ pub(crate) async fn revoke_key(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&app, &caller, "revoke an API key")?;
+    caller.require_admin(&app, "revoke an API key")?;
     let revoked = keys(&app)?
         .revoke(&id)
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
@@ -97,7 +93,7 @@ pub(crate) async fn audit(
     caller: Caller,
     Params(query): Params<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&app, &caller, "read the audit log")?;
+    caller.require_admin(&app, "read the audit log")?;
     let audit = app.security.audit.clone();
     let records = tokio::task::spawn_blocking(move || audit.query(&query))
         .await

@@ -242,7 +242,7 @@ pub(crate) async fn channels(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    caller.0.require_admin()?;
+    caller.require_admin(&app, "list channels")?;
     let mut names: Vec<String> = app
         .hub
         .stats()

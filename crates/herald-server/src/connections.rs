@@ -51,7 +51,7 @@ pub(crate) async fn list(
     caller: Caller,
     Params(page): Params<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.check(&app, "list connections", caller.0.require_admin())?;
+    caller.require_admin(&app, "list connections")?;
     let limit = page.limit.unwrap_or(PAGE);
     if limit == 0 || limit > MAX_PAGE {
         return Err(ApiError::new(
@@ -90,7 +90,7 @@ pub(crate) async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.check(&app, "see a connection", caller.0.require_admin())?;
+    caller.require_admin(&app, "see a connection")?;
     let missing = || ApiError::new(ErrorCode::NotFound, format!("no connection {id:?}"));
     let conn: u64 = id.parse().map_err(|_| missing())?;
     let details = app.hub.client(conn).await.ok_or_else(missing)?;

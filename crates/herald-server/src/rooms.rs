@@ -151,11 +151,7 @@ pub(crate) async fn get(
     Path(room): Path<String>,
 ) -> Result<Json<RoomInfo>, ApiError> {
     let room = ChannelName::new(room)?;
-    caller.check(
-        &app,
-        "room",
-        caller.0.require(Action::Presence, room.as_str()),
-    )?;
+    caller.require(&app, "room", Action::Presence, room.as_str())?;
     app.rooms
         .room(&room)
         .map(Json)
@@ -180,11 +176,7 @@ pub(crate) async fn put(
     JsonBody(body): JsonBody,
 ) -> Result<Json<RoomInfo>, ApiError> {
     let room = ChannelName::new(room)?;
-    caller.check(
-        &app,
-        "room",
-        caller.0.require(Action::Moderate, room.as_str()),
-    )?;
+    caller.require(&app, "room", Action::Moderate, room.as_str())?;
     let settings: RoomSettings = serde_json::from_value(body)
         .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, format!("room settings: {e}")))?;
     Ok(Json(app.rooms.put(&room, settings).await?))
@@ -197,11 +189,7 @@ pub(crate) async fn delete(
     Path(room): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let room = ChannelName::new(room)?;
-    caller.check(
-        &app,
-        "room",
-        caller.0.require(Action::Moderate, room.as_str()),
-    )?;
+    caller.require(&app, "room", Action::Moderate, room.as_str())?;
     if app.rooms.delete(&room).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -216,11 +204,7 @@ pub(crate) async fn members(
     Path(room): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let room = ChannelName::new(room)?;
-    caller.check(
-        &app,
-        "presence",
-        caller.0.require(Action::Presence, room.as_str()),
-    )?;
+    caller.require(&app, "presence", Action::Presence, room.as_str())?;
     let members = app.rooms.presence(&room)?;
     Ok(Json(json!({"room": room.as_str(), "members": members})))
 }
@@ -246,11 +230,7 @@ pub(crate) async fn add_member(
     JsonBody(body): JsonBody,
 ) -> Result<impl IntoResponse, ApiError> {
     let room = ChannelName::new(room)?;
-    caller.check(
-        &app,
-        "join",
-        caller.0.require(Action::Moderate, room.as_str()),
-    )?;
+    caller.require(&app, "join", Action::Moderate, room.as_str())?;
     let add: AddMember = serde_json::from_value(body).map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidParameter,

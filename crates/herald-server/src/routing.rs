@@ -18,7 +18,7 @@ pub(crate) async fn list(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    caller.check(&app, "list routes", caller.0.require_admin())?;
+    caller.require_admin(&app, "list routes")?;
     Ok(Json(json!({"routes": app.routes.list()})))
 }
 
@@ -29,7 +29,7 @@ pub(crate) async fn put(
     Path(name): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<RouteInfo>, ApiError> {
-    caller.check(&app, "change a route", caller.0.require_admin())?;
+    caller.require_admin(&app, "change a route")?;
     let rule: RouteRule = serde_json::from_value(body).map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidParameter,
@@ -51,7 +51,7 @@ pub(crate) async fn delete(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.check(&app, "delete a route", caller.0.require_admin())?;
+    caller.require_admin(&app, "delete a route")?;
     if !app.routes.delete(&name).await? {
         return Err(ApiError::new(
             ErrorCode::NotFound,

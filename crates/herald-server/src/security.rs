@@ -181,6 +181,24 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 impl Caller {
+    /// `forbidden` (audited as a refusal of `what`) unless the caller may
+    /// do `action` on `resource`.
+    pub(crate) fn require(
+        &self,
+        app: &AppState,
+        what: &str,
+        action: herald_auth::Action,
+        resource: &str,
+    ) -> Result<(), ApiError> {
+        self.check(app, what, self.0.require(action, resource))
+    }
+
+    /// `forbidden` (audited as a refusal of `what`) unless the caller holds
+    /// `admin`.
+    pub(crate) fn require_admin(&self, app: &AppState, what: &str) -> Result<(), ApiError> {
+        self.check(app, what, self.0.require_admin())
+    }
+
     /// Checks `allowed`, auditing a refusal of `what`.
     pub(crate) fn check<T>(
         &self,

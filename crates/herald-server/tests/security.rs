@@ -9,6 +9,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::users::merge;
 use support::{Server, TIMEOUT};
 
 const SECRET: &str = "a-test-secret-that-is-long-enough-0123456789";
@@ -40,17 +41,6 @@ fn config(extra: Value) -> herald_server::Config {
     });
     merge(&mut base, extra);
     serde_json::from_value(base).expect("a valid test configuration")
-}
-
-fn merge(base: &mut Value, extra: Value) {
-    match (base, extra) {
-        (Value::Object(base), Value::Object(extra)) => {
-            for (k, v) in extra {
-                merge(base.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (base, extra) => *base = extra,
-    }
 }
 
 fn claims(sub: &str, permissions: &[&str]) -> Value {

@@ -17,7 +17,8 @@ pub fn config(extra: Value) -> herald_server::Config {
     serde_json::from_value(base).expect("a valid test configuration")
 }
 
-fn merge(base: &mut Value, extra: Value) {
+/// Merges `extra` into `base`, object by object.
+pub fn merge(base: &mut Value, extra: Value) {
     match (base, extra) {
         (Value::Object(base), Value::Object(extra)) => {
             for (k, v) in extra {

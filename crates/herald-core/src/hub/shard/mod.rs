@@ -540,37 +540,20 @@ impl Shard {
     /// connection), framed for their ids — a frame already built for this
     /// event and the same ids (`frames`) is shared.
     fn deliver(&mut self, group: &[(u64, usize)], committed: &Committed, view: Option<&View>) {
-        let first = &self.subs[group[0].1];
-        let multi;
-        let subs: &[u8] = if group.len() == 1 {
-            &first.subs_json
-        } else {
-            let mut list = Vec::with_capacity(group.len() * 8 + 2);
-            list.push(b'[');
-            for (i, &(_, slot)) in group.iter().enumerate() {
-                if i > 0 {
-                    list.push(b',');
-                }
-                list.extend_from_slice(&self.subs[slot].id_json);
-            }
-            list.push(b']');
-            multi = list;
-            &multi
-        };
-        let item = match self.frames.iter().find(|(s, _)| s == subs) {
+        let subs = self.subs_list(group);
+        let item = match self.frames.iter().find(|(s, _)| *s == subs) {
             // Rendered for one reader's view: not shared.
-            _ if let Some(view) = view => view.frame(subs, &committed.event, &committed.json),
+            _ if let Some(view) = view => view.frame(&subs, &committed.event, &committed.json),
             Some((_, item)) => item.clone(),
             None => {
-                let item = Outgoing::event(subs, committed.event.offset, &committed.json);
+                let item = Outgoing::event(&subs, committed.event.offset, &committed.json);
                 if self.frames.len() < FRAME_CACHE {
-                    self.frames
-                        .push((Bytes::copy_from_slice(subs), item.clone()));
+                    self.frames.push((subs, item.clone()));
                 }
                 item
             }
         };
-        let outbox = first.outbox.clone();
+        let outbox = self.subs[group[0].1].outbox.clone();
         let size = item.size() as u64;
         match outbox.push(item) {
             Pushed::Queued => {
@@ -586,6 +569,24 @@ impl Shard {
             }
             Pushed::Ended => {}
         }
+    }
+
+    /// The `subs` list of a group of one connection's subscriptions: the
+    /// one subscription's (shared, no allocation) or a new list.
+    fn subs_list(&self, group: &[(u64, usize)]) -> Bytes {
+        if let [(_, slot)] = group {
+            return self.subs[*slot].subs_json.clone();
+        }
+        let mut list = Vec::with_capacity(group.len() * 8 + 2);
+        list.push(b'[');
+        for (i, &(_, slot)) in group.iter().enumerate() {
+            if i > 0 {
+                list.push(b',');
+            }
+            list.extend_from_slice(&self.subs[slot].id_json);
+        }
+        list.push(b']');
+        Bytes::from(list)
     }
 
     /// [`Shard::deliver`] for a connection with subscriptions under views

@@ -97,23 +97,6 @@ impl Shard {
         reach
     }
 
-    /// The `subs` list of a group of one connection's subscriptions.
-    fn subs_list(&self, group: &[(u64, usize)]) -> Bytes {
-        if let [(_, slot)] = group {
-            return self.subs[*slot].subs_json.clone();
-        }
-        let mut list = Vec::with_capacity(group.len() * 8 + 2);
-        list.push(b'[');
-        for (i, &(_, slot)) in group.iter().enumerate() {
-            if i > 0 {
-                list.push(b',');
-            }
-            list.extend_from_slice(&self.subs[slot].id_json);
-        }
-        list.push(b']');
-        Bytes::from(list)
-    }
-
     /// Counts `n` deliveries of a channel message (one channel per
     /// message signal).
     fn count_channel_deliveries(&mut self, channels: &[herald_store::ChannelName], n: u64) {
