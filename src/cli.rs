@@ -33,7 +33,8 @@ pub(crate) enum Command {
     /// file). A running server picks up changes within a second.
     #[command(subcommand)]
     Apikey(ApikeyCommand),
-    /// Measure a server: idle connections, fan-out, table changes, resume.
+    /// Measure a server: idle connections, fan-out, table changes, resume,
+    /// broadcasts to rooms.
     ///
     /// Starts `herald serve` on a loopback port over a temporary directory
     /// (or tests the one given with --url and --pid), runs the scenario,

@@ -6,9 +6,10 @@
 //!
 //! Scenarios: `connections` (idle connections: memory per connection and
 //! time to connect), `fanout` (publishers → channels → subscribers, open
-//! loop), `tables` (REST batch writers → filtered subscribers) and
-//! `resume` (everyone drops at once and resumes). See BENCHMARKS.md for
-//! the commands and results.
+//! loop), `rooms` (broadcasts to many rooms of many members, one copy per
+//! connection, open loop), `tables` (REST batch writers → filtered
+//! subscribers) and `resume` (everyone drops at once and resumes). See
+//! BENCHMARKS.md for the commands and results.
 //!
 //! # Layout
 //! - [`stats`]: latency histograms, sequence checks, slope — the
@@ -18,7 +19,9 @@
 //! - [`net`]: connections from several source addresses.
 //! - [`report`]: the summary table and the JSON result.
 //! - `progress`: the line printed every second.
-//! - `scenario`: the scenarios, one module each.
+//! - `scenario`: the scenarios, one module each, and what their clients
+//!   share: an open-loop schedule, a WebSocket publisher, a receiver that
+//!   times and checks deliveries, a REST writer.
 
 pub mod net;
 pub mod proc;
@@ -30,8 +33,8 @@ pub mod target;
 
 pub use report::Report;
 pub use scenario::{
-    ConnectionsArgs, FanoutArgs, ResumeArgs, TablesArgs, WorkerArgs, connections, fanout, resume,
-    tables, worker,
+    ConnectionsArgs, FanoutArgs, ResumeArgs, RoomsArgs, TablesArgs, WorkerArgs, connections,
+    fanout, resume, rooms, tables, worker,
 };
 
 use clap::{Args, Subcommand};
@@ -99,6 +102,11 @@ pub enum Scenario {
     /// Publishers send numbered messages at a fixed rate (open loop) to
     /// channels; subscribers check them and measure publish→receive latency.
     Fanout(FanoutArgs),
+    /// Members join rooms (10 × 1,000 by default); publishers broadcast to
+    /// all the rooms at a fixed rate (open loop); every connection must get
+    /// each broadcast once, even in two targeted rooms: deliveries/s,
+    /// broadcast→receive latency, the `receivers` the server answered.
+    Rooms(RoomsArgs),
     /// Writers insert documents with REST batches; subscribers with filters
     /// of a chosen selectivity check them and measure write→receive latency.
     Tables(TablesArgs),
@@ -123,6 +131,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         match args.scenario {
             Scenario::Connections(a) => connections(&common, a).await,
             Scenario::Fanout(a) => fanout(&common, a).await,
+            Scenario::Rooms(a) => rooms(&common, a).await,
             Scenario::Tables(a) => tables(&common, a).await,
             Scenario::Resume(a) => resume(&common, a).await,
             Scenario::Worker(a) => worker(a).await.map(|()| None),

@@ -43,6 +43,25 @@ impl Report {
             .add("latency_max_ms", summary.max_us as f64 / 1000.0)
     }
 
+    /// Adds the deliveries received in `elapsed`, and per second of the
+    /// server's CPU.
+    pub fn deliveries(
+        &mut self,
+        deliveries: u64,
+        elapsed: std::time::Duration,
+        usage: &crate::target::Usage,
+    ) -> &mut Report {
+        self.add("deliveries", deliveries)
+            .add(
+                "deliveries_per_s",
+                deliveries as f64 / elapsed.as_secs_f64(),
+            )
+            .add(
+                "deliveries_per_server_cpu_s",
+                deliveries as f64 / usage.server_cpu_s.max(1e-9),
+            )
+    }
+
     /// Adds what the run cost: server and generator CPU, server memory.
     pub fn usage(&mut self, usage: &crate::target::Usage) -> &mut Report {
         self.add("server_cpu_s", usage.server_cpu_s)

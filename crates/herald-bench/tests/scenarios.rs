@@ -12,7 +12,7 @@
 //! Counts are small and nothing is asserted about timing: the machine may
 //! be busy.
 
-use herald_bench::{Common, FanoutArgs, Report, ResumeArgs, TablesArgs};
+use herald_bench::{Common, FanoutArgs, Report, ResumeArgs, RoomsArgs, TablesArgs};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -117,6 +117,40 @@ async fn fanout_delivers_every_publish_to_each_subscriber_of_its_channel() {
     assert_eq!(count(&report, "publish_errors"), 0, "{table}");
     // Two subscribers per channel.
     assert_eq!(count(&report, "deliveries"), published * 2, "{table}");
+    assert_clean(&report);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_broadcasts_reach_every_connection_once_even_in_two_rooms() {
+    let server = Server::start().await;
+    // 3 rooms of 4: 12 connections, 2 of each room also in the next one.
+    let args = RoomsArgs {
+        rooms: 3,
+        members: 4,
+        overlap: 2,
+        publishers: 2,
+        payload: 100,
+        rate: 20.0,
+        duration: 1.0,
+    };
+    let report = herald_bench::rooms(&server.common(), args)
+        .await
+        .unwrap()
+        .unwrap();
+    let table = report.table();
+    let broadcasts = count(&report, "broadcasts");
+    // 2 publishers × 10 each, all acknowledged.
+    assert_eq!(broadcasts, 20, "{table}");
+    assert_eq!(count(&report, "broadcast_errors"), 0, "{table}");
+    assert_eq!(count(&report, "broadcasts_unanswered"), 0, "{table}");
+    assert_eq!(count(&report, "memberships"), 18, "{table}");
+    // The server counted each connection once, and each got one copy.
+    assert_eq!(count(&report, "receivers_min"), 12, "{table}");
+    assert_eq!(count(&report, "receivers_max"), 12, "{table}");
+    assert_eq!(count(&report, "deliveries"), broadcasts * 12, "{table}");
+    assert_eq!(count(&report, "misaddressed"), 0, "{table}");
+    assert_eq!(count(&report, "members_disconnected"), 0, "{table}");
     assert_clean(&report);
     server.stop().await;
 }

@@ -1,8 +1,11 @@
-//! The scenarios, one module each.
+//! The scenarios, one module each, and what their clients share.
 
 mod connections;
 mod fanout;
+mod publisher;
 mod resume;
+mod rooms;
+mod schedule;
 mod subscriber;
 mod tables;
 mod writer;
@@ -10,4 +13,5 @@ mod writer;
 pub use connections::{ConnectionsArgs, WorkerArgs, connections, worker};
 pub use fanout::{FanoutArgs, fanout};
 pub use resume::{ResumeArgs, resume};
+pub use rooms::{RoomsArgs, rooms};
 pub use tables::{TablesArgs, tables};

@@ -20,24 +20,20 @@
 //! The writer, the subscription and the latency lines are shared with
 //! `resume`.
 
-use super::subscriber::{subscribe, wait_for};
+use super::subscriber::{Delivery, Totals, receive, subscribe, wait_for};
 use super::writer::{MAX_BATCH, Pace, Writer, Written, http_client, run_id, selected};
 use crate::Common;
-use crate::net::{self, Sources, Ws};
+use crate::net::{self, Sources};
 use crate::progress::{Counters, Progress};
 use crate::report::Report;
-use crate::stats::{Integrity, Latency, Sequences};
 use anyhow::bail;
 use clap::Args;
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
-
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::Message;
 
 /// The table written and followed.
 pub(super) const TABLE: &str = "bench";
@@ -95,8 +91,9 @@ pub async fn tables(common: &Common, args: TablesArgs) -> anyhow::Result<Option<
             json!({"table": TABLE, "filter": filter}),
         )
         .await?;
-        readers.push(tokio::spawn(read_loop(
+        readers.push(tokio::spawn(receive(
             ws,
+            delivery,
             counters.clone(),
             stopped.clone(),
         )));
@@ -142,17 +139,11 @@ pub async fn tables(common: &Common, args: TablesArgs) -> anyhow::Result<Option<
     let usage = meter.read(&target)?;
     stop.send_replace(true);
 
-    let mut latency = Latency::default();
-    let mut integrity = Integrity::default();
-    let (mut outside, mut disconnected) = (0, 0);
+    let mut seen = Totals::default();
     for reader in readers {
-        let seen = reader.await?;
-        latency.merge(&seen.latency);
-        integrity.add(seen.sequences.integrity(&expected));
-        outside += seen.outside;
-        disconnected += u64::from(seen.disconnected);
+        seen.add(&reader.await?, &expected);
     }
-    let deliveries = integrity.received;
+    let deliveries = seen.integrity.received;
     let mut report = Report::new("tables", &args);
     report
         .add("docs_written", written.docs)
@@ -175,10 +166,10 @@ pub async fn tables(common: &Common, args: TablesArgs) -> anyhow::Result<Option<
             written.docs as f64 / usage.server_cpu_s.max(1e-9),
         )
         .usage(&usage)
-        .latency(&latency)
-        .integrity(&integrity)
-        .add("outside_filter", outside)
-        .add("subscribers_disconnected", disconnected);
+        .latency(&seen.latency)
+        .integrity(&seen.integrity)
+        .add("outside_filter", seen.strays)
+        .add("subscribers_disconnected", seen.disconnected);
     Ok(Some(report))
 }
 
@@ -206,51 +197,18 @@ pub(super) struct Incoming<'a> {
     pub(super) doc: Option<Stamp>,
 }
 
-/// What one subscriber saw.
-#[derive(Default)]
-struct Seen {
-    latency: Latency,
-    sequences: Sequences,
-    /// Documents the filter should not have passed.
-    outside: u64,
-    /// The connection ended before the run did.
-    disconnected: bool,
-}
-
-async fn read_loop(mut ws: Ws, counters: Arc<Counters>, mut stop: watch::Receiver<bool>) -> Seen {
-    let mut seen = Seen::default();
-    loop {
-        let next = tokio::select! {
-            next = ws.next() => next,
-            _ = stop.wait_for(|stop| *stop) => break,
-        };
-        let text = match next {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(_)) => continue,
-            _ => {
-                seen.disconnected = true;
-                break;
-            }
-        };
-        let received = net::now_ns();
-        let Ok(Incoming {
-            kind,
+/// The numbering of a document delivered in an `event`: a document
+/// outside the filter has no `q`, and counts as a stray.
+fn delivery(frame: &str) -> Option<Delivery> {
+    match serde_json::from_str::<Incoming>(frame) {
+        Ok(Incoming {
+            kind: "event",
             doc: Some(stamp),
             ..
-        }) = serde_json::from_str::<Incoming>(&text)
-        else {
-            continue;
-        };
-        if kind != "event" {
-            continue;
-        }
-        seen.latency
-            .record(Duration::from_nanos(received.saturating_sub(stamp.t)));
-        match stamp.q {
-            Some(q) => seen.sequences.record(stamp.w, q),
-            None => seen.outside += 1,
-        }
-        counters.received(1);
+        }) => Some(Delivery {
+            t: stamp.t,
+            number: stamp.q.map(|q| (stamp.w, q)),
+        }),
+        _ => None,
     }
-    seen
 }

@@ -2,6 +2,7 @@
 //! in batches on a schedule (open loop) or as fast as acknowledgements
 //! come (closed loop), retried until acknowledged.
 
+use super::schedule::Schedule;
 use crate::net;
 use crate::progress::Counters;
 use anyhow::bail;
@@ -44,8 +45,8 @@ pub(super) fn selected(n: u64, selectivity: u64) -> u64 {
 pub(super) enum Pace {
     /// As soon as the last request is acknowledged.
     Closed,
-    /// Request `k` at `first + k × interval`, or at once when late.
-    Open { first: Instant, interval: Duration },
+    /// On a schedule.
+    Open(Schedule),
 }
 
 impl Pace {
@@ -58,11 +59,7 @@ impl Pace {
         batch: usize,
         w: usize,
     ) -> Pace {
-        let interval = Duration::from_secs_f64((batch * writers) as f64 / rate);
-        Pace::Open {
-            first: started + interval.mul_f64(w as f64 / writers as f64),
-            interval,
-        }
+        Pace::Open(Schedule::share(started, rate / batch as f64, writers, w))
     }
 }
 
@@ -212,15 +209,10 @@ impl Writer {
             let t = match pace {
                 Pace::Closed if Instant::now() >= end => break,
                 Pace::Closed => net::now_ns(),
-                Pace::Open { first, interval } => {
-                    let due = first + interval.mul_f64(k as f64);
-                    if due >= end {
-                        break;
-                    }
-                    tokio::time::sleep_until(due.into()).await;
-                    // The scheduled time, as wall-clock ns.
-                    net::now_ns().saturating_sub(due.elapsed().as_nanos() as u64)
-                }
+                Pace::Open(schedule) => match schedule.wait(k, end).await {
+                    Some(t) => t,
+                    None => break,
+                },
             };
             let body = self.body(written.docs, t)?;
             if !self.send(body, end + GIVE_UP, &mut written.errors).await? {
