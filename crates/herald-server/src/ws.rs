@@ -145,17 +145,7 @@ async fn session(
         rooms: &app.rooms,
         conn: conn.id(),
     };
-    let store = app.herald.store();
-    let welcome = ServerMessage::Welcome {
-        connection: conn.id().to_string(),
-        epoch: store.epoch(),
-        offset: store.head(),
-        heartbeat_ms: app.realtime.heartbeat.as_millis() as u64,
-        max_message_bytes: app.realtime.max_message_bytes,
-        max_subscriptions: app.realtime.max_subscriptions,
-        personal_channel: who.as_deref().and_then(|w| personal_channel(&app, w)),
-    };
-    reply(&conn, &welcome);
+    welcome(&app, &conn, who.as_deref());
     let started = Instant::now();
     // Milliseconds since `started` when the client last sent anything.
     let last_heard = AtomicU64::new(0);
@@ -177,7 +167,9 @@ async fn session(
     };
     match who {
         Some(who) => {
-            identified(&app, &conn, &mut client, &clock, who).await;
+            // Boxed: the personal channel's subscription is a large future
+            // that would otherwise take room in every idle session's task.
+            Box::pin(identified(&app, &conn, &mut client, &clock, who)).await;
         }
         None => clock.due_in(Some(app.security.auth.auth_timeout)),
     }
@@ -354,6 +346,22 @@ async fn session(
         }
     }
     // Dropping `conn` removes its subscriptions from the hub.
+}
+
+/// Queues the `welcome`. Not inline in [`session`]: a message built there
+/// would keep its room in every idle session's task.
+fn welcome(app: &AppState, conn: &Connection, who: Option<&Principal>) {
+    let store = app.herald.store();
+    let welcome = ServerMessage::Welcome {
+        connection: conn.id().to_string(),
+        epoch: store.epoch(),
+        offset: store.head(),
+        heartbeat_ms: app.realtime.heartbeat.as_millis() as u64,
+        max_message_bytes: app.realtime.max_message_bytes,
+        max_subscriptions: app.realtime.max_subscriptions,
+        personal_channel: who.and_then(|w| personal_channel(app, w)),
+    };
+    reply(conn, &welcome);
 }
 
 /// A client that kept exceeding its message rate: audited, then closed.
