@@ -43,9 +43,9 @@ pub use blocking::blocking;
 pub use herald::{Doc, Herald};
 pub use herald_store::{StoreConfig, StoreError};
 pub use hub::{
-    Announce, ClientDetails, ClientInfo, Connection, Hub, HubConfig, HubError, HubStats, HubTotals,
-    MemberChange, Published, Reach, Selection, Signal, SubscriptionSpec, Target, TopicStats,
-    Transport,
+    Announce, ClientDetails, ClientInfo, Connection, EndedMembership, Hub, HubConfig, HubError,
+    HubStats, HubTotals, MemberChange, Published, Reach, Selection, Signal, SubscriptionSpec,
+    Target, TopicStats, Transport,
 };
 pub use log_limit::LogLimit;
 pub use namespace::{Namespace, Namespaces, PublishPolicy, Standing};

@@ -163,3 +163,32 @@ async fn a_connection_without_room_for_a_signal_is_cut_as_a_slow_consumer() {
     assert_eq!(stats.totals.slow_consumers, 1);
     assert_eq!(stats.clients, 1, "the cut connection is forgotten");
 }
+
+#[tokio::test]
+async fn a_skipping_subscription_comes_back_on_live_only_traffic_alone() {
+    let (hub, _dir) = hub(4096);
+    let conn = hub.connect();
+    let mut spec = SubscriptionSpec::new("t", Topic::channel("typing:x").unwrap());
+    spec.on_lag = herald_proto::LagPolicy::Skip;
+    conn.subscribe(spec).await.unwrap();
+    drain(conn.outbox());
+    let message = |n: usize| {
+        Signal::message(
+            channel("typing:x"),
+            json!("x".repeat(n)),
+            None,
+            Timestamp(1),
+        )
+    };
+    // Fill the outbox, overflow once, then drain: only live-only messages
+    // follow, no logged event at all.
+    for _ in 0..3 {
+        hub.signal(message(1500)).await;
+    }
+    drain(conn.outbox());
+    let reach = hub.signal(message(10)).await;
+    assert_eq!(reach.subscriptions, 1, "delivered again");
+    let got = drain(conn.outbox());
+    assert_eq!(got[0]["type"], "lagged", "{got:?}");
+    assert_eq!(got[1]["type"], "message");
+}

@@ -89,10 +89,16 @@ pub enum ClientMessage {
         #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<String>,
     },
-    /// Ask who is in a room. Answered by `presence`.
+    /// Ask who is in a room, a page at a time. Answered by `presence`.
     Presence {
         /// The room.
         room: String,
+        /// Members after this client id (a previous answer's `next`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        /// Most members in the answer (1 to 1000, the default).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
         /// Echoed in the answer.
         #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<String>,
@@ -458,15 +464,19 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
     },
-    /// The answer to `presence`: the room's members.
+    /// The answer to `presence`: a page of the room's members.
     Presence {
         /// The `ref` of the request.
         #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<String>,
         /// The room.
         room: String,
-        /// Its members, in the order they joined.
+        /// Members by client id (at most the request's `limit`, and about
+        /// 256 KiB of data).
         members: Vec<Member>,
+        /// More follow: ask again with this as `after`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
     },
     /// The answer to `update_presence`.
     PresenceUpdated {

@@ -7,14 +7,14 @@
 //! |---|---|
 //! | join room `R` | `read:R` and `presence:R` |
 //! | see `R`'s presence or settings | `presence:R` |
-//! | remove a member of `R` | a moderator of `R`: `moderate:R`, listed in `R`'s `moderators`, or a server (API key, admin) |
+//! | remove a member of `R` | a moderator of `R`: `moderate:R` (admins hold it), or listed in `R`'s `moderators` |
 //! | create, change or delete `R`; join a connection to it | `moderate:R` |
 
 use crate::AppState;
 use crate::auth::Principal;
 use crate::channels::standing;
 use crate::error::ApiError;
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, Params};
 use crate::security::Caller;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -33,15 +33,17 @@ fn may_join(who: &Principal, room: &ChannelName) -> Result<(), ApiError> {
     who.require(Action::Read, room.as_str())
 }
 
-/// `forbidden` unless `who` moderates `room`.
+/// `forbidden` unless `who` moderates `room`: `moderate:<room>` (admins
+/// hold it), or listed in the room's `moderators`. An API key without
+/// `moderate:` is no moderator: a narrowly scoped integration key must not
+/// be able to remove anyone anywhere.
 fn require_moderator(
     app: &AppState,
     who: &Principal,
     conn: Option<u64>,
     room: &ChannelName,
 ) -> Result<(), ApiError> {
-    let standing = standing(app, who, conn, room);
-    if standing.moderator || standing.server {
+    if standing(app, who, conn, room).moderator {
         return Ok(());
     }
     Err(ApiError::forbidden(format!(
@@ -85,6 +87,7 @@ pub(crate) async fn on_ws(
                 data: presence.unwrap_or(Value::Null),
                 from,
                 reference,
+                create: who.may(Action::Moderate, room.as_str()),
             };
             rooms.join(conn, who.publisher(), room, request).await?;
             Ok(None)
@@ -94,11 +97,16 @@ pub(crate) async fn on_ws(
             rooms.leave(conn.id(), &room, LeaveReason::Left, None, reference)?;
             Ok(None)
         }
-        ClientMessage::Presence { room, reference } => {
+        ClientMessage::Presence {
+            room,
+            after,
+            limit,
+            reference,
+        } => {
             let room = ChannelName::new(room)?;
             who.require(Action::Presence, room.as_str())
                 .inspect_err(denied("presence"))?;
-            rooms.answer_presence(conn.id(), &room, reference)?;
+            rooms.answer_presence(conn.id(), &room, after.as_deref(), limit, reference)?;
             Ok(None)
         }
         ClientMessage::UpdatePresence {
@@ -197,16 +205,32 @@ pub(crate) async fn delete(
     }
 }
 
-/// `GET /v1/rooms/{room}/members`: the room's presence.
+/// Query parameters of `GET /v1/rooms/{room}/members`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MembersPage {
+    /// Members after this client id (a page's `next`).
+    after: Option<String>,
+    /// Most members in the page (1 to 1000, the default).
+    limit: Option<usize>,
+}
+
+/// `GET /v1/rooms/{room}/members?after=&limit=`: a page of the room's
+/// presence, by client id.
 pub(crate) async fn members(
     State(app): State<AppState>,
     caller: Caller,
     Path(room): Path<String>,
+    Params(page): Params<MembersPage>,
 ) -> Result<Json<Value>, ApiError> {
     let room = ChannelName::new(room)?;
     caller.require(&app, "presence", Action::Presence, room.as_str())?;
-    let members = app.rooms.presence(&room)?;
-    Ok(Json(json!({"room": room.as_str(), "members": members})))
+    let page = app
+        .rooms
+        .presence(&room, page.after.as_deref(), page.limit)?;
+    Ok(Json(
+        json!({"room": room.as_str(), "members": page.members, "next": page.next}),
+    ))
 }
 
 /// The body of `POST /v1/rooms/{room}/members`.
@@ -248,8 +272,10 @@ pub(crate) async fn add_member(
     let rooms = app.rooms.clone();
     let name = room.clone();
     let joined = tokio::spawn(async move {
+        // The caller holds `moderate:` on the room: it may create it.
         let request = JoinRequest {
             data: add.presence,
+            create: true,
             ..JoinRequest::default()
         };
         rooms.join_by_id(conn, name, request).await

@@ -67,6 +67,9 @@ pub(crate) fn compile(
         ));
     }
     let grant = grant(access, who, &topic)?;
+    // `member_*` events show who is in a room: `presence:` on it.
+    let sees_presence =
+        matches!(&topic, Topic::Channel(c) if who.may(Action::Presence, c.as_str()));
     let selection = selection(
         request.ops,
         request.filter,
@@ -88,6 +91,7 @@ pub(crate) fn compile(
         on_lag: request.on_lag.unwrap_or_default(),
         view: grant.view().clone(),
         announce: herald_core::Announce::Subscribed,
+        sees_presence,
     })
 }
 

@@ -21,8 +21,8 @@ use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use herald_core::{
-    Announce, ClientInfo, Connection, End, HubError, LogLimit, Outgoing, Rooms, SubscriptionSpec,
-    Topic, Transport,
+    Announce, ClientInfo, Connection, End, HubError, LogLimit, Outgoing, SubscriptionSpec, Topic,
+    Transport,
 };
 use herald_proto::{ClientMessage, CloseCode, ErrorCode, ServerMessage, Timestamp};
 use serde_json::Value;
@@ -139,12 +139,6 @@ async fn session(
         user: who.as_deref().and_then(Principal::publisher),
         identified: who.is_some(),
     });
-    // Declared after `conn`, so dropped first: the rooms hear of the close
-    // before the hub drops the subscriptions.
-    let _rooms = LeaveRoomsOnDrop {
-        rooms: &app.rooms,
-        conn: conn.id(),
-    };
     welcome(&app, &conn, who.as_deref());
     let started = Instant::now();
     // Milliseconds since `started` when the client last sent anything.
@@ -707,6 +701,7 @@ async fn identified(
     {
         let mut spec = SubscriptionSpec::new(name.clone(), topic);
         spec.announce = Announce::Silent;
+        spec.sees_presence = who.may(herald_auth::Action::Presence, &name);
         if let Err(e) = conn.subscribe(spec).await {
             // Its id taken by one of the client's own subscriptions, say:
             // not announced, and the client is told why.
@@ -728,19 +723,6 @@ fn personal_channel(app: &AppState, who: &Principal) -> Option<String> {
     };
     let name = format!("user:{sub}");
     (app.realtime.personal_channels && Topic::channel(&name).is_ok()).then_some(name)
-}
-
-/// Ends a connection's room memberships when its session ends, however it
-/// ends.
-struct LeaveRoomsOnDrop<'a> {
-    rooms: &'a Rooms,
-    conn: u64,
-}
-
-impl Drop for LeaveRoomsOnDrop<'_> {
-    fn drop(&mut self) {
-        self.rooms.detach(self.conn);
-    }
 }
 
 /// The topic of the connection's subscription `id`.

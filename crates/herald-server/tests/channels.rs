@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
 use support::Server;
-use support::users::{as_admin, config, connect, token};
+use support::users::{as_admin, config, connect, start_error, token};
 
 const ALL: &[&str] = &["read:*", "presence:*", "publish:*"];
 
@@ -394,10 +394,7 @@ async fn bad_namespaces_stop_the_server_from_starting() {
         (json!({"chat": {"presence_ttl": "5s"}}), "presence_ttl"),
         (json!({"chat": {"retention": "0s"}}), "retention"),
     ] {
-        let herald = herald_core::Herald::open(tempfile::tempdir().unwrap().path()).unwrap();
-        let err =
-            herald_server::App::from_config(herald, &config(json!({"namespaces": namespaces})))
-                .unwrap_err();
+        let err = start_error(config(json!({"namespaces": namespaces})));
         assert!(err.contains(words), "{err}");
     }
     let bad: Result<herald_server::Config, _> =

@@ -18,18 +18,26 @@ const CROWD: usize = 1000;
 const SILENT: usize = 100;
 const ROOM: &str = "chat:crowd";
 
+/// Every member of the room, page after page (1,000 a page).
 async fn members(server: &Server) -> Vec<String> {
-    // No credentials configured, on loopback: anonymous callers are admins.
-    let (status, body) = server
-        .call(Method::GET, &format!("/v1/rooms/{ROOM}/members"), None)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["client"].as_str().unwrap().to_owned())
-        .collect()
+    let mut all = Vec::new();
+    let mut after = String::new();
+    loop {
+        // No credentials configured, on loopback: anonymous callers are admins.
+        let path = format!("/v1/rooms/{ROOM}/members?after={after}");
+        let (status, body) = server.call(Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{body}");
+        let page = body["members"].as_array().unwrap();
+        assert!(page.len() <= 1000);
+        all.extend(
+            page.iter()
+                .map(|m| m["client"].as_str().unwrap().to_owned()),
+        );
+        match body["next"].as_str() {
+            Some(next) => after = next.to_owned(),
+            None => return all,
+        }
+    }
 }
 
 /// Reads `n` presence changes of `kind` on `ws`, each about a new client.

@@ -412,7 +412,19 @@ async fn persistent_rooms_survive_a_restart_and_ephemeral_ones_vanish() {
     let settings = json!({"max_members": 50, "moderators": ["mia"], "data": {"title": "Kept"}});
     let (status, info) = as_admin(&server, Method::PUT, "/v1/rooms/kept:a", Some(&settings)).await;
     assert_eq!((status, &info["stored"]), (200, &json!(true)), "{info}");
+    // Only a moderator's join creates a room that would be stored for good.
     let mut ws = connect(&server, "u", &perms).await;
+    let refused = ws
+        .refused(json!({"type": "join", "room": "kept:b"}), "not_found")
+        .await;
+    assert!(refused["message"].as_str().unwrap().contains("moderators"));
+    ws.join("kept:a", Value::Null).await;
+    let mut moderator = connect(&server, "m", &["read:*", "presence:*", "moderate:kept:*"]).await;
+    moderator.join("kept:b", Value::Null).await;
+    moderator
+        .send(json!({"type": "leave", "room": "kept:b"}))
+        .await;
+    moderator.expect("left").await;
     ws.join("kept:b", Value::Null).await;
     ws.join("eph:c", Value::Null).await;
     ws.send(json!({"type": "leave", "room": "eph:c"})).await;
@@ -741,4 +753,150 @@ impl IntoTwo for (u16, Value, Option<String>) {
     fn into_two(self) -> (u16, Value) {
         (self.0, self.1)
     }
+}
+
+#[tokio::test]
+async fn a_key_moderates_only_with_moderate_and_presence_needs_its_permission() {
+    let mut keys = Vec::new();
+    let server = Server::secured(
+        config(json!({"namespaces": {"chat": {"join_leave": true}}})),
+        |dir| {
+            let store = herald_auth::ApiKeys::open(&dir.join("apikeys.json")).unwrap();
+            for permissions in [&["read:orders"][..], &["moderate:chat:*"][..]] {
+                let (_, secret) = store
+                    .create(
+                        "key",
+                        &herald_auth::Permissions::parse(permissions).unwrap(),
+                    )
+                    .unwrap();
+                keys.push(secret);
+            }
+        },
+    )
+    .await;
+    let mut member = connect(&server, "ann", CHATTER).await;
+    let client = member.join("chat:k", Value::Null).await["client"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/v1/rooms/chat:k/members/{client}");
+    // A narrowly scoped integration key is no moderator.
+    let (status, _, _) = server.call_as(&keys[0], Method::DELETE, &path, None).await;
+    assert_eq!(status, 403);
+    let (status, body, _) = server.call_as(&keys[1], Method::DELETE, &path, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(member.until("left").await["reason"], "removed");
+
+    // A plain subscriber of the channel without `presence:` gets messages
+    // but no member events; with it, both.
+    let mut reader = connect(&server, "rita", &["read:chat:*"]).await;
+    reader
+        .subscribe(json!({"id": "r", "channel": "chat:k"}))
+        .await;
+    let mut watcher = connect(&server, "walt", &["read:chat:*", "presence:chat:*"]).await;
+    watcher
+        .subscribe(json!({"id": "w", "channel": "chat:k"}))
+        .await;
+    member
+        .join("chat:k", json!({"email": "ann@example.com"}))
+        .await;
+    assert_eq!(
+        watcher.expect("member_joined").await["member"]["data"]["email"],
+        "ann@example.com"
+    );
+    reader.quiet(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn a_broadcast_to_everyone_skips_connections_that_have_not_authenticated() {
+    let server = Server::configured(config(json!({})), None).await;
+    let (mut pending, _) = server.ws_welcome().await;
+    let mut user = connect(&server, "ann", &[]).await;
+    let (status, body) = as_admin(
+        &server,
+        Method::POST,
+        "/v1/broadcast",
+        Some(&json!({"everyone": true, "data": "for users only"})),
+    )
+    .await;
+    assert_eq!((status, &body["receivers"]), (200, &json!(1)), "{body}");
+    assert_eq!(user.expect("broadcast").await["data"], "for users only");
+    pending.quiet(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn a_closing_connection_leaves_every_room_even_one_the_server_joined_it_to() {
+    let server = Server::configured(
+        config(json!({"namespaces": {"chat": {"join_leave": true}}})),
+        None,
+    )
+    .await;
+    let mut watcher = connect(&server, "w", CHATTER).await;
+    watcher.join("chat:x", Value::Null).await;
+    let mut ws = connect(&server, "ann", CHATTER).await;
+    ws.ping("p").await;
+    let (_, list) = as_admin(&server, Method::GET, "/v1/connections", None).await;
+    let id = list["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["user"] == "user:ann")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for room in ["chat:x", "chat:y"] {
+        let (status, _) = as_admin(
+            &server,
+            Method::POST,
+            &format!("/v1/rooms/{room}/members"),
+            Some(&json!({"connection": id})),
+        )
+        .await;
+        assert_eq!(status, 201);
+        ws.expect("joined").await;
+    }
+    assert_eq!(
+        watcher.expect("member_joined").await["member"]["client"],
+        json!(id)
+    );
+    drop(ws);
+    let left = watcher.expect("member_left").await;
+    assert_eq!(
+        (&left["member"]["client"], &left["reason"]),
+        (&json!(id), &json!("disconnected"))
+    );
+    for room in ["chat:x", "chat:y"] {
+        let (_, page) = as_admin(
+            &server,
+            Method::GET,
+            &format!("/v1/rooms/{room}/members"),
+            None,
+        )
+        .await;
+        assert!(
+            page["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["client"] != json!(id)),
+            "{room}: {page}"
+        );
+    }
+    assert_eq!(
+        as_admin(&server, Method::GET, "/v1/rooms/chat:y", None)
+            .await
+            .0,
+        404,
+        "emptied: gone"
+    );
+    // Joining it now: no such connection.
+    let (status, _) = as_admin(
+        &server,
+        Method::POST,
+        "/v1/rooms/chat:x/members",
+        Some(&json!({"connection": id})),
+    )
+    .await;
+    assert_eq!(status, 404);
 }

@@ -7,7 +7,7 @@ mod support;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::users::{as_admin, config};
+use support::users::{as_admin, config, start_error};
 use support::{Server, Ws};
 
 /// Subscribes `ws` to channel `channel` (id = the channel name).
@@ -282,9 +282,9 @@ async fn rules_added_over_the_api_are_stored_and_checked() {
 
 #[tokio::test]
 async fn a_bad_configured_rule_stops_the_server_from_starting() {
-    let herald = herald_core::Herald::open(tempfile::tempdir().unwrap().path()).unwrap();
-    let config = config(json!({"routes": {"r": {"table": "t", "channel": "{x}:y"}}}));
-    let err = herald_server::App::from_config(herald, &config).unwrap_err();
+    let err = start_error(config(
+        json!({"routes": {"r": {"table": "t", "channel": "{x}:y"}}}),
+    ));
     assert!(
         err.contains("[routes.r]") && err.contains("literal"),
         "{err}"

@@ -99,8 +99,6 @@ struct Group {
     appended: Appended,
     /// The offset floor was raised: this batch must be fsynced in any mode.
     force_sync: bool,
-    /// The change router as of the group's start.
-    router: Option<Router>,
 }
 
 /// What one successful request will write.
@@ -212,12 +210,6 @@ impl Committer {
             committed: Vec::new(),
             appended: Appended::default(),
             force_sync: false,
-            router: self
-                .shared
-                .router
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone(),
         }
     }
 
@@ -295,12 +287,20 @@ impl Committer {
             });
         }
         let single = ops.len() == 1;
+        // Per request, not per group: a rule changed once `set_router`
+        // returned applies to every request taken after.
+        let router = self
+            .shared
+            .router
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         let mut pending = Pending {
             slots: Overlay::new(),
             events: Vec::with_capacity(ops.len()),
         };
         for (index, op) in ops.into_iter().enumerate() {
-            self.apply_op(op, &group.overlay, group.router.as_ref(), &mut pending)
+            self.apply_op(op, &group.overlay, router.as_ref(), &mut pending)
                 .map_err(|e| {
                     if single {
                         e

@@ -101,10 +101,12 @@ struct Inner {
     ended: Arc<EndedMemberships>,
 }
 
-/// Where shards report room memberships they end on their own (a join
-/// whose history could not be read), so the rooms can let go of them too.
-/// Set once, by [`Hub::on_memberships_ended`].
-type EndedMemberships = std::sync::OnceLock<mpsc::UnboundedSender<(u64, String)>>;
+/// Where shards report the room memberships they end on their own, so the
+/// rooms let go of them too. Set once, by [`Hub::on_memberships_ended`].
+type EndedMemberships = std::sync::OnceLock<mpsc::UnboundedSender<EndedMembership>>;
+
+/// A room membership the hub ended on its own: `(connection, room, why)`.
+pub type EndedMembership = (u64, String, herald_proto::LeaveReason);
 
 #[derive(Debug, Clone)]
 struct ShardHandle {
@@ -137,11 +139,12 @@ impl Hub {
         }
     }
 
-    /// Reports `(connection, room)` for every room membership the hub ends
-    /// on its own — a join whose history failed to read (the client got an
-    /// `error` for it). Bounded by such failures, which clients cannot
-    /// cause at will. Only the first call has an effect.
-    pub fn on_memberships_ended(&self, to: mpsc::UnboundedSender<(u64, String)>) {
+    /// Reports every room membership the hub ends on its own: its
+    /// connection closed or was cut (`disconnected`), or its join's history
+    /// failed to read (`removed`; the client got an `error`). Each
+    /// membership is reported at most once, so what is queued is bounded by
+    /// the memberships that exist. Only the first call has an effect.
+    pub fn on_memberships_ended(&self, to: mpsc::UnboundedSender<EndedMembership>) {
         let _ = self.inner.ended.set(to);
     }
 
@@ -157,10 +160,14 @@ impl Hub {
         &self.inner.config
     }
 
-    /// A new in-process connection with an empty outbox.
+    /// A new in-process connection with an empty outbox (admitted: the
+    /// embedding program vouches for it).
     #[must_use]
     pub fn connect(&self) -> Connection {
-        self.connect_as(ClientInfo::default())
+        self.connect_as(ClientInfo {
+            identified: true,
+            ..ClientInfo::default()
+        })
     }
 
     /// A new connection with an empty outbox, described by `info` (for
@@ -781,6 +788,9 @@ pub struct SubscriptionSpec {
     pub view: View,
     /// How it is announced live.
     pub announce: Announce,
+    /// It gets the presence changes of its channel's room (`member_*`):
+    /// its reader may see presence there. Default true.
+    pub sees_presence: bool,
 }
 
 /// How a subscription is announced once it is live.
@@ -815,6 +825,7 @@ impl SubscriptionSpec {
             on_lag: LagPolicy::Close,
             view: View::default(),
             announce: Announce::Subscribed,
+            sees_presence: true,
         }
     }
 }

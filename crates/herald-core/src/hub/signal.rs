@@ -28,6 +28,8 @@ pub struct Signal {
     /// A connection that does not get it (the member a presence change is
     /// about: its own answers tell it).
     pub(super) except: Option<u64>,
+    /// A presence change: only for subscriptions that may see presence.
+    pub(super) presence: bool,
 }
 
 /// Who a signal is for.
@@ -96,6 +98,7 @@ impl Signal {
             fields,
             subject: Some(data),
             except: None,
+            presence: false,
         }
     }
 
@@ -130,6 +133,7 @@ impl Signal {
             fields,
             subject: None,
             except: None,
+            presence: false,
         }
     }
 
@@ -166,6 +170,7 @@ impl Signal {
             fields,
             subject: None,
             except: Some(conn),
+            presence: true,
         }
     }
 

@@ -152,6 +152,8 @@ pub(super) struct Sub {
     pub(super) membership: bool,
     /// How it is announced live; `Subscribed` once announced.
     pub(super) announce: super::Announce,
+    /// It gets `member_*` signals.
+    pub(super) sees_presence: bool,
 }
 
 impl Sub {

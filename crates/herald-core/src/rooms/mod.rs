@@ -37,11 +37,13 @@ mod settings;
 mod state;
 
 pub use settings::RoomSettings;
-pub use state::RoomInfo;
+pub use state::{PRESENCE_PAGE, PresencePage, RoomInfo};
 
 use crate::blocking;
 use crate::clock::Clock;
-use crate::hub::{Announce, Connection, Hub, HubError, SubscriptionSpec, Transport};
+use crate::hub::{
+    Announce, Connection, EndedMembership, Hub, HubError, SubscriptionSpec, Transport,
+};
 use crate::namespace::Namespaces;
 use crate::outbox::Outbox;
 use crate::subscribe::Topic;
@@ -81,6 +83,10 @@ pub struct JoinRequest {
     pub from: Option<StartFrom>,
     /// Echoed in `joined`.
     pub reference: Option<String>,
+    /// The joiner may create the room where it would be stored for good
+    /// (a persistent namespace): a moderator of it. Others may join only
+    /// rooms that exist there.
+    pub create: bool,
 }
 
 impl Rooms {
@@ -220,21 +226,24 @@ impl Rooms {
         let reserved = {
             let mut state = self.lock();
             state.attach(conn, outbox, subject, now);
-            state.reserve(&self.inner.namespaces, conn, &room, request.data, now)?
+            state.reserve(
+                &self.inner.namespaces,
+                conn,
+                &room,
+                request.data,
+                request.create,
+                now,
+            )?
         };
-        if let Some(stored) = reserved.store {
-            let _storing = self.inner.storing.lock().await;
-            // A delete may have come first: store only a room still there.
-            if self.lock().holds(conn, &room) {
-                let (store, name, bytes) =
-                    (self.store(), room.as_str().to_owned(), stored.encode());
-                if let Err(e) =
-                    blocking(move || store.put_setting(settings::KIND, &name, &bytes)).await
-                {
-                    self.lock().cancel(conn, &room);
-                    return Err(e.into());
-                }
-            }
+        // Given back unless confirmed, also if this future is dropped.
+        let mut place = Place {
+            rooms: self,
+            conn,
+            room: &room,
+            confirmed: false,
+        };
+        if reserved.created_stored {
+            self.persist(&room).await?;
         }
         let members = reserved.members;
         let mut spec = SubscriptionSpec::new(room.as_str(), Topic::Channel(room.clone()));
@@ -246,10 +255,8 @@ impl Rooms {
             client: conn.to_string(),
             members,
         }));
-        if let Err(e) = self.inner.hub.subscribe(conn, spec).await {
-            self.lock().cancel(conn, &room);
-            return Err(e);
-        }
+        self.inner.hub.subscribe(conn, spec).await?;
+        place.confirmed = true;
         let mut state = self.lock();
         match state.confirm(&self.inner.namespaces, conn, &room) {
             Some(effects) => self.apply(effects),
@@ -264,7 +271,7 @@ impl Rooms {
                     reason: LeaveReason::Removed,
                     by: None,
                 },
-                room,
+                room: room.clone(),
             }]),
         }
         Ok(members)
@@ -294,12 +301,28 @@ impl Rooms {
         Ok(member)
     }
 
-    /// Ends every membership of a closed connection (announced as
-    /// `disconnected`). Idempotent.
-    pub fn detach(&self, conn: u64) {
+    /// Lets go of a membership the hub ended on its own (its connection
+    /// closed, say): announced like a leave, nothing sent to the
+    /// connection, which has no such subscription any more.
+    fn withdraw(&self, conn: u64, room: &ChannelName, reason: LeaveReason) {
         let mut state = self.lock();
-        let effects = state.detach(&self.inner.namespaces, conn);
-        self.apply(effects);
+        if let Ok((_, effects)) = state.leave(&self.inner.namespaces, conn, room, reason, None) {
+            self.apply(effects);
+        }
+    }
+
+    /// Writes `room` as it is now (if it is stored), after every earlier
+    /// change of a stored room.
+    async fn persist(&self, room: &ChannelName) -> Result<(), HubError> {
+        let _storing = self.inner.storing.lock().await;
+        // Read under `storing`: no other write of a stored room can come
+        // between this state and the disk.
+        let Some(stored) = self.lock().stored(room) else {
+            return Ok(()); // deleted meanwhile
+        };
+        let (store, name, bytes) = (self.store(), room.as_str().to_owned(), stored.encode());
+        blocking(move || store.put_setting(settings::KIND, &name, &bytes)).await?;
+        Ok(())
     }
 
     /// Replaces `conn`'s presence data in `room`; its entry now.
@@ -320,12 +343,17 @@ impl Rooms {
         Ok(member)
     }
 
-    /// Who is in `room` (empty if no one), in the order they joined.
-    pub fn presence(&self, room: &ChannelName) -> Result<Vec<Member>, HubError> {
-        if !self.inner.namespaces.of(room.as_str()).presence {
-            return Err(no_presence(room));
-        }
-        Ok(self.lock().presence(room))
+    /// A page of who is in `room`, by client id: the members after client
+    /// `after` (a page's `next`), at most `limit` (1 to 1000) and about
+    /// 256 KiB of data.
+    pub fn presence(
+        &self,
+        room: &ChannelName,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<PresencePage, HubError> {
+        let (after, limit) = self.page(room, after, limit)?;
+        Ok(self.lock().presence(room, after, limit))
     }
 
     /// Answers a connection's `presence` request through the hub, in order
@@ -335,21 +363,48 @@ impl Rooms {
         &self,
         conn: u64,
         room: &ChannelName,
+        after: Option<&str>,
+        limit: Option<usize>,
         reference: Option<String>,
     ) -> Result<(), HubError> {
-        if !self.inner.namespaces.of(room.as_str()).presence {
-            return Err(no_presence(room));
-        }
+        let (after, limit) = self.page(room, after, limit)?;
         let state = self.lock();
+        let page = state.presence(room, after, limit);
         let answer = ServerMessage::Presence {
             reference,
             room: room.as_str().to_owned(),
-            members: state.presence(room),
+            members: page.members,
+            next: page.next,
         };
         // Under the lock, like the signals of every change it reflects.
         self.inner.hub.push_now(conn, &answer);
         drop(state);
         Ok(())
+    }
+
+    /// Checks a presence request: the namespace keeps presence, `after`
+    /// is a client id, `limit` is 1 to 1000.
+    fn page(
+        &self,
+        room: &ChannelName,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<(u64, usize), HubError> {
+        if !self.inner.namespaces.of(room.as_str()).presence {
+            return Err(no_presence(room));
+        }
+        let invalid = |m: String| HubError::new(ErrorCode::InvalidParameter, m);
+        let after = after
+            .filter(|a| !a.is_empty())
+            .map(|a| a.parse::<u64>())
+            .transpose()
+            .map_err(|_| invalid("`after` is a client id (a page's `next`)".into()))?
+            .unwrap_or(0);
+        let limit = limit.unwrap_or(PRESENCE_PAGE);
+        if !(1..=PRESENCE_PAGE).contains(&limit) {
+            return Err(invalid(format!("`limit` is 1 to {PRESENCE_PAGE}")));
+        }
+        Ok((after, limit))
     }
 
     /// Ends the memberships of connections not heard from within their
@@ -372,34 +427,39 @@ impl Rooms {
     ) -> Result<RoomInfo, HubError> {
         settings.validate()?;
         let _storing = self.inner.storing.lock().await;
-        let now = self.inner.clock.now();
-        let (info, stored) = self.lock().put(&self.inner.namespaces, room, settings, now);
+        let created_at = self
+            .lock()
+            .info(&self.inner.namespaces, room)
+            .map_or_else(|| self.inner.clock.now(), |r| r.created_at);
+        // The disk first: a failed write changes nothing.
+        let stored = settings::Stored {
+            settings: settings.clone(),
+            created_at,
+        };
         let (store, name, bytes) = (self.store(), room.as_str().to_owned(), stored.encode());
         blocking(move || store.put_setting(settings::KIND, &name, &bytes)).await?;
-        Ok(info)
+        Ok(self
+            .lock()
+            .put(&self.inner.namespaces, room, settings, created_at))
     }
 
     /// Deletes `room`: its members are told (`left`, `room_deleted`) and
     /// its stored settings removed. Whether it existed.
     pub async fn delete(&self, room: &ChannelName) -> Result<bool, HubError> {
         let _storing = self.inner.storing.lock().await;
-        let deleted = {
-            let mut state = self.lock();
-            let deleted = state.delete(&self.inner.namespaces, room);
-            deleted.map(|(stored, effects)| {
-                self.apply(effects);
-                stored
-            })
+        let Some(info) = self.lock().info(&self.inner.namespaces, room) else {
+            return Ok(false);
         };
-        match deleted {
-            None => Ok(false),
-            Some(false) => Ok(true),
-            Some(true) => {
-                let (store, name) = (self.store(), room.as_str().to_owned());
-                blocking(move || store.delete_setting(settings::KIND, &name)).await?;
-                Ok(true)
-            }
+        // The disk first: a failed write changes nothing.
+        if info.stored {
+            let (store, name) = (self.store(), room.as_str().to_owned());
+            blocking(move || store.delete_setting(settings::KIND, &name)).await?;
         }
+        let mut state = self.lock();
+        if let Some((_, effects)) = state.delete(&self.inner.namespaces, room) {
+            self.apply(effects);
+        }
+        Ok(true)
     }
 
     /// One room (`None`: no such room now).
@@ -464,13 +524,30 @@ fn no_presence(room: &ChannelName) -> HubError {
 /// failed to read, after it was announced), until the rooms are dropped.
 async fn withdraw(
     rooms: Weak<Inner>,
-    mut ended: tokio::sync::mpsc::UnboundedReceiver<(u64, String)>,
+    mut ended: tokio::sync::mpsc::UnboundedReceiver<EndedMembership>,
 ) {
-    while let Some((conn, room)) = ended.recv().await {
+    while let Some((conn, room, reason)) = ended.recv().await {
         let (Some(inner), Ok(room)) = (rooms.upgrade(), ChannelName::new(room)) else {
             return;
         };
-        let _ = Rooms { inner }.leave(conn, &room, LeaveReason::Removed, None, None);
+        Rooms { inner }.withdraw(conn, &room, reason);
+    }
+}
+
+/// A join's place in a room until its subscription is made: given back if
+/// the join fails or its future is dropped (a closing connection's reader).
+struct Place<'a> {
+    rooms: &'a Rooms,
+    conn: u64,
+    room: &'a ChannelName,
+    confirmed: bool,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if !self.confirmed {
+            self.rooms.lock().cancel(self.conn, self.room);
+        }
     }
 }
 

@@ -12,8 +12,14 @@ use herald_proto::{ErrorCode, LeaveReason, Member, ServerMessage, Timestamp};
 use herald_store::ChannelName;
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+/// Most members in one `presence` answer.
+pub const PRESENCE_PAGE: usize = 1000;
+/// About the most bytes of member data in one `presence` answer: far below
+/// an outbox, whatever the members show.
+const PRESENCE_PAGE_BYTES: usize = 256 << 10;
 
 /// What a state change asks of the hub.
 #[derive(Debug)]
@@ -50,8 +56,18 @@ pub struct RoomInfo {
 pub(super) struct Reserved {
     /// Members, the new one included.
     pub(super) members: usize,
-    /// The room was created and must be stored (persistent namespace).
-    pub(super) store: Option<Stored>,
+    /// The reservation created the room, which must be stored (persistent
+    /// namespace).
+    pub(super) created_stored: bool,
+}
+
+/// One page of a room's presence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresencePage {
+    /// Members by client id, after the page's `after`.
+    pub members: Vec<Member>,
+    /// The `after` of the next page (`None`: this was the last).
+    pub next: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -60,7 +76,8 @@ pub(super) struct State {
     conns: HashMap<u64, Attached>,
 }
 
-/// A connection that joined a room at least once.
+/// A connection that is in (or joining) at least one room; forgotten when
+/// it is in none.
 #[derive(Debug)]
 struct Attached {
     /// Who it is (`user:<sub>`, `key:<id>`); `None`: anonymous.
@@ -75,7 +92,8 @@ struct Room {
     settings: RoomSettings,
     stored: bool,
     created_at: Timestamp,
-    members: HashMap<u64, Entry>,
+    /// By client id (the order presence pages follow).
+    members: BTreeMap<u64, Entry>,
     /// Members per subject, for the `members` publish policy.
     subjects: HashMap<String, usize>,
 }
@@ -86,7 +104,7 @@ impl Room {
             settings,
             stored,
             created_at,
-            members: HashMap::new(),
+            members: BTreeMap::new(),
             subjects: HashMap::new(),
         }
     }
@@ -130,7 +148,8 @@ impl State {
             .insert(name, Room::new(stored.settings, true, stored.created_at));
     }
 
-    /// Makes `conn` known (once), with the outbox that tells its liveness.
+    /// Makes `conn` known (if it is not), with the outbox that tells its
+    /// liveness.
     pub(super) fn attach(
         &mut self,
         conn: u64,
@@ -157,31 +176,37 @@ impl State {
         }
     }
 
-    /// Takes a place in `room` for `conn` (attached), not yet listed.
+    /// Takes a place in `room` for `conn` (attached), not yet listed. A
+    /// missing room of a persistent namespace (which would be stored for
+    /// good) is created only if `create`.
     pub(super) fn reserve(
         &mut self,
         namespaces: &Namespaces,
         conn: u64,
         room: &ChannelName,
         data: Value,
+        create: bool,
         now: Timestamp,
     ) -> Result<Reserved, HubError> {
         let attached = self
             .conns
             .get_mut(&conn)
             .ok_or_else(|| HubError::new(ErrorCode::NotFound, format!("no connection {conn}")))?;
-        let mut store = None;
-        let entry = self.rooms.entry(room.clone()).or_insert_with(|| {
-            let persistent = namespaces.of(room.as_str()).persistent;
-            let created = Room::new(RoomSettings::default(), persistent, now);
-            if persistent {
-                store = Some(Stored {
-                    settings: RoomSettings::default(),
-                    created_at: now,
-                });
-            }
-            created
-        });
+        let persistent = namespaces.of(room.as_str()).persistent;
+        if persistent && !create && !self.rooms.contains_key(room) {
+            return Err(HubError::new(
+                ErrorCode::NotFound,
+                format!(
+                    "no room {:?}: in a persistent namespace rooms are created by moderators",
+                    room.as_str()
+                ),
+            ));
+        }
+        let created_stored = persistent && !self.rooms.contains_key(room);
+        let entry = self
+            .rooms
+            .entry(room.clone())
+            .or_insert_with(|| Room::new(RoomSettings::default(), persistent, now));
         if entry.members.contains_key(&conn) {
             return Err(HubError::new(
                 ErrorCode::AlreadyMember,
@@ -220,7 +245,7 @@ impl State {
         attached.rooms.push(room.clone());
         Ok(Reserved {
             members: entry.members.len(),
-            store,
+            created_stored,
         })
     }
 
@@ -295,23 +320,6 @@ impl State {
         Ok((member, effects))
     }
 
-    /// Forgets a closed connection and ends its memberships.
-    pub(super) fn detach(&mut self, namespaces: &Namespaces, conn: u64) -> Vec<Effect> {
-        let Some(attached) = self.conns.get(&conn) else {
-            return Vec::new();
-        };
-        let mut effects = Vec::new();
-        for room in attached.rooms.clone() {
-            if let Some((_, more)) =
-                self.remove_member(namespaces, conn, &room, LeaveReason::Disconnected)
-            {
-                effects.extend(more);
-            }
-        }
-        self.conns.remove(&conn);
-        effects
-    }
-
     /// Ends the memberships of connections not heard from within their
     /// rooms' presence TTL; they are told (`left`, `expired`), and stay
     /// connected.
@@ -375,46 +383,59 @@ impl State {
         Ok((member, effects))
     }
 
-    /// The listed members of `room`, in the order they joined.
-    pub(super) fn presence(&self, room: &ChannelName) -> Vec<Member> {
-        let mut members: Vec<Member> = self
-            .rooms
-            .get(room)
-            .map(|r| {
-                r.members
-                    .values()
-                    .filter(|e| e.announced)
-                    .map(|e| e.member.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
-        members.sort_by(|a, b| {
-            (a.joined_at, a.client.len(), &a.client).cmp(&(b.joined_at, b.client.len(), &b.client))
-        });
-        members
+    /// A page of the listed members of `room` by client id: those after
+    /// client `after`, at most `limit` (and about 256 KiB of data).
+    pub(super) fn presence(&self, room: &ChannelName, after: u64, limit: usize) -> PresencePage {
+        let Some(r) = self.rooms.get(room) else {
+            return PresencePage {
+                members: Vec::new(),
+                next: None,
+            };
+        };
+        let mut members = Vec::new();
+        let mut bytes = 0;
+        let mut listed = r
+            .members
+            .range(after.saturating_add(1)..)
+            .filter(|(_, e)| e.announced)
+            .peekable();
+        while let Some((_, entry)) = listed.peek() {
+            if members.len() == limit || (bytes >= PRESENCE_PAGE_BYTES && !members.is_empty()) {
+                break;
+            }
+            bytes += 128 + serde_json::to_vec(&entry.member.data).map_or(0, |v| v.len());
+            members.push(entry.member.clone());
+            listed.next();
+        }
+        let next = listed.peek().and(members.last()).map(|m| m.client.clone());
+        PresencePage { members, next }
     }
 
-    /// Sets a room's settings, creating it if needed. A room given
-    /// settings is stored (it outlives its members, until deleted); what to
-    /// store.
+    /// A room as it is to be stored (`None`: no such room, or not stored).
+    pub(super) fn stored(&self, room: &ChannelName) -> Option<Stored> {
+        self.rooms.get(room).filter(|r| r.stored).map(|r| Stored {
+            settings: r.settings.clone(),
+            created_at: r.created_at,
+        })
+    }
+
+    /// Sets a room's settings, creating it (at `created_at`) if needed. A
+    /// room given settings is stored: it outlives its members, until
+    /// deleted.
     pub(super) fn put(
         &mut self,
         namespaces: &Namespaces,
         room: &ChannelName,
         settings: RoomSettings,
-        now: Timestamp,
-    ) -> (RoomInfo, Stored) {
+        created_at: Timestamp,
+    ) -> RoomInfo {
         let entry = self
             .rooms
             .entry(room.clone())
-            .or_insert_with(|| Room::new(RoomSettings::default(), true, now));
+            .or_insert_with(|| Room::new(RoomSettings::default(), true, created_at));
         entry.settings = settings;
         entry.stored = true;
-        let store = Stored {
-            settings: entry.settings.clone(),
-            created_at: entry.created_at,
-        };
-        (entry.info(namespaces, room), store)
+        entry.info(namespaces, room)
     }
 
     /// Deletes a room: its members are told (`left`, `room_deleted`).
@@ -510,6 +531,9 @@ impl State {
         }
         if let Some(attached) = self.conns.get_mut(&conn) {
             attached.rooms.retain(|r| r != room);
+            if attached.rooms.is_empty() {
+                self.conns.remove(&conn);
+            }
         }
         let mut effects = Vec::new();
         if gone.announced && namespaces.of(room.as_str()).join_leave {
@@ -576,9 +600,13 @@ mod tests {
         (state, outboxes)
     }
 
+    fn listed(state: &State, r: &ChannelName) -> Vec<Member> {
+        state.presence(r, 0, PRESENCE_PAGE).members
+    }
+
     fn join(state: &mut State, ns: &Namespaces, conn: u64, r: &ChannelName) -> Vec<Effect> {
         state
-            .reserve(ns, conn, r, Value::Null, Timestamp(1))
+            .reserve(ns, conn, r, Value::Null, true, Timestamp(1))
             .unwrap();
         state.confirm(ns, conn, r).unwrap()
     }
@@ -591,18 +619,22 @@ mod tests {
         assert_eq!(kinds(&join(&mut state, &ns, 1, &r)), ["member_joined"]);
         // Reserved but not confirmed: counted, not listed.
         state
-            .reserve(&ns, 2, &r, Value::Null, Timestamp(2))
+            .reserve(&ns, 2, &r, Value::Null, true, Timestamp(2))
             .unwrap();
-        assert_eq!(state.presence(&r).len(), 1);
+        assert_eq!(listed(&state, &r).len(), 1);
         let full = state
-            .reserve(&ns, 3, &r, Value::Null, Timestamp(2))
+            .reserve(&ns, 3, &r, Value::Null, true, Timestamp(2))
             .unwrap_err();
         assert_eq!(full.code, ErrorCode::RoomFull);
         // A cancelled reservation frees its place and announces nothing.
         state.cancel(2, &r);
-        assert!(state.reserve(&ns, 3, &r, Value::Null, Timestamp(3)).is_ok());
+        assert!(
+            state
+                .reserve(&ns, 3, &r, Value::Null, true, Timestamp(3))
+                .is_ok()
+        );
         let again = state
-            .reserve(&ns, 3, &r, Value::Null, Timestamp(3))
+            .reserve(&ns, 3, &r, Value::Null, true, Timestamp(3))
             .unwrap_err();
         assert_eq!(again.code, ErrorCode::AlreadyMember);
         let (_, effects) = state.leave(&ns, 1, &r, LeaveReason::Left, None).unwrap();
@@ -619,14 +651,26 @@ mod tests {
         let (mut state, _o) = attached(2);
         let (gone, kept) = (room("small:x"), room("kept:y"));
         join(&mut state, &ns, 1, &gone);
+        // Only a creator may make a stored room appear.
+        let err = state
+            .reserve(&ns, 1, &kept, Value::Null, false, Timestamp(1))
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::NotFound);
         let reserved = state
-            .reserve(&ns, 1, &kept, Value::Null, Timestamp(1))
+            .reserve(&ns, 1, &kept, Value::Null, true, Timestamp(1))
             .unwrap();
-        assert!(reserved.store.is_some(), "a new persistent room is stored");
+        assert!(reserved.created_stored, "a new persistent room is stored");
         state.confirm(&ns, 1, &kept).unwrap();
         join(&mut state, &ns, 2, &gone);
         assert_eq!(state.rooms_of(1), ["small:x", "kept:y"]);
-        let effects = state.detach(&ns, 1);
+        // Connection 1 closes: the hub reports each of its memberships.
+        let mut effects = Vec::new();
+        for r in [&gone, &kept] {
+            let (_, more) = state
+                .leave(&ns, 1, r, LeaveReason::Disconnected, None)
+                .unwrap();
+            effects.extend(more);
+        }
         // `small` announces leaves; `kept` does not.
         assert_eq!(kinds(&effects), ["member_left"]);
         assert!(state.info(&ns, &gone).is_some());
@@ -635,14 +679,38 @@ mod tests {
                 .info(&ns, &kept)
                 .is_some_and(|i| i.stored && i.members == 0)
         );
-        state.detach(&ns, 2);
+        assert!(state.stored(&kept).is_some() && state.stored(&gone).is_none());
+        state
+            .leave(&ns, 2, &gone, LeaveReason::Disconnected, None)
+            .unwrap();
         assert!(state.info(&ns, &gone).is_none());
+        // In no room: forgotten, so it must be attached again to join.
         assert!(state.rooms_of(1).is_empty());
-        // Detached: it can no longer join.
         let err = state
-            .reserve(&ns, 1, &gone, Value::Null, Timestamp(5))
+            .reserve(&ns, 1, &gone, Value::Null, true, Timestamp(5))
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn presence_pages_by_client_id() {
+        let ns = namespaces();
+        let (mut state, _o) = attached(5);
+        let r = room("chat:p");
+        for conn in [3, 1, 5, 2] {
+            join(&mut state, &ns, conn, &r);
+        }
+        state
+            .reserve(&ns, 4, &r, Value::Null, true, Timestamp(1))
+            .unwrap();
+        let page = state.presence(&r, 0, 2);
+        let clients: Vec<&str> = page.members.iter().map(|m| m.client.as_str()).collect();
+        assert_eq!((clients, page.next.as_deref()), (vec!["1", "2"], Some("2")));
+        let page = state.presence(&r, 2, 2);
+        let clients: Vec<&str> = page.members.iter().map(|m| m.client.as_str()).collect();
+        // 4 is joining: not listed.
+        assert_eq!((clients, page.next), (vec!["3", "5"], None));
+        assert!(state.presence(&room("chat:none"), 0, 10).members.is_empty());
     }
 
     #[test]
@@ -670,7 +738,7 @@ mod tests {
             }
             Effect::Signal(_) => unreachable!(),
         }
-        let left: Vec<String> = state.presence(&r).into_iter().map(|m| m.client).collect();
+        let left: Vec<String> = listed(&state, &r).into_iter().map(|m| m.client).collect();
         assert_eq!(left, ["2"]);
     }
 
@@ -685,7 +753,7 @@ mod tests {
         join(&mut state, &ns, 1, &r);
         join(&mut state, &ns, 2, &r);
         assert!(state.has_subject(&r, "user:ann"));
-        assert_eq!(state.presence(&r)[0].user.as_deref(), Some("ann"));
+        assert_eq!(listed(&state, &r)[0].user.as_deref(), Some("ann"));
         state.leave(&ns, 1, &r, LeaveReason::Left, None).unwrap();
         assert!(state.has_subject(&r, "user:ann"));
         state.leave(&ns, 2, &r, LeaveReason::Left, None).unwrap();
@@ -697,7 +765,7 @@ mod tests {
         let ns = namespaces();
         let (mut state, _o) = attached(2);
         let r = room("kept:d");
-        let (info, _) = state.put(
+        let info = state.put(
             &ns,
             &r,
             RoomSettings {

@@ -29,6 +29,15 @@ pub fn merge(base: &mut Value, extra: Value) {
     }
 }
 
+/// Why a server with `config` (its data directory a fresh temporary one)
+/// refuses to start.
+pub fn start_error(mut config: herald_server::Config) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    config.data_dir = dir.path().to_owned();
+    let herald = herald_core::Herald::open(dir.path()).unwrap();
+    herald_server::App::from_config(herald, &config).expect_err("the server refuses to start")
+}
+
 /// A token for user `sub` with `permissions`, valid for an hour.
 pub fn token(sub: &str, permissions: &[&str]) -> String {
     let exp = SystemTime::now()

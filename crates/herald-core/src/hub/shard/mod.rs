@@ -23,7 +23,8 @@ use crate::view::View;
 use bytes::Bytes;
 use herald_filter::SubIndex;
 use herald_proto::{
-    ErrorCode, EventBody, LagPolicy, Offset, ServerMessage, SubscriptionInfo, Timestamp,
+    ErrorCode, EventBody, LagPolicy, LeaveReason, Offset, ServerMessage, SubscriptionInfo,
+    Timestamp,
 };
 use herald_store::{Committed, Store, StoreError, TopicFilter};
 use std::collections::{HashMap, VecDeque};
@@ -734,11 +735,7 @@ impl Shard {
             Command::Fail { conn, id, nonce } => {
                 if let Some(slot) = self.find(conn, &id, nonce) {
                     let sub = self.remove_sub(slot);
-                    if sub.membership
-                        && let Some(ended) = self.ended.get()
-                    {
-                        let _ = ended.send((conn, sub.id.to_string()));
-                    }
+                    self.report_ended(&sub, LeaveReason::Removed);
                 }
             }
             Command::Unsubscribe { conn, id, reply } => {
@@ -1024,6 +1021,7 @@ impl Shard {
             cancel: Arc::new(AtomicBool::new(false)),
             membership: matches!(spec.announce, Announce::Joined(_)),
             announce: spec.announce,
+            sees_presence: spec.sees_presence,
         };
         let pending = sub.pending(after, spec.snapshot);
         let slot = self.subs.insert(sub);
@@ -1124,9 +1122,19 @@ impl Shard {
         };
         let slots: Vec<usize> = entry.subs.values().copied().collect();
         for slot in slots {
-            self.remove_sub(slot);
+            let sub = self.remove_sub(slot);
+            self.report_ended(&sub, LeaveReason::Disconnected);
         }
         self.conns.remove(&conn);
+    }
+
+    /// Tells the rooms that the hub ended membership `sub` on its own.
+    fn report_ended(&self, sub: &Sub, reason: LeaveReason) {
+        if sub.membership
+            && let Some(ended) = self.ended.get()
+        {
+            let _ = ended.send((sub.conn, sub.id.to_string(), reason));
+        }
     }
 
     /// Forgets what was routed: the shard continues from `head` with an

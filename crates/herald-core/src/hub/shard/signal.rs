@@ -12,6 +12,12 @@ use std::collections::HashMap;
 
 impl Shard {
     pub(super) fn route_signal(&mut self, signal: &Signal) -> Reach {
+        // Skipping subscriptions whose connection has room again come back
+        // here too: a server of live-only channels may route no logged event
+        // for a long time.
+        if !self.lagging.is_empty() {
+            self.resume_lagging();
+        }
         let Target::Channels(channels) = &signal.target else {
             return self.signal_everyone(signal);
         };
@@ -35,6 +41,7 @@ impl Shard {
             let sub = &self.subs[slot];
             let wanted = sub.lagging.is_none()
                 && signal.except != Some(sub.conn)
+                && (!signal.presence || sub.sees_presence)
                 && (signal.subject.is_none() || sub.selector.admits_op(Op::Publish));
             if wanted {
                 self.deliveries.push((sub.conn, slot));
@@ -82,7 +89,9 @@ impl Shard {
         let item = Outgoing::signal(signal.kind, b"[]", &signal.fields);
         let mut reach = Reach::default();
         let mut full = Vec::new();
-        for (&conn, c) in &self.conns {
+        // Only admitted connections: a WebSocket that has yet to send
+        // `auth` may be anyone.
+        for (&conn, c) in self.conns.iter().filter(|(_, c)| c.info.identified) {
             match c.outbox.push(item.clone()) {
                 Pushed::Queued => reach.connections += 1,
                 Pushed::Full => full.push(conn),
