@@ -165,6 +165,11 @@ impl Rooms {
     /// Joins `conn` (which is `subject`: `user:<sub>`, `key:<id>`) to
     /// `room`. Its `joined` arrives in its outbox; errors come back here.
     /// Members of the room, this one included.
+    ///
+    /// The member stays until it leaves, its connection is dropped, or it
+    /// is not heard from within the namespace's `presence_ttl`: a transport
+    /// records what it hears with `conn.outbox().hear(rooms.clock().now())`,
+    /// and an in-process member must too.
     pub async fn join(
         &self,
         conn: &Connection,
