@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
 use support::Server;
-use support::users::{as_admin, config, connect, start_error, token};
+use support::users::{admin_status, as_admin, config, connect, start_error, token};
 
 const ALL: &[&str] = &["read:*", "presence:*", "publish:*"];
 
@@ -350,9 +350,7 @@ async fn channel_statistics_and_connection_info() {
         as_admin(&server, Method::GET, &format!("/v1/connections/{id}"), None).await;
     assert_eq!((status, &one["rooms"]), (200, &json!(["chat:s"])));
     assert_eq!(
-        as_admin(&server, Method::GET, "/v1/connections/424242", None)
-            .await
-            .0,
+        admin_status(&server, Method::GET, "/v1/connections/424242").await,
         404
     );
     let (status, body) = as_admin(&server, Method::GET, "/v1/connections?limit=0", None).await;

@@ -8,7 +8,7 @@ use herald_core::clock::ManualClock;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::users::{as_admin, config, connect, token};
+use support::users::{admin_status, as_admin, config, connect, token};
 use support::{Server, Ws};
 
 /// What a chat user may do in `chat:*` rooms.
@@ -430,9 +430,7 @@ async fn persistent_rooms_survive_a_restart_and_ephemeral_ones_vanish() {
     ws.send(json!({"type": "leave", "room": "eph:c"})).await;
     ws.expect("left").await;
     assert_eq!(
-        as_admin(&server, Method::GET, "/v1/rooms/eph:c", None)
-            .await
-            .0,
+        admin_status(&server, Method::GET, "/v1/rooms/eph:c").await,
         404
     );
     let (status, info) = as_admin(&server, Method::GET, "/v1/rooms/kept:b", None).await;
@@ -455,29 +453,21 @@ async fn persistent_rooms_survive_a_restart_and_ephemeral_ones_vanish() {
     assert_eq!(a["members"], 0);
 
     assert_eq!(
-        as_admin(&server, Method::DELETE, "/v1/rooms/kept:a", None)
-            .await
-            .0,
+        admin_status(&server, Method::DELETE, "/v1/rooms/kept:a").await,
         204
     );
     assert_eq!(
-        as_admin(&server, Method::DELETE, "/v1/rooms/kept:a", None)
-            .await
-            .0,
+        admin_status(&server, Method::DELETE, "/v1/rooms/kept:a").await,
         404
     );
     let dir = server.stop().await;
     let server = Server::configured_in(dir, config, None, Some(addr)).await;
     assert_eq!(
-        as_admin(&server, Method::GET, "/v1/rooms/kept:a", None)
-            .await
-            .0,
+        admin_status(&server, Method::GET, "/v1/rooms/kept:a").await,
         404
     );
     assert_eq!(
-        as_admin(&server, Method::GET, "/v1/rooms/kept:b", None)
-            .await
-            .0,
+        admin_status(&server, Method::GET, "/v1/rooms/kept:b").await,
         200
     );
     // Bad settings.
@@ -510,9 +500,7 @@ async fn deleting_a_room_tells_its_members() {
     let mut ws = connect(&server, "u", CHATTER).await;
     ws.join("chat:doomed", Value::Null).await;
     assert_eq!(
-        as_admin(&server, Method::DELETE, "/v1/rooms/chat:doomed", None)
-            .await
-            .0,
+        admin_status(&server, Method::DELETE, "/v1/rooms/chat:doomed").await,
         204
     );
     let left = ws.expect("left").await;
@@ -884,9 +872,7 @@ async fn a_closing_connection_leaves_every_room_even_one_the_server_joined_it_to
         );
     }
     assert_eq!(
-        as_admin(&server, Method::GET, "/v1/rooms/chat:y", None)
-            .await
-            .0,
+        admin_status(&server, Method::GET, "/v1/rooms/chat:y").await,
         404,
         "emptied: gone"
     );

@@ -7,7 +7,7 @@ mod support;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::users::{as_admin, config, start_error};
+use support::users::{admin_status, as_admin, config, start_error};
 use support::{Server, Ws};
 
 /// Subscribes `ws` to channel `channel` (id = the channel name).
@@ -248,21 +248,15 @@ async fn rules_added_over_the_api_are_stored_and_checked() {
 
     // Deleted: no longer applied, and gone after a restart.
     assert_eq!(
-        as_admin(&server, Method::DELETE, "/v1/admin/routes/notify", None)
-            .await
-            .0,
+        admin_status(&server, Method::DELETE, "/v1/admin/routes/notify").await,
         204
     );
     assert_eq!(
-        as_admin(&server, Method::DELETE, "/v1/admin/routes/notify", None)
-            .await
-            .0,
+        admin_status(&server, Method::DELETE, "/v1/admin/routes/notify").await,
         404
     );
     assert_eq!(
-        as_admin(&server, Method::DELETE, "/v1/admin/routes/fixed", None)
-            .await
-            .0,
+        admin_status(&server, Method::DELETE, "/v1/admin/routes/fixed").await,
         409
     );
     write(
@@ -355,9 +349,7 @@ async fn a_stored_rule_the_configuration_no_longer_allows_is_listed_with_its_pro
     ws.quiet(Duration::from_millis(150)).await;
     // It can be deleted like any stored rule.
     assert_eq!(
-        as_admin(&server, Method::DELETE, "/v1/admin/routes/notes", None)
-            .await
-            .0,
+        admin_status(&server, Method::DELETE, "/v1/admin/routes/notes").await,
         204
     );
     let (_, list) = as_admin(&server, Method::GET, "/v1/admin/routes", None).await;

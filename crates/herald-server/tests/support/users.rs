@@ -75,6 +75,11 @@ pub async fn as_admin(
     (status, json)
 }
 
+/// The status of a body-less REST call as an administrator.
+pub async fn admin_status(server: &Server, method: Method, path: &str) -> u16 {
+    as_admin(server, method, path, None).await.0
+}
+
 impl Ws {
     /// The next message of type `kind`, skipping others (an error fails).
     pub async fn until(&mut self, kind: &str) -> Value {
