@@ -127,12 +127,16 @@ fn encode_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 impl Committer {
     /// Runs until closed, or until every sender is gone.
     pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        // Requests and events a group usually holds (decaying maxima): they
+        // size the next group's buffers, so none grows while it is filled.
         let mut usual_group = 1usize;
+        let mut usual_events = 1usize;
         while let Some(first) = rx.blocking_recv() {
             // Each write is applied as soon as it is taken from the queue, so
             // applying overlaps with the other writers still preparing theirs.
-            let mut group = self.open_group();
-            let mut replies: Vec<(Reply, Result<Vec<Written>, StoreError>)> = Vec::new();
+            let mut group = self.open_group(usual_events);
+            let mut replies: Vec<(Reply, Result<Vec<Written>, StoreError>)> =
+                Vec::with_capacity(usual_group);
             let mut trim = false;
             let mut close = None;
             let mut next = Some(first);
@@ -154,6 +158,7 @@ impl Committer {
                 next = self.next_for_group(&mut rx, replies.len(), usual_group, gather_until);
             }
             usual_group = (usual_group * 15 / 16).max(replies.len()).max(1);
+            usual_events = (usual_events * 15 / 16).max(group.committed.len()).max(1);
             if !replies.is_empty() {
                 self.commit_group(group, replies);
             }
@@ -203,11 +208,13 @@ impl Committer {
         }
     }
 
-    fn open_group(&self) -> Group {
+    /// A group sized for `events` events: a document and a log record each,
+    /// plus the metadata of the commit.
+    fn open_group(&self, events: usize) -> Group {
         Group {
-            batch: self.db.batch(),
-            overlay: Overlay::new(),
-            committed: Vec::new(),
+            batch: WriteBatch::with_capacity(self.db.clone(), 2 * events + 2),
+            overlay: Overlay::with_capacity(events),
+            committed: Vec::with_capacity(events),
             appended: Appended::default(),
             force_sync: false,
         }
@@ -296,7 +303,7 @@ impl Committer {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         let mut pending = Pending {
-            slots: Overlay::new(),
+            slots: Overlay::with_capacity(ops.len()),
             events: Vec::with_capacity(ops.len()),
         };
         for (index, op) in ops.into_iter().enumerate() {
