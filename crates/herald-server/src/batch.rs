@@ -11,9 +11,44 @@ use herald_store::{DocId, TableName, WriteOp, Written};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// One operation of a batch, as sent.
+/// One operation of a batch, as sent: every field any operation takes.
+///
+/// Flat rather than an internally tagged enum, which serde can only read by
+/// buffering the whole operation — documents included — and reading it
+/// again; [`RawOp::into_op`] checks which fields the `op` takes.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+struct RawOp {
+    op: OpKind,
+    table: String,
+    id: Option<String>,
+    doc: Option<Value>,
+    patch: Option<Value>,
+    if_version: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum OpKind {
+    Insert,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl OpKind {
+    fn name(self) -> &'static str {
+        match self {
+            OpKind::Insert => "insert",
+            OpKind::Put => "put",
+            OpKind::Patch => "patch",
+            OpKind::Delete => "delete",
+        }
+    }
+}
+
+/// One operation of a batch, checked.
+#[derive(Debug)]
 enum BatchOp {
     Insert {
         table: String,
@@ -36,6 +71,64 @@ enum BatchOp {
         id: String,
         if_version: Option<u64>,
     },
+}
+
+impl RawOp {
+    /// The operation, if it has exactly the fields its `op` takes.
+    fn into_op(self) -> Result<BatchOp, String> {
+        let RawOp {
+            op,
+            table,
+            id,
+            doc,
+            patch,
+            if_version,
+        } = self;
+        let name = op.name();
+        let needs = |field: &str| format!("\"{name}\" needs \"{field}\"");
+        let refuse = |field: &str, given: bool| match given {
+            true => Err(format!("\"{name}\" takes no \"{field}\"")),
+            false => Ok(()),
+        };
+        Ok(match op {
+            OpKind::Insert => {
+                refuse("id", id.is_some())?;
+                refuse("patch", patch.is_some())?;
+                refuse("if_version", if_version.is_some())?;
+                BatchOp::Insert {
+                    table,
+                    doc: doc.ok_or_else(|| needs("doc"))?,
+                }
+            }
+            OpKind::Put => {
+                refuse("patch", patch.is_some())?;
+                BatchOp::Put {
+                    table,
+                    id: id.ok_or_else(|| needs("id"))?,
+                    doc: doc.ok_or_else(|| needs("doc"))?,
+                    if_version,
+                }
+            }
+            OpKind::Patch => {
+                refuse("doc", doc.is_some())?;
+                BatchOp::Patch {
+                    table,
+                    id: id.ok_or_else(|| needs("id"))?,
+                    patch: patch.ok_or_else(|| needs("patch"))?,
+                    if_version,
+                }
+            }
+            OpKind::Delete => {
+                refuse("doc", doc.is_some())?;
+                refuse("patch", patch.is_some())?;
+                BatchOp::Delete {
+                    table,
+                    id: id.ok_or_else(|| needs("id"))?,
+                    if_version,
+                }
+            }
+        })
+    }
 }
 
 impl BatchOp {
@@ -108,7 +201,9 @@ pub(crate) async fn batch(
     };
     let mut writes = Vec::with_capacity(ops.len());
     for (index, op) in ops.into_iter().enumerate() {
-        let op: BatchOp = serde_json::from_value(op)
+        let op = serde_json::from_value::<RawOp>(op)
+            .map_err(|e| e.to_string())
+            .and_then(RawOp::into_op)
             .map_err(|e| ApiError::new(ErrorCode::InvalidBatch, format!("ops[{index}]: {e}")))?;
         let in_op = |inner: ApiError| ApiError {
             message: format!("ops[{index}]: {}", inner.message),

@@ -1252,12 +1252,40 @@ async fn batch_rejects_malformed_requests() {
             json!({"op": "put", "table": "b", "id": "x", "doc": {}, "if_version": "1"}),
             0,
         ),
+        (json!({"op": "put", "table": "b", "id": "x"}), 0),
+        (json!({"op": "patch", "table": "b", "patch": {}}), 0),
+        (
+            json!({"op": "delete", "table": "b", "id": "x", "doc": {}}),
+            0,
+        ),
     ] {
         let message = s
             .post(batch, &json!({ "ops": [op] }))
             .await
             .error(400, "invalid_batch");
         assert!(message.contains(&format!("ops[{index}]")), "{message}");
+    }
+
+    // A field another operation takes is refused by name.
+    for (op, says) in [
+        (
+            json!({"op": "insert", "table": "b", "id": "x", "doc": {}}),
+            r#""insert" takes no "id""#,
+        ),
+        (
+            json!({"op": "patch", "table": "b", "id": "x", "doc": {}, "patch": {}}),
+            r#""patch" takes no "doc""#,
+        ),
+        (
+            json!({"op": "put", "table": "b", "doc": {}}),
+            r#""put" needs "id""#,
+        ),
+    ] {
+        let message = s
+            .post(batch, &json!({ "ops": [op] }))
+            .await
+            .error(400, "invalid_batch");
+        assert!(message.contains(says), "{message}");
     }
 
     // Operations are validated like single writes, and name their index.
