@@ -18,6 +18,7 @@
 //! - [`target`]: the server under test.
 //! - [`net`]: connections from several source addresses.
 //! - [`report`]: the summary table and the JSON result.
+//! - [`runs`]: several runs of a scenario and how far they spread.
 //! - `progress`: the line printed every second.
 //! - `scenario`: the scenarios, one module each, and what their clients
 //!   share: an open-loop schedule, a WebSocket publisher, a receiver that
@@ -27,6 +28,7 @@ pub mod net;
 pub mod proc;
 mod progress;
 pub mod report;
+pub mod runs;
 mod scenario;
 pub mod stats;
 pub mod target;
@@ -71,6 +73,11 @@ pub struct Common {
     /// Also write the result as JSON to this file.
     #[arg(long, global = true, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Run the scenario this many times (each against a fresh server,
+    /// unless --url names one) and report each figure's median and spread.
+    #[arg(long, global = true, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
 }
 
 impl Common {
@@ -94,7 +101,7 @@ impl Common {
 }
 
 /// The scenarios.
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Scenario {
     /// Idle connections: server memory per connection (the slope of its RSS
     /// over several counts) and the time to connect them all.
@@ -118,30 +125,53 @@ pub enum Scenario {
     Worker(WorkerArgs),
 }
 
-/// Runs `herald bench`: the scenario, then the table on standard output
-/// and the JSON file if asked.
+/// Runs `herald bench`: the scenario (`--runs` times), then the table on
+/// standard output and the JSON file if asked.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let common = args.common;
-    let out = common.out.clone();
-    let report = runtime.block_on(async move {
-        match args.scenario {
-            Scenario::Connections(a) => connections(&common, a).await,
-            Scenario::Fanout(a) => fanout(&common, a).await,
-            Scenario::Rooms(a) => rooms(&common, a).await,
-            Scenario::Tables(a) => tables(&common, a).await,
-            Scenario::Resume(a) => resume(&common, a).await,
-            Scenario::Worker(a) => worker(a).await.map(|()| None),
+    let runs = if matches!(args.scenario, Scenario::Worker(_)) {
+        1
+    } else {
+        common.runs
+    };
+    let mut reports = Vec::new();
+    for n in 1..=runs {
+        if runs > 1 {
+            eprintln!("== run {n} of {runs}");
         }
-    })?;
-    if let Some(report) = report {
+        let scenario = args.scenario.clone();
+        let report = runtime.block_on(run_once(&common, scenario))?;
+        let Some(report) = report else {
+            return Ok(());
+        };
         print!("{}", report.table());
-        if let Some(path) = &out {
+        reports.push(report);
+    }
+    if runs == 1 {
+        if let (Some(path), Some(report)) = (&common.out, reports.first()) {
             report.write(path)?;
         }
+        return Ok(());
+    }
+    let runs = runs::Runs { reports };
+    print!("{}", runs.table());
+    if let Some(path) = &common.out {
+        runs.write(path)?;
     }
     Ok(())
+}
+
+async fn run_once(common: &Common, scenario: Scenario) -> anyhow::Result<Option<Report>> {
+    match scenario {
+        Scenario::Connections(a) => connections(common, a).await,
+        Scenario::Fanout(a) => fanout(common, a).await,
+        Scenario::Rooms(a) => rooms(common, a).await,
+        Scenario::Tables(a) => tables(common, a).await,
+        Scenario::Resume(a) => resume(common, a).await,
+        Scenario::Worker(a) => worker(a).await.map(|()| None),
+    }
 }

@@ -12,7 +12,9 @@
 //! Counts are small and nothing is asserted about timing: the machine may
 //! be busy.
 
-use herald_bench::{Common, FanoutArgs, Report, ResumeArgs, RoomsArgs, TablesArgs};
+use herald_bench::{
+    BenchArgs, Common, FanoutArgs, Report, ResumeArgs, RoomsArgs, Scenario, TablesArgs,
+};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -54,6 +56,7 @@ impl Server {
             server_env: Vec::new(),
             sources: 1,
             out: None,
+            runs: 1,
         }
     }
 
@@ -118,6 +121,54 @@ async fn fanout_delivers_every_publish_to_each_subscriber_of_its_channel() {
     // Two subscribers per channel.
     assert_eq!(count(&report, "deliveries"), published * 2, "{table}");
     assert_clean(&report);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_repeat_a_scenario_and_report_each_figures_spread() {
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("runs.json");
+    let args = BenchArgs {
+        scenario: Scenario::Fanout(FanoutArgs {
+            publishers: 1,
+            subscribers: 2,
+            channels: 1,
+            payload: 100,
+            rate: 50.0,
+            duration: 0.5,
+        }),
+        common: Common {
+            runs: 3,
+            out: Some(out.clone()),
+            ..server.common()
+        },
+    };
+    // `run` drives its own runtime: off this one's threads.
+    tokio::task::spawn_blocking(move || herald_bench::run(args))
+        .await
+        .unwrap()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let runs = doc["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3, "{doc}");
+    for run in runs {
+        let published = run["published"].as_u64().unwrap();
+        assert!(published > 0, "{doc}");
+        assert_eq!(run["deliveries"].as_u64(), Some(published * 2), "{doc}");
+        assert_eq!(run["lost"], 0, "{doc}");
+    }
+    // The spread is taken over exactly these runs.
+    let delivered: Vec<f64> = runs
+        .iter()
+        .map(|r| r["deliveries"].as_f64().unwrap())
+        .collect();
+    let spread = &doc["spread"]["deliveries"];
+    let max = delivered.iter().copied().fold(f64::MIN, f64::max);
+    let min = delivered.iter().copied().fold(f64::MAX, f64::min);
+    assert_eq!(spread["max"].as_f64(), Some(max), "{doc}");
+    assert_eq!(spread["min"].as_f64(), Some(min), "{doc}");
+    assert_eq!(doc["scenario"], "fanout");
     server.stop().await;
 }
 
