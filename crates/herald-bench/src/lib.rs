@@ -35,8 +35,8 @@ pub mod target;
 
 pub use report::Report;
 pub use scenario::{
-    ConnectionsArgs, FanoutArgs, ResumeArgs, RoomsArgs, TablesArgs, WorkerArgs, connections,
-    fanout, resume, rooms, tables, worker,
+    ConnectionsArgs, FanoutArgs, ReceiversArgs, ResumeArgs, RoomsArgs, TablesArgs, WorkerArgs,
+    connections, fanout, receivers, resume, rooms, tables, worker,
 };
 
 use clap::{Args, Subcommand};
@@ -123,6 +123,9 @@ pub enum Scenario {
     /// (Internal) a helper process holding connections for `connections`.
     #[command(hide = true)]
     Worker(WorkerArgs),
+    /// (Internal) a helper process holding subscribers for `fanout --procs`.
+    #[command(hide = true)]
+    Receivers(ReceiversArgs),
 }
 
 /// Runs `herald bench`: the scenario (`--runs` times), then the table on
@@ -133,7 +136,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let common = args.common;
-    let runs = if matches!(args.scenario, Scenario::Worker(_)) {
+    let runs = if matches!(args.scenario, Scenario::Worker(_) | Scenario::Receivers(_)) {
         1
     } else {
         common.runs
@@ -173,5 +176,6 @@ async fn run_once(common: &Common, scenario: Scenario) -> anyhow::Result<Option<
         Scenario::Tables(a) => tables(common, a).await,
         Scenario::Resume(a) => resume(common, a).await,
         Scenario::Worker(a) => worker(a).await.map(|()| None),
+        Scenario::Receivers(a) => receivers(a).await.map(|()| None),
     }
 }

@@ -5,9 +5,11 @@
 //! A scenario normally starts `herald serve` from its own executable,
 //! which in a test is the test binary, so the tests attach to the
 //! in-process server with `--url`/`--pid` instead; the `/proc` figures then
-//! measure this process, which is fine for a smoke test. `connections` is
-//! not run here: it spawns `herald bench worker` helpers from the current
-//! executable too, and the test binary is not `herald`.
+//! measure this process, which is fine for a smoke test. What spawns
+//! helper processes (`connections`, `fanout --procs`) is not run here:
+//! helpers are started from the current executable, and the test binary is
+//! not `herald`; `tests/bench_cli.rs` at the workspace root runs those with
+//! the real binary.
 //!
 //! Counts are small and nothing is asserted about timing: the machine may
 //! be busy.
@@ -109,6 +111,7 @@ async fn fanout_delivers_every_publish_to_each_subscriber_of_its_channel() {
         payload: 100,
         rate: 100.0,
         duration: 1.0,
+        procs: 1,
     };
     let report = herald_bench::fanout(&server.common(), args)
         .await
@@ -137,6 +140,7 @@ async fn runs_repeat_a_scenario_and_report_each_figures_spread() {
             payload: 100,
             rate: 50.0,
             duration: 0.5,
+            procs: 1,
         }),
         common: Common {
             runs: 3,

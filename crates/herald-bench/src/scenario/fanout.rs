@@ -9,8 +9,9 @@
 //! and in order, against the publishes the server acknowledged.
 
 use super::publisher::{Stamp, publish};
+use super::receivers::Helper;
 use super::schedule::Schedule;
-use super::subscriber::{Delivery, Totals, receive, subscribe, wait_for};
+use super::subscriber::{Delivery, Seen, Totals, receive, subscribe, wait_for};
 use crate::Common;
 use crate::net::{self, Sources};
 use crate::progress::{Counters, Progress};
@@ -44,10 +45,34 @@ pub struct FanoutArgs {
     /// Seconds of publishing.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
+    /// Hold the subscribers in this many helper processes instead of this
+    /// one (each process may hold at most 20,000 file descriptors here).
+    #[arg(long, default_value_t = 1)]
+    pub procs: usize,
+}
+
+/// The channel subscriber `i` follows.
+pub(super) fn channel_of(i: usize, channels: usize) -> usize {
+    i % channels
+}
+
+/// The messages subscriber `i` must receive: the acknowledged publishes of
+/// every stream to its channel.
+pub(super) fn expected_for(
+    i: usize,
+    channels: usize,
+    acked: &HashMap<u32, u64>,
+) -> HashMap<u32, u64> {
+    let channel = channel_of(i, channels);
+    acked
+        .iter()
+        .filter(|(q, _)| **q as usize % channels == channel)
+        .map(|(q, n)| (*q, *n))
+        .collect()
 }
 
 /// The numbering of an `event` frame.
-fn delivery(frame: &str) -> Option<Delivery> {
+pub(super) fn delivery(frame: &str) -> Option<Delivery> {
     let stamp = Stamp::read(frame.strip_prefix(r#"{"type":"event""#)?)?;
     Some(Delivery {
         t: stamp.t,
@@ -56,8 +81,8 @@ fn delivery(frame: &str) -> Option<Delivery> {
 }
 
 pub async fn fanout(common: &Common, args: FanoutArgs) -> anyhow::Result<Option<Report>> {
-    if args.publishers == 0 || args.channels == 0 || args.rate <= 0.0 {
-        bail!("--publishers, --channels and --rate must be positive");
+    if args.publishers == 0 || args.channels == 0 || args.rate <= 0.0 || args.procs == 0 {
+        bail!("--publishers, --channels, --rate and --procs must be positive");
     }
     let target = common.target()?;
     let server = net::server_addr(&target.base)?;
@@ -65,19 +90,41 @@ pub async fn fanout(common: &Common, args: FanoutArgs) -> anyhow::Result<Option<
     let sources = Sources::new(common.sources);
     let counters = Arc::new(Counters::default());
 
-    // Subscribers first, each live before publishing starts.
-    let mut subscribers = Vec::with_capacity(args.subscribers);
-    for i in 0..args.subscribers {
-        let channel = format!("bench:{}", i % args.channels);
-        let selection = json!({"channel": channel});
-        let (ws, _) = subscribe(&url, server, sources.nth(i), selection).await?;
-        subscribers.push(ws);
-    }
+    // Subscribers first, each live before publishing starts: here, or in
+    // helper processes.
     let (done, stop) = tokio::sync::watch::channel(false);
-    let readers: Vec<_> = subscribers
-        .into_iter()
-        .map(|ws| tokio::spawn(receive(ws, delivery, counters.clone(), stop.clone())))
-        .collect();
+    let receivers = if args.procs == 1 {
+        let mut readers = Vec::with_capacity(args.subscribers);
+        for i in 0..args.subscribers {
+            let channel = format!("bench:{}", channel_of(i, args.channels));
+            let selection = json!({"channel": channel});
+            let (ws, _) = subscribe(&url, server, sources.nth(i), selection).await?;
+            readers.push(tokio::spawn(receive(
+                ws,
+                delivery,
+                counters.clone(),
+                stop.clone(),
+            )));
+        }
+        Receivers::Here(readers)
+    } else {
+        let share = args.subscribers.div_ceil(args.procs);
+        let mut helpers = Vec::with_capacity(args.procs);
+        for first in (0..args.subscribers).step_by(share.max(1)) {
+            let count = share.min(args.subscribers - first);
+            let helper = Helper::start(
+                &target.base,
+                common.sources,
+                args.channels,
+                first,
+                count,
+                counters.clone(),
+            )
+            .await?;
+            helpers.push(helper);
+        }
+        Receivers::Helpers(helpers)
+    };
     let mut publishers = Vec::with_capacity(args.publishers);
     for p in 0..args.publishers {
         let (ws, _) = net::connect(&url, server, sources.nth(args.subscribers + p)).await?;
@@ -109,30 +156,32 @@ pub async fn fanout(common: &Common, args: FanoutArgs) -> anyhow::Result<Option<
     let published: u64 = acked.values().sum();
     // Every subscriber gets every message of its channel: wait for that
     // many deliveries, or for progress to stop.
-    let expected_deliveries: u64 = (0..args.subscribers)
-        .map(|i| {
-            acked
-                .iter()
-                .filter(|(q, _)| **q as usize % args.channels == i % args.channels)
-                .map(|(_, n)| n)
-                .sum::<u64>()
-        })
-        .sum();
-    wait_for(&counters, expected_deliveries).await;
-    let elapsed = started.elapsed();
-    let usage = meter.read(&target)?;
-    let _ = done.send(true);
-
     let mut seen = Totals::default();
-    for (i, reader) in readers.into_iter().enumerate() {
-        let channel = i % args.channels;
-        let expected: HashMap<u32, u64> = acked
-            .iter()
-            .filter(|(q, _)| **q as usize % args.channels == channel)
-            .map(|(q, n)| (*q, *n))
-            .collect();
-        seen.add(&reader.await?, &expected);
-    }
+    let (elapsed, usage) = match receivers {
+        Receivers::Here(readers) => {
+            let expected_deliveries: u64 = (0..args.subscribers)
+                .map(|i| expected_for(i, args.channels, &acked).values().sum::<u64>())
+                .sum();
+            wait_for(&counters, expected_deliveries).await;
+            let (elapsed, usage) = (started.elapsed(), meter.read(&target)?);
+            let _ = done.send(true);
+            for (i, reader) in readers.into_iter().enumerate() {
+                seen.add(&reader.await?, &expected_for(i, args.channels, &acked));
+            }
+            (elapsed, usage)
+        }
+        Receivers::Helpers(helpers) => {
+            // Each helper waits for its own subscribers' deliveries.
+            let finishing = helpers.into_iter().map(|h| h.finish(&acked));
+            let totals = futures_util::future::try_join_all(finishing).await?;
+            let (elapsed, mut usage) = (started.elapsed(), meter.read(&target)?);
+            for (t, cpu_s) in totals {
+                seen.merge(t);
+                usage.generator_cpu_s += cpu_s;
+            }
+            (elapsed, usage)
+        }
+    };
     let deliveries = seen.integrity.received;
     let mut report = Report::new("fanout", &args);
     report
@@ -144,6 +193,14 @@ pub async fn fanout(common: &Common, args: FanoutArgs) -> anyhow::Result<Option<
         .latency(&seen.latency)
         .integrity(&seen.integrity);
     Ok(Some(report))
+}
+
+/// Where the subscribers are read.
+enum Receivers {
+    /// In this process: one task each.
+    Here(Vec<tokio::task::JoinHandle<Seen>>),
+    /// In helper processes.
+    Helpers(Vec<Helper>),
 }
 
 /// One publisher: message `k` goes to channel `(p + k) % channels`.

@@ -3,6 +3,7 @@
 mod connections;
 mod fanout;
 mod publisher;
+mod receivers;
 mod resume;
 mod rooms;
 mod schedule;
@@ -12,6 +13,7 @@ mod writer;
 
 pub use connections::{ConnectionsArgs, WorkerArgs, connections, worker};
 pub use fanout::{FanoutArgs, fanout};
+pub use receivers::{ReceiversArgs, receivers};
 pub use resume::{ResumeArgs, resume};
 pub use rooms::{RoomsArgs, rooms};
 pub use tables::{TablesArgs, tables};

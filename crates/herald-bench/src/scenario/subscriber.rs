@@ -126,6 +126,14 @@ pub(super) struct Totals {
 }
 
 impl Totals {
+    /// Adds what another set of receivers saw (already checked).
+    pub(super) fn merge(&mut self, other: Totals) {
+        self.latency.merge(&other.latency);
+        self.integrity.add(other.integrity);
+        self.strays += other.strays;
+        self.disconnected += other.disconnected;
+    }
+
     /// Adds what one receiver saw, checked against what it should have
     /// seen (`expected`: stream → messages).
     pub(super) fn add(&mut self, seen: &Seen, expected: &HashMap<u32, u64>) {

@@ -1,0 +1,226 @@
+//! `fanout`'s subscribers in helper processes (`--procs N`), so a run is
+//! not bounded by one process's file descriptors (20,000 here).
+//!
+//! Each helper (`herald bench receivers`, hidden) subscribes its share of
+//! the subscribers, answers `ready`, then reports `received <n>` (its
+//! running total) every 200 ms on standard output. When the publishers are
+//! done, the coordinator writes one line on the helper's standard input:
+//! the acknowledged publishes per stream. The helper waits for the
+//! deliveries that makes due, checks them exactly as an in-process run
+//! would, and answers `result <json>`: its merged latency histogram and
+//! sequence checks.
+
+use super::fanout::{channel_of, delivery, expected_for};
+use super::subscriber::{Totals, receive, subscribe, wait_for};
+use crate::net::{self, Sources};
+use crate::proc;
+use crate::progress::Counters;
+use crate::stats::{Integrity, Latency};
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::task::JoinHandle;
+
+/// `herald bench receivers` (internal): holds fanout subscribers
+/// `first..first + count`.
+#[derive(Debug, Clone, Args)]
+pub struct ReceiversArgs {
+    #[arg(long)]
+    pub url: String,
+    #[arg(long)]
+    pub first: usize,
+    #[arg(long)]
+    pub count: usize,
+    #[arg(long)]
+    pub channels: usize,
+    #[arg(long, default_value_t = 1)]
+    pub sources: u8,
+}
+
+/// What a helper saw, as it reports it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Report {
+    /// The latency histogram ([`Latency::encode`]).
+    latency: String,
+    integrity: Integrity,
+    strays: u64,
+    disconnected: u64,
+    /// CPU seconds the helper used from `ready` to its result: part of the
+    /// generator's cost.
+    cpu_s: f64,
+}
+
+impl Report {
+    fn of(totals: &Totals, cpu_s: f64) -> Report {
+        Report {
+            latency: totals.latency.encode(),
+            integrity: totals.integrity,
+            strays: totals.strays,
+            disconnected: totals.disconnected,
+            cpu_s,
+        }
+    }
+
+    fn into_totals(self) -> anyhow::Result<Totals> {
+        Ok(Totals {
+            latency: Latency::decode(&self.latency)?,
+            integrity: self.integrity,
+            strays: self.strays,
+            disconnected: self.disconnected,
+        })
+    }
+}
+
+/// The helper process.
+pub async fn receivers(args: ReceiversArgs) -> anyhow::Result<()> {
+    let server = net::server_addr(&args.url)?;
+    let ws_url = format!("{}/v1/ws", args.url.replacen("http", "ws", 1));
+    let sources = Sources::new(args.sources);
+    let counters = Arc::new(Counters::default());
+    let mut subscribers = Vec::with_capacity(args.count);
+    for i in args.first..args.first + args.count {
+        let selection = json!({"channel": format!("bench:{}", channel_of(i, args.channels))});
+        let (ws, _) = subscribe(&ws_url, server, sources.nth(i), selection).await?;
+        subscribers.push(ws);
+    }
+    let (done, stop) = tokio::sync::watch::channel(false);
+    let readers: Vec<_> = subscribers
+        .into_iter()
+        .map(|ws| tokio::spawn(receive(ws, delivery, counters.clone(), stop.clone())))
+        .collect();
+    let cpu_at_ready = proc::sample(std::process::id())?.cpu;
+    let mut stdout = tokio::io::stdout();
+    stdout.write_all(b"ready\n").await?;
+    stdout.flush().await?;
+
+    let progress = {
+        let counters = counters.clone();
+        tokio::spawn(async move {
+            let mut stdout = tokio::io::stdout();
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let line = format!("received {}\n", counters.received.load(Ordering::Relaxed));
+                if stdout.write_all(line.as_bytes()).await.is_err() || stdout.flush().await.is_err()
+                {
+                    return;
+                }
+            }
+        })
+    };
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    let line = stdin
+        .next_line()
+        .await?
+        .context("the coordinator closed before the run ended")?;
+    let acked: HashMap<u32, u64> =
+        serde_json::from_str(&line).context("the acknowledged publishes")?;
+    let mine = args.first..args.first + args.count;
+    let due: u64 = mine
+        .clone()
+        .map(|i| expected_for(i, args.channels, &acked).values().sum::<u64>())
+        .sum();
+    wait_for(&counters, due).await;
+    let _ = done.send(true);
+    let mut totals = Totals::default();
+    for (i, reader) in mine.zip(readers) {
+        totals.add(&reader.await?, &expected_for(i, args.channels, &acked));
+    }
+    progress.abort();
+    let cpu = proc::sample(std::process::id())?
+        .cpu
+        .saturating_sub(cpu_at_ready);
+    let report = Report::of(&totals, cpu.as_secs_f64());
+    let line = format!("result {}\n", serde_json::to_string(&report)?);
+    stdout.write_all(line.as_bytes()).await?;
+    stdout.flush().await?;
+    Ok(())
+}
+
+/// One helper, seen from the coordinator.
+pub(super) struct Helper {
+    child: Child,
+    /// Reads its progress lines into the shared counters; ends with the
+    /// line that follows them (`result ...`), or an error.
+    lines: JoinHandle<anyhow::Result<String>>,
+}
+
+impl Helper {
+    /// Starts a helper for subscribers `first..first + count`; returns once
+    /// every one of them is subscribed.
+    pub(super) async fn start(
+        url: &str,
+        sources: u8,
+        channels: usize,
+        first: usize,
+        count: usize,
+        counters: Arc<Counters>,
+    ) -> anyhow::Result<Helper> {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .args(["bench", "receivers", "--url", url])
+            .args(["--first", &first.to_string(), "--count", &count.to_string()])
+            .args(["--channels", &channels.to_string()])
+            .args(["--sources", &sources.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a bench receivers helper")?;
+        let stdout = child.stdout.take().context("helper stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        match lines.next_line().await? {
+            Some(line) if line == "ready" => {}
+            other => bail!("a receivers helper failed to start: {other:?}"),
+        }
+        let lines = tokio::spawn(follow(lines, counters));
+        Ok(Helper { child, lines })
+    }
+
+    /// Tells the helper what was acknowledged; returns what it saw and the
+    /// CPU seconds it used since it was ready.
+    pub(super) async fn finish(
+        mut self,
+        acked: &HashMap<u32, u64>,
+    ) -> anyhow::Result<(Totals, f64)> {
+        let mut stdin = self.child.stdin.take().context("helper stdin")?;
+        stdin
+            .write_all(format!("{}\n", serde_json::to_string(acked)?).as_bytes())
+            .await?;
+        stdin.flush().await?;
+        let last = self.lines.await??;
+        let _ = self.child.wait().await;
+        let Some(result) = last.strip_prefix("result ") else {
+            bail!("a receivers helper ended with {last:?}");
+        };
+        let report = serde_json::from_str::<Report>(result)?;
+        let cpu_s = report.cpu_s;
+        Ok((report.into_totals()?, cpu_s))
+    }
+}
+
+/// Adds a helper's progress to `counters` (its lines carry running totals)
+/// until a line that is not progress, which it returns.
+async fn follow(
+    mut lines: Lines<BufReader<ChildStdout>>,
+    counters: Arc<Counters>,
+) -> anyhow::Result<String> {
+    let mut counted = 0u64;
+    while let Some(line) = lines.next_line().await? {
+        match line.strip_prefix("received ").map(str::parse::<u64>) {
+            Some(Ok(total)) => {
+                counters.received(total.saturating_sub(counted));
+                counted = counted.max(total);
+            }
+            _ => return Ok(line),
+        }
+    }
+    bail!("a receivers helper ended without a result")
+}
