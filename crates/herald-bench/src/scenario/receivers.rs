@@ -27,6 +27,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// `herald bench receivers` (internal): holds fanout subscribers
@@ -101,20 +102,8 @@ pub async fn receivers(args: ReceiversArgs) -> anyhow::Result<()> {
     stdout.write_all(b"ready\n").await?;
     stdout.flush().await?;
 
-    let progress = {
-        let counters = counters.clone();
-        tokio::spawn(async move {
-            let mut stdout = tokio::io::stdout();
-            loop {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let line = format!("received {}\n", counters.received.load(Ordering::Relaxed));
-                if stdout.write_all(line.as_bytes()).await.is_err() || stdout.flush().await.is_err()
-                {
-                    return;
-                }
-            }
-        })
-    };
+    let (result, last_line) = oneshot::channel();
+    let reporter = tokio::spawn(report(stdout, counters.clone(), last_line));
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     let line = stdin
         .next_line()
@@ -133,15 +122,35 @@ pub async fn receivers(args: ReceiversArgs) -> anyhow::Result<()> {
     for (i, reader) in mine.zip(readers) {
         totals.add(&reader.await?, &expected_for(i, args.channels, &acked));
     }
-    progress.abort();
     let cpu = proc::sample(std::process::id())?
         .cpu
         .saturating_sub(cpu_at_ready);
     let report = Report::of(&totals, cpu.as_secs_f64());
-    let line = format!("result {}\n", serde_json::to_string(&report)?);
-    stdout.write_all(line.as_bytes()).await?;
-    stdout.flush().await?;
-    Ok(())
+    let _ = result.send(format!("result {}\n", serde_json::to_string(&report)?));
+    reporter.await?
+}
+
+/// Writes the running total every 200 ms, then `last` once it comes: the
+/// one writer of standard output, so no progress line can cut into the
+/// result.
+async fn report(
+    mut stdout: tokio::io::Stdout,
+    counters: Arc<Counters>,
+    mut last: oneshot::Receiver<String>,
+) -> anyhow::Result<()> {
+    loop {
+        let line = tokio::select! {
+            line = &mut last => line.context("the helper ended without a result")?,
+            () = tokio::time::sleep(Duration::from_millis(200)) => {
+                format!("received {}\n", counters.received.load(Ordering::Relaxed))
+            }
+        };
+        stdout.write_all(line.as_bytes()).await?;
+        stdout.flush().await?;
+        if line.starts_with("result ") {
+            return Ok(());
+        }
+    }
 }
 
 /// One helper, seen from the coordinator.
