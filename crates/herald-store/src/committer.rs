@@ -46,6 +46,9 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Most requests committed together.
 pub(crate) const MAX_GROUP: usize = 1024;
+/// Most events a group's buffers are sized for in advance: after a burst
+/// of large batches, small writes must not pay for buffers that size.
+const MAX_PRESIZED_EVENTS: usize = 4096;
 /// How far the offset floor is raised at a time.
 pub(crate) const FLOOR_STEP: u64 = 1 << 20;
 /// Longest a group waits for more writers before its fsync.
@@ -158,7 +161,9 @@ impl Committer {
                 next = self.next_for_group(&mut rx, replies.len(), usual_group, gather_until);
             }
             usual_group = (usual_group * 15 / 16).max(replies.len()).max(1);
-            usual_events = (usual_events * 15 / 16).max(group.committed.len()).max(1);
+            usual_events = (usual_events * 15 / 16)
+                .max(group.committed.len())
+                .clamp(1, MAX_PRESIZED_EVENTS);
             if !replies.is_empty() {
                 self.commit_group(group, replies);
             }
