@@ -21,10 +21,43 @@ use serde_json::Value;
 struct RawOp {
     op: OpKind,
     table: String,
-    id: Option<String>,
-    doc: Option<Value>,
-    patch: Option<Value>,
-    if_version: Option<u64>,
+    #[serde(default)]
+    id: Field<Option<String>>,
+    #[serde(default)]
+    doc: Field<Value>,
+    #[serde(default)]
+    patch: Field<Value>,
+    #[serde(default)]
+    if_version: Field<Option<u64>>,
+}
+
+/// A field of an operation as sent: absent, or given — `null` included, so
+/// `"doc": null` is a document that is not an object (as for a single
+/// write), and a field the `op` does not take is refused even when `null`.
+#[derive(Debug, Default)]
+enum Field<T> {
+    #[default]
+    Absent,
+    Given(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        T::deserialize(d).map(Field::Given)
+    }
+}
+
+impl<T> Field<T> {
+    fn is_given(&self) -> bool {
+        matches!(self, Field::Given(_))
+    }
+
+    fn given(self) -> Option<T> {
+        match self {
+            Field::Given(value) => Some(value),
+            Field::Absent => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -92,39 +125,39 @@ impl RawOp {
         };
         Ok(match op {
             OpKind::Insert => {
-                refuse("id", id.is_some())?;
-                refuse("patch", patch.is_some())?;
-                refuse("if_version", if_version.is_some())?;
+                refuse("id", id.is_given())?;
+                refuse("patch", patch.is_given())?;
+                refuse("if_version", if_version.is_given())?;
                 BatchOp::Insert {
                     table,
-                    doc: doc.ok_or_else(|| needs("doc"))?,
+                    doc: doc.given().ok_or_else(|| needs("doc"))?,
                 }
             }
             OpKind::Put => {
-                refuse("patch", patch.is_some())?;
+                refuse("patch", patch.is_given())?;
                 BatchOp::Put {
                     table,
-                    id: id.ok_or_else(|| needs("id"))?,
-                    doc: doc.ok_or_else(|| needs("doc"))?,
-                    if_version,
+                    id: id.given().flatten().ok_or_else(|| needs("id"))?,
+                    doc: doc.given().ok_or_else(|| needs("doc"))?,
+                    if_version: if_version.given().flatten(),
                 }
             }
             OpKind::Patch => {
-                refuse("doc", doc.is_some())?;
+                refuse("doc", doc.is_given())?;
                 BatchOp::Patch {
                     table,
-                    id: id.ok_or_else(|| needs("id"))?,
-                    patch: patch.ok_or_else(|| needs("patch"))?,
-                    if_version,
+                    id: id.given().flatten().ok_or_else(|| needs("id"))?,
+                    patch: patch.given().ok_or_else(|| needs("patch"))?,
+                    if_version: if_version.given().flatten(),
                 }
             }
             OpKind::Delete => {
-                refuse("doc", doc.is_some())?;
-                refuse("patch", patch.is_some())?;
+                refuse("doc", doc.is_given())?;
+                refuse("patch", patch.is_given())?;
                 BatchOp::Delete {
                     table,
-                    id: id.ok_or_else(|| needs("id"))?,
-                    if_version,
+                    id: id.given().flatten().ok_or_else(|| needs("id"))?,
+                    if_version: if_version.given().flatten(),
                 }
             }
         })

@@ -1280,6 +1280,15 @@ async fn batch_rejects_malformed_requests() {
             json!({"op": "put", "table": "b", "doc": {}}),
             r#""put" needs "id""#,
         ),
+        // Even as null.
+        (
+            json!({"op": "insert", "table": "b", "id": null, "doc": {}}),
+            r#""insert" takes no "id""#,
+        ),
+        (
+            json!({"op": "delete", "table": "b", "id": "x", "doc": null}),
+            r#""delete" takes no "doc""#,
+        ),
     ] {
         let message = s
             .post(batch, &json!({ "ops": [op] }))
@@ -1301,6 +1310,11 @@ async fn batch_rejects_malformed_requests() {
         ),
         (
             json!({"op": "insert", "table": "b", "doc": [1]}),
+            "not_an_object",
+        ),
+        // A null document is a document that is not an object.
+        (
+            json!({"op": "insert", "table": "b", "doc": null}),
             "not_an_object",
         ),
         (
