@@ -39,14 +39,20 @@ impl Spread {
     }
 
     /// `(max − min) / median`, in percent: how far apart the runs are.
-    /// Zero when every run agrees, including when all are zero.
+    /// Zero when every run agrees, including when all are zero; relative to
+    /// the largest magnitude when the median is zero (`lost` of 0, 0, 3 is
+    /// 100 %, not infinite).
     pub fn range_pct(&self) -> f64 {
         let (min, max, median) = (self.min(), self.max(), self.median());
         if max == min {
-            0.0
-        } else {
-            100.0 * (max - min) / median.abs()
+            return 0.0;
         }
+        let scale = if median == 0.0 {
+            max.abs().max(min.abs())
+        } else {
+            median.abs()
+        };
+        100.0 * (max - min) / scale
     }
 }
 
@@ -183,6 +189,17 @@ mod tests {
         };
         assert_eq!(s.median(), 2.5);
         assert!((s.range_pct() - 120.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_zero_median_with_a_spread_is_relative_to_the_largest_value() {
+        let s = Spread {
+            name: "lost".into(),
+            values: vec![0.0, 0.0, 3.0],
+        };
+        assert_eq!(s.median(), 0.0);
+        assert_eq!(s.range_pct(), 100.0);
+        assert!(s.range_pct().is_finite());
     }
 
     #[test]
