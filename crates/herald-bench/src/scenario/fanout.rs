@@ -157,6 +157,7 @@ pub async fn fanout(common: &Common, args: FanoutArgs) -> anyhow::Result<Option<
     // Every subscriber gets every message of its channel: wait for that
     // many deliveries, or for progress to stop.
     let mut seen = Totals::default();
+    let mut helpers_cpu = None;
     let (elapsed, usage) = match receivers {
         Receivers::Here(readers) => {
             let expected_deliveries: u64 = (0..args.subscribers)
@@ -170,15 +171,20 @@ pub async fn fanout(common: &Common, args: FanoutArgs) -> anyhow::Result<Option<
             }
             (elapsed, usage)
         }
-        Receivers::Helpers(helpers) => {
-            // Each helper waits for its own subscribers' deliveries.
-            let finishing = helpers.into_iter().map(|h| h.finish(&acked));
-            let totals = futures_util::future::try_join_all(finishing).await?;
+        Receivers::Helpers(mut helpers) => {
+            // Each helper waits for its own subscribers' deliveries; the
+            // figures are read while they are all still connected.
+            let catching_up = helpers.iter_mut().map(|h| h.catch_up(&acked));
+            futures_util::future::try_join_all(catching_up).await?;
             let (elapsed, mut usage) = (started.elapsed(), meter.read(&target)?);
-            for (t, cpu_s) in totals {
+            let finishing = helpers.into_iter().map(Helper::finish);
+            let mut helpers_cpu_s = 0.0;
+            for (t, cpu_s) in futures_util::future::try_join_all(finishing).await? {
                 seen.merge(t);
-                usage.generator_cpu_s += cpu_s;
+                helpers_cpu_s += cpu_s;
             }
+            usage.generator_cpu_s += helpers_cpu_s;
+            helpers_cpu = Some(helpers_cpu_s);
             (elapsed, usage)
         }
     };
@@ -192,6 +198,10 @@ pub async fn fanout(common: &Common, args: FanoutArgs) -> anyhow::Result<Option<
         .usage(&usage)
         .latency(&seen.latency)
         .integrity(&seen.integrity);
+    if let Some(cpu_s) = helpers_cpu {
+        // Included in generator_cpu_s.
+        report.add("helpers_cpu_s", cpu_s);
+    }
     Ok(Some(report))
 }
 

@@ -3,12 +3,17 @@
 //!
 //! Each helper (`herald bench receivers`, hidden) subscribes its share of
 //! the subscribers, answers `ready`, then reports `received <n>` (its
-//! running total) every 200 ms on standard output. When the publishers are
-//! done, the coordinator writes one line on the helper's standard input:
-//! the acknowledged publishes per stream. The helper waits for the
-//! deliveries that makes due, checks them exactly as an in-process run
-//! would, and answers `result <json>`: its merged latency histogram and
-//! sequence checks.
+//! running total) every 200 ms on standard output. The end of a run takes
+//! two steps, so that every figure is read while all subscribers are still
+//! connected, as in an in-process run:
+//!
+//! 1. The coordinator writes the acknowledged publishes per stream on the
+//!    helper's standard input; the helper waits for the deliveries that
+//!    makes due and answers `caught_up`.
+//! 2. Once every helper has, the coordinator reads the clock and the
+//!    server, then writes `finish`; the helper checks its deliveries exactly
+//!    as an in-process run would and answers `result <json>`: its latency
+//!    histogram, sequence checks and CPU time up to `caught_up`.
 
 use super::fanout::{channel_of, delivery, expected_for};
 use super::subscriber::{Totals, receive, subscribe, wait_for};
@@ -26,9 +31,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::mpsc;
 
 /// `herald bench receivers` (internal): holds fanout subscribers
 /// `first..first + count`.
@@ -101,9 +105,9 @@ pub async fn receivers(args: ReceiversArgs) -> anyhow::Result<()> {
     let mut stdout = tokio::io::stdout();
     stdout.write_all(b"ready\n").await?;
     stdout.flush().await?;
+    let (say, said) = mpsc::channel(2);
+    let reporter = tokio::spawn(report(stdout, counters.clone(), said));
 
-    let (result, last_line) = oneshot::channel();
-    let reporter = tokio::spawn(report(stdout, counters.clone(), last_line));
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     let line = stdin
         .next_line()
@@ -117,48 +121,53 @@ pub async fn receivers(args: ReceiversArgs) -> anyhow::Result<()> {
         .map(|i| expected_for(i, args.channels, &acked).values().sum::<u64>())
         .sum();
     wait_for(&counters, due).await;
+    let cpu = proc::sample(std::process::id())?
+        .cpu
+        .saturating_sub(cpu_at_ready);
+    say.send("caught_up\n".to_owned()).await?;
+    // `finish`, or the coordinator gone: either way the run is over.
+    let _ = stdin.next_line().await;
     let _ = done.send(true);
     let mut totals = Totals::default();
     for (i, reader) in mine.zip(readers) {
         totals.add(&reader.await?, &expected_for(i, args.channels, &acked));
     }
-    let cpu = proc::sample(std::process::id())?
-        .cpu
-        .saturating_sub(cpu_at_ready);
     let report = Report::of(&totals, cpu.as_secs_f64());
-    let _ = result.send(format!("result {}\n", serde_json::to_string(&report)?));
+    say.send(format!("result {}\n", serde_json::to_string(&report)?))
+        .await?;
+    drop(say);
     reporter.await?
 }
 
-/// Writes the running total every 200 ms, then `last` once it comes: the
-/// one writer of standard output, so no progress line can cut into the
-/// result.
+/// Writes the running total every 200 ms and each line `said`, until the
+/// sender is gone: the one writer of standard output, so no progress line
+/// can cut into another.
 async fn report(
     mut stdout: tokio::io::Stdout,
     counters: Arc<Counters>,
-    mut last: oneshot::Receiver<String>,
+    mut said: mpsc::Receiver<String>,
 ) -> anyhow::Result<()> {
     loop {
         let line = tokio::select! {
-            line = &mut last => line.context("the helper ended without a result")?,
+            line = said.recv() => match line {
+                Some(line) => line,
+                None => return Ok(()),
+            },
             () = tokio::time::sleep(Duration::from_millis(200)) => {
                 format!("received {}\n", counters.received.load(Ordering::Relaxed))
             }
         };
         stdout.write_all(line.as_bytes()).await?;
         stdout.flush().await?;
-        if line.starts_with("result ") {
-            return Ok(());
-        }
     }
 }
 
 /// One helper, seen from the coordinator.
 pub(super) struct Helper {
     child: Child,
-    /// Reads its progress lines into the shared counters; ends with the
-    /// line that follows them (`result ...`), or an error.
-    lines: JoinHandle<anyhow::Result<String>>,
+    stdin: ChildStdin,
+    /// Its lines other than progress (which go to the shared counters).
+    lines: mpsc::Receiver<String>,
 }
 
 impl Helper {
@@ -184,27 +193,36 @@ impl Helper {
             .spawn()
             .context("starting a bench receivers helper")?;
         let stdout = child.stdout.take().context("helper stdout")?;
+        let stdin = child.stdin.take().context("helper stdin")?;
         let mut lines = BufReader::new(stdout).lines();
         match lines.next_line().await? {
             Some(line) if line == "ready" => {}
             other => bail!("a receivers helper failed to start: {other:?}"),
         }
-        let lines = tokio::spawn(follow(lines, counters));
-        Ok(Helper { child, lines })
+        let (forward, lines_rx) = mpsc::channel(2);
+        tokio::spawn(follow(lines, counters, forward));
+        Ok(Helper {
+            child,
+            stdin,
+            lines: lines_rx,
+        })
     }
 
-    /// Tells the helper what was acknowledged; returns what it saw and the
-    /// CPU seconds it used since it was ready.
-    pub(super) async fn finish(
-        mut self,
-        acked: &HashMap<u32, u64>,
-    ) -> anyhow::Result<(Totals, f64)> {
-        let mut stdin = self.child.stdin.take().context("helper stdin")?;
-        stdin
-            .write_all(format!("{}\n", serde_json::to_string(acked)?).as_bytes())
-            .await?;
-        stdin.flush().await?;
-        let last = self.lines.await??;
+    /// Tells the helper what was acknowledged; returns once it has received
+    /// what that makes due (or stopped waiting for it).
+    pub(super) async fn catch_up(&mut self, acked: &HashMap<u32, u64>) -> anyhow::Result<()> {
+        self.say(&serde_json::to_string(acked)?).await?;
+        match self.next_line().await?.as_str() {
+            "caught_up" => Ok(()),
+            other => bail!("a receivers helper answered {other:?}, not caught_up"),
+        }
+    }
+
+    /// Ends the helper's run; returns what it saw and the CPU seconds it
+    /// used from `ready` to `caught_up`.
+    pub(super) async fn finish(mut self) -> anyhow::Result<(Totals, f64)> {
+        self.say("finish").await?;
+        let last = self.next_line().await?;
         let _ = self.child.wait().await;
         let Some(result) = last.strip_prefix("result ") else {
             bail!("a receivers helper ended with {last:?}");
@@ -213,23 +231,39 @@ impl Helper {
         let cpu_s = report.cpu_s;
         Ok((report.into_totals()?, cpu_s))
     }
+
+    async fn say(&mut self, line: &str) -> anyhow::Result<()> {
+        self.stdin.write_all(format!("{line}\n").as_bytes()).await?;
+        Ok(self.stdin.flush().await?)
+    }
+
+    async fn next_line(&mut self) -> anyhow::Result<String> {
+        self.lines
+            .recv()
+            .await
+            .context("a receivers helper ended early")
+    }
 }
 
 /// Adds a helper's progress to `counters` (its lines carry running totals)
-/// until a line that is not progress, which it returns.
+/// and passes on its other lines, until it closes its output.
 async fn follow(
     mut lines: Lines<BufReader<ChildStdout>>,
     counters: Arc<Counters>,
-) -> anyhow::Result<String> {
+    forward: mpsc::Sender<String>,
+) {
     let mut counted = 0u64;
-    while let Some(line) = lines.next_line().await? {
+    while let Ok(Some(line)) = lines.next_line().await {
         match line.strip_prefix("received ").map(str::parse::<u64>) {
             Some(Ok(total)) => {
                 counters.received(total.saturating_sub(counted));
                 counted = counted.max(total);
             }
-            _ => return Ok(line),
+            _ => {
+                if forward.send(line).await.is_err() {
+                    return;
+                }
+            }
         }
     }
-    bail!("a receivers helper ended without a result")
 }
