@@ -15,7 +15,7 @@ use serde_json::Value;
 ///
 /// Flat rather than an internally tagged enum, which serde can only read by
 /// buffering the whole operation — documents included — and reading it
-/// again; [`RawOp::into_op`] checks which fields the `op` takes.
+/// again; [`RawOp::into_write`] checks which fields the `op` takes.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOp {
@@ -60,7 +60,7 @@ impl<T> Field<T> {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum OpKind {
     Insert,
@@ -80,35 +80,11 @@ impl OpKind {
     }
 }
 
-/// One operation of a batch, checked.
-#[derive(Debug)]
-enum BatchOp {
-    Insert {
-        table: String,
-        doc: Value,
-    },
-    Put {
-        table: String,
-        id: String,
-        doc: Value,
-        if_version: Option<u64>,
-    },
-    Patch {
-        table: String,
-        id: String,
-        patch: Value,
-        if_version: Option<u64>,
-    },
-    Delete {
-        table: String,
-        id: String,
-        if_version: Option<u64>,
-    },
-}
-
 impl RawOp {
-    /// The operation, if it has exactly the fields its `op` takes.
-    fn into_op(self) -> Result<BatchOp, String> {
+    /// The write this operation asks for: first its fields, checked against
+    /// what its `op` takes (`invalid_batch`), then its table, id and
+    /// document, validated as for a single write.
+    fn into_write(self) -> Result<WriteOp, ApiError> {
         let RawOp {
             op,
             table,
@@ -118,89 +94,57 @@ impl RawOp {
             if_version,
         } = self;
         let name = op.name();
-        let needs = |field: &str| format!("\"{name}\" needs \"{field}\"");
-        let refuse = |field: &str, given: bool| match given {
-            true => Err(format!("\"{name}\" takes no \"{field}\"")),
-            false => Ok(()),
-        };
-        Ok(match op {
+        if op == OpKind::Insert {
+            // Refused even as `null`, so asked before they are read.
+            refuse(name, "id", id.is_given())?;
+            refuse(name, "patch", patch.is_given())?;
+            refuse(name, "if_version", if_version.is_given())?;
+        }
+        let id = id.given().flatten();
+        let expect = if_version.given().flatten().map(Version);
+        match op {
             OpKind::Insert => {
-                refuse("id", id.is_given())?;
-                refuse("patch", patch.is_given())?;
-                refuse("if_version", if_version.is_given())?;
-                BatchOp::Insert {
-                    table,
-                    doc: doc.given().ok_or_else(|| needs("doc"))?,
-                }
+                let doc = need(name, "doc", doc.given())?;
+                Ok(WriteOp::insert(TableName::new(table)?, doc)?)
             }
             OpKind::Put => {
-                refuse("patch", patch.is_given())?;
-                BatchOp::Put {
-                    table,
-                    id: id.given().flatten().ok_or_else(|| needs("id"))?,
-                    doc: doc.given().ok_or_else(|| needs("doc"))?,
-                    if_version: if_version.given().flatten(),
-                }
+                refuse(name, "patch", patch.is_given())?;
+                let (id, doc) = (need(name, "id", id)?, need(name, "doc", doc.given())?);
+                let (table, id) = (TableName::new(table)?, DocId::new(id)?);
+                Ok(WriteOp::put(table, id, doc, expect)?)
             }
             OpKind::Patch => {
-                refuse("doc", doc.is_given())?;
-                BatchOp::Patch {
-                    table,
-                    id: id.given().flatten().ok_or_else(|| needs("id"))?,
-                    patch: patch.given().ok_or_else(|| needs("patch"))?,
-                    if_version: if_version.given().flatten(),
-                }
+                refuse(name, "doc", doc.is_given())?;
+                let (id, patch) = (need(name, "id", id)?, need(name, "patch", patch.given())?);
+                let (table, id) = (TableName::new(table)?, DocId::new(id)?);
+                Ok(WriteOp::patch(table, id, patch, expect))
             }
             OpKind::Delete => {
-                refuse("doc", doc.is_given())?;
-                refuse("patch", patch.is_given())?;
-                BatchOp::Delete {
-                    table,
-                    id: id.given().flatten().ok_or_else(|| needs("id"))?,
-                    if_version: if_version.given().flatten(),
-                }
+                refuse(name, "doc", doc.is_given())?;
+                refuse(name, "patch", patch.is_given())?;
+                let id = need(name, "id", id)?;
+                let (table, id) = (TableName::new(table)?, DocId::new(id)?);
+                Ok(WriteOp::delete(table, id, expect))
             }
-        })
+        }
     }
 }
 
-impl BatchOp {
-    fn into_write(self) -> Result<WriteOp, herald_store::StoreError> {
-        Ok(match self {
-            BatchOp::Insert { table, doc } => WriteOp::insert(TableName::new(table)?, doc)?,
-            BatchOp::Put {
-                table,
-                id,
-                doc,
-                if_version,
-            } => WriteOp::put(
-                TableName::new(table)?,
-                DocId::new(id)?,
-                doc,
-                if_version.map(Version),
-            )?,
-            BatchOp::Patch {
-                table,
-                id,
-                patch,
-                if_version,
-            } => WriteOp::patch(
-                TableName::new(table)?,
-                DocId::new(id)?,
-                patch,
-                if_version.map(Version),
-            ),
-            BatchOp::Delete {
-                table,
-                id,
-                if_version,
-            } => WriteOp::delete(
-                TableName::new(table)?,
-                DocId::new(id)?,
-                if_version.map(Version),
-            ),
-        })
+fn invalid(message: String) -> ApiError {
+    ApiError::new(ErrorCode::InvalidBatch, message)
+}
+
+/// Refuses a field `op` does not take, if it was `given`.
+fn refuse(op: &str, field: &str, given: bool) -> Result<(), ApiError> {
+    match given {
+        true => Err(invalid(format!("\"{op}\" takes no \"{field}\""))),
+        false => Ok(()),
     }
+}
+
+/// A field `op` needs.
+fn need<T>(op: &str, field: &str, value: Option<T>) -> Result<T, ApiError> {
+    value.ok_or_else(|| invalid(format!("\"{op}\" needs \"{field}\"")))
 }
 
 #[derive(Debug, Serialize)]
@@ -234,15 +178,14 @@ pub(crate) async fn batch(
     };
     let mut writes = Vec::with_capacity(ops.len());
     for (index, op) in ops.into_iter().enumerate() {
-        let op = serde_json::from_value::<RawOp>(op)
-            .map_err(|e| e.to_string())
-            .and_then(RawOp::into_op)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidBatch, format!("ops[{index}]: {e}")))?;
         let in_op = |inner: ApiError| ApiError {
             message: format!("ops[{index}]: {}", inner.message),
             ..inner
         };
-        let write = op.into_write().map_err(|e| in_op(e.into()))?;
+        let write = serde_json::from_value::<RawOp>(op)
+            .map_err(|e| invalid(e.to_string()))
+            .and_then(RawOp::into_write)
+            .map_err(in_op)?;
         let write = caller.check(
             &app,
             "write",
