@@ -65,6 +65,11 @@ pub async fn connect(url: &str, server: SocketAddr, source: IpAddr) -> anyhow::R
     Ok((ws, welcome))
 }
 
+/// The WebSocket endpoint of the server at `base` (`http://host:port`).
+pub fn ws_url(base: &str) -> String {
+    format!("{}/v1/ws", base.replacen("http", "ws", 1))
+}
+
 /// The socket address in `http://host:port`.
 pub fn server_addr(base: &str) -> anyhow::Result<SocketAddr> {
     let host = base.split("://").nth(1).unwrap_or(base);

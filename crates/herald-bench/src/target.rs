@@ -66,7 +66,7 @@ impl Target {
 
     /// `ws://host:port/v1/ws`.
     pub fn ws_url(&self) -> String {
-        format!("{}/v1/ws", self.base.replacen("http", "ws", 1))
+        crate::net::ws_url(&self.base)
     }
 
     /// The server's memory and CPU time now.

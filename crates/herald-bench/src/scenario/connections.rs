@@ -7,6 +7,7 @@
 //! each step the server's RSS is read once it settles; the memory per
 //! connection is the least-squares slope through those points.
 
+use super::helper;
 use crate::net::{self, Sources};
 use crate::report::Report;
 use crate::stats;
@@ -15,11 +16,10 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use futures_util::StreamExt;
 use serde::Serialize;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpSocket;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 /// Which kind of connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -114,20 +114,25 @@ async fn spawn_worker(
     first: usize,
     count: usize,
 ) -> anyhow::Result<Child> {
-    let exe = std::env::current_exe()?;
     let kind = match args.kind {
         Kind::Ws => "ws",
         Kind::Sse => "sse",
     };
-    let mut child = Command::new(exe)
-        .args(["bench", "worker", "--url", &target.base, "--kind", kind])
-        .args(["--count", &count.to_string(), "--first", &first.to_string()])
-        .args(["--sources", &sources.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting a bench worker")?;
+    let (count_arg, first_arg, sources_arg) =
+        (count.to_string(), first.to_string(), sources.to_string());
+    let mut child = helper::spawn(&[
+        "worker",
+        "--url",
+        &target.base,
+        "--kind",
+        kind,
+        "--count",
+        &count_arg,
+        "--first",
+        &first_arg,
+        "--sources",
+        &sources_arg,
+    ])?;
     let stdout = child.stdout.take().context("worker stdout")?;
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).await?;
@@ -146,7 +151,7 @@ async fn settled_rss(target: &Target, settle: Duration) -> anyhow::Result<f64> {
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let server = net::server_addr(&args.url)?;
     let sources = Sources::new(args.sources);
-    let ws_url = format!("{}/v1/ws", args.url.replacen("http", "ws", 1));
+    let ws_url = net::ws_url(&args.url);
     // Each connection keeps being read, so pings are answered (an unread
     // WebSocket is closed by the server's heartbeat) and nothing backs up.
     for n in args.first..args.first + args.count {

@@ -21,8 +21,12 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// `herald bench fanout`.
 #[derive(Debug, Clone, Args, Serialize)]
@@ -71,6 +75,27 @@ pub(super) fn expected_for(
         .collect()
 }
 
+/// Subscribes subscribers `range` (each to its channel) and starts reading
+/// each until `stop` is set; returns once all are subscribed.
+pub(super) async fn open_subscribers(
+    url: &str,
+    server: SocketAddr,
+    sources: &Sources,
+    range: Range<usize>,
+    channels: usize,
+    counters: &Arc<Counters>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Vec<JoinHandle<Seen>>> {
+    let mut readers = Vec::with_capacity(range.len());
+    for i in range {
+        let selection = json!({"channel": format!("bench:{}", channel_of(i, channels))});
+        let (ws, _) = subscribe(url, server, sources.nth(i), selection).await?;
+        let reader = receive(ws, delivery, counters.clone(), stop.clone());
+        readers.push(tokio::spawn(reader));
+    }
+    Ok(readers)
+}
+
 /// The numbering of an `event` frame.
 pub(super) fn delivery(frame: &str) -> Option<Delivery> {
     let stamp = Stamp::read(frame.strip_prefix(r#"{"type":"event""#)?)?;
@@ -94,18 +119,9 @@ pub async fn fanout(common: &Common, args: FanoutArgs) -> anyhow::Result<Option<
     // helper processes.
     let (done, stop) = tokio::sync::watch::channel(false);
     let receivers = if args.procs == 1 {
-        let mut readers = Vec::with_capacity(args.subscribers);
-        for i in 0..args.subscribers {
-            let channel = format!("bench:{}", channel_of(i, args.channels));
-            let selection = json!({"channel": channel});
-            let (ws, _) = subscribe(&url, server, sources.nth(i), selection).await?;
-            readers.push(tokio::spawn(receive(
-                ws,
-                delivery,
-                counters.clone(),
-                stop.clone(),
-            )));
-        }
+        let all = 0..args.subscribers;
+        let readers =
+            open_subscribers(&url, server, &sources, all, args.channels, &counters, &stop).await?;
         Receivers::Here(readers)
     } else {
         let share = args.subscribers.div_ceil(args.procs);

@@ -2,6 +2,7 @@
 
 mod connections;
 mod fanout;
+mod helper;
 mod publisher;
 mod receivers;
 mod resume;

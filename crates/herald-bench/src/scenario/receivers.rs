@@ -15,8 +15,9 @@
 //!    as an in-process run would and answers `result <json>`: its latency
 //!    histogram, sequence checks and CPU time up to `caught_up`.
 
-use super::fanout::{channel_of, delivery, expected_for};
-use super::subscriber::{Totals, receive, subscribe, wait_for};
+use super::fanout::{expected_for, open_subscribers};
+use super::helper;
+use super::subscriber::{Totals, wait_for};
 use crate::net::{self, Sources};
 use crate::proc;
 use crate::progress::Counters;
@@ -24,14 +25,12 @@ use crate::stats::{Integrity, Latency};
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::mpsc;
 
 /// `herald bench receivers` (internal): holds fanout subscribers
@@ -87,20 +86,20 @@ impl Report {
 /// The helper process.
 pub async fn receivers(args: ReceiversArgs) -> anyhow::Result<()> {
     let server = net::server_addr(&args.url)?;
-    let ws_url = format!("{}/v1/ws", args.url.replacen("http", "ws", 1));
     let sources = Sources::new(args.sources);
     let counters = Arc::new(Counters::default());
-    let mut subscribers = Vec::with_capacity(args.count);
-    for i in args.first..args.first + args.count {
-        let selection = json!({"channel": format!("bench:{}", channel_of(i, args.channels))});
-        let (ws, _) = subscribe(&ws_url, server, sources.nth(i), selection).await?;
-        subscribers.push(ws);
-    }
     let (done, stop) = tokio::sync::watch::channel(false);
-    let readers: Vec<_> = subscribers
-        .into_iter()
-        .map(|ws| tokio::spawn(receive(ws, delivery, counters.clone(), stop.clone())))
-        .collect();
+    let mine = args.first..args.first + args.count;
+    let readers = open_subscribers(
+        &net::ws_url(&args.url),
+        server,
+        &sources,
+        mine.clone(),
+        args.channels,
+        &counters,
+        &stop,
+    )
+    .await?;
     let cpu_at_ready = proc::sample(std::process::id())?.cpu;
     let mut stdout = tokio::io::stdout();
     stdout.write_all(b"ready\n").await?;
@@ -115,7 +114,6 @@ pub async fn receivers(args: ReceiversArgs) -> anyhow::Result<()> {
         .context("the coordinator closed before the run ended")?;
     let acked: HashMap<u32, u64> =
         serde_json::from_str(&line).context("the acknowledged publishes")?;
-    let mine = args.first..args.first + args.count;
     let due: u64 = mine
         .clone()
         .map(|i| expected_for(i, args.channels, &acked).values().sum::<u64>())
@@ -181,17 +179,21 @@ impl Helper {
         count: usize,
         counters: Arc<Counters>,
     ) -> anyhow::Result<Helper> {
-        let exe = std::env::current_exe()?;
-        let mut child = Command::new(exe)
-            .args(["bench", "receivers", "--url", url])
-            .args(["--first", &first.to_string(), "--count", &count.to_string()])
-            .args(["--channels", &channels.to_string()])
-            .args(["--sources", &sources.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting a bench receivers helper")?;
+        let (first, count) = (first.to_string(), count.to_string());
+        let (channels, sources) = (channels.to_string(), sources.to_string());
+        let mut child = helper::spawn(&[
+            "receivers",
+            "--url",
+            url,
+            "--first",
+            &first,
+            "--count",
+            &count,
+            "--channels",
+            &channels,
+            "--sources",
+            &sources,
+        ])?;
         let stdout = child.stdout.take().context("helper stdout")?;
         let stdin = child.stdin.take().context("helper stdin")?;
         let mut lines = BufReader::new(stdout).lines();
