@@ -178,8 +178,25 @@ impl State {
 
     /// Takes a place in `room` for `conn` (attached), not yet listed. A
     /// missing room of a persistent namespace (which would be stored for
-    /// good) is created only if `create`.
+    /// good) is created only if `create`. A connection is known only while
+    /// it holds a place: one whose first join is refused is forgotten again.
     pub(super) fn reserve(
+        &mut self,
+        namespaces: &Namespaces,
+        conn: u64,
+        room: &ChannelName,
+        data: Value,
+        create: bool,
+        now: Timestamp,
+    ) -> Result<Reserved, HubError> {
+        let reserved = self.take_place(namespaces, conn, room, data, create, now);
+        if reserved.is_err() && self.conns.get(&conn).is_some_and(|a| a.rooms.is_empty()) {
+            self.conns.remove(&conn);
+        }
+        reserved
+    }
+
+    fn take_place(
         &mut self,
         namespaces: &Namespaces,
         conn: u64,
@@ -614,7 +631,7 @@ mod tests {
     #[test]
     fn the_member_limit_counts_reservations_and_frees_on_leave() {
         let ns = namespaces();
-        let (mut state, _o) = attached(3);
+        let (mut state, outboxes) = attached(3);
         let r = room("small:a");
         assert_eq!(kinds(&join(&mut state, &ns, 1, &r)), ["member_joined"]);
         // Reserved but not confirmed: counted, not listed.
@@ -628,6 +645,9 @@ mod tests {
         assert_eq!(full.code, ErrorCode::RoomFull);
         // A cancelled reservation frees its place and announces nothing.
         state.cancel(2, &r);
+        // Refused in its first join, 3 was forgotten: a join attaches it
+        // again, as `Rooms::join_as` does.
+        state.attach(3, &outboxes[2], Some("user:u3".into()), Timestamp(3));
         assert!(
             state
                 .reserve(&ns, 3, &r, Value::Null, true, Timestamp(3))
@@ -690,6 +710,34 @@ mod tests {
             .reserve(&ns, 1, &gone, Value::Null, true, Timestamp(5))
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn a_connection_whose_first_join_is_refused_is_forgotten() {
+        let ns = namespaces();
+        let (mut state, _o) = attached(2);
+        let r = room("chat:full");
+        join(&mut state, &ns, 1, &r);
+        state.put(
+            &ns,
+            &r,
+            RoomSettings {
+                max_members: Some(1),
+                ..Default::default()
+            },
+            Timestamp(1),
+        );
+        let err = state
+            .reserve(&ns, 2, &r, Value::Null, true, Timestamp(1))
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::RoomFull);
+        assert!(!state.conns.contains_key(&2), "no bookkeeping left for 2");
+        // One already in a room keeps its place when another join fails.
+        let err = state
+            .reserve(&ns, 1, &r, Value::Null, true, Timestamp(1))
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::AlreadyMember);
+        assert!(state.conns.contains_key(&1));
     }
 
     #[test]
