@@ -313,11 +313,7 @@ pub(crate) async fn scrape(
     State(app): State<AppState>,
     caller: crate::security::Caller,
 ) -> Response {
-    if let Err(e) = caller.check(
-        &app,
-        "metrics",
-        caller.0.require(herald_auth::Action::Metrics, ""),
-    ) {
+    if let Err(e) = caller.require(&app, "metrics", herald_auth::Action::Metrics, "") {
         return e.into_response();
     }
     let snapshot = Snapshot::take(&app).await;

@@ -274,7 +274,7 @@ pub(crate) async fn stats(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Stats>, ApiError> {
-    caller.check(&app, "stats", caller.0.require_admin())?;
+    caller.require_admin(&app, "stats")?;
     Ok(Json(Stats::now(&app).await))
 }
 
@@ -293,7 +293,7 @@ pub(crate) async fn subscriptions(
     State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.check(&app, "list subscriptions", caller.0.require_admin())?;
+    caller.require_admin(&app, "list subscriptions")?;
     let listed: Vec<Listed> = app
         .hub
         .subscriptions()
