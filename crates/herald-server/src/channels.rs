@@ -33,8 +33,7 @@ pub(crate) fn standing(
     room: &ChannelName,
 ) -> Standing {
     let server = matches!(who.who, Who::ApiKey { .. }) || who.permissions.is_admin();
-    let moderator = who.may(Action::Moderate, room.as_str())
-        || matches!(&who.who, Who::User(sub) if app.rooms.lists_moderator(room, sub));
+    let moderator = is_moderator(app, who, room);
     let member = conn.is_some_and(|c| app.rooms.holds(c, room))
         || who
             .publisher()
@@ -44,6 +43,13 @@ pub(crate) fn standing(
         moderator,
         member,
     }
+}
+
+/// Whether `who` moderates `room`: `moderate:<room>` (admins hold it), or
+/// listed in the room's `moderators`.
+pub(crate) fn is_moderator(app: &AppState, who: &Principal, room: &ChannelName) -> bool {
+    who.may(Action::Moderate, room.as_str())
+        || matches!(&who.who, Who::User(sub) if app.rooms.lists_moderator(room, sub))
 }
 
 /// `forbidden` unless `who` may publish to `channel`: its permission, then

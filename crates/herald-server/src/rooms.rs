@@ -12,7 +12,7 @@
 
 use crate::AppState;
 use crate::auth::Principal;
-use crate::channels::standing;
+use crate::channels::is_moderator;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Params};
 use crate::security::Caller;
@@ -37,13 +37,8 @@ fn may_join(who: &Principal, room: &ChannelName) -> Result<(), ApiError> {
 /// hold it), or listed in the room's `moderators`. An API key without
 /// `moderate:` is no moderator: a narrowly scoped integration key must not
 /// be able to remove anyone anywhere.
-fn require_moderator(
-    app: &AppState,
-    who: &Principal,
-    conn: Option<u64>,
-    room: &ChannelName,
-) -> Result<(), ApiError> {
-    if standing(app, who, conn, room).moderator {
+fn require_moderator(app: &AppState, who: &Principal, room: &ChannelName) -> Result<(), ApiError> {
+    if is_moderator(app, who, room) {
         return Ok(());
     }
     Err(ApiError::forbidden(format!(
@@ -127,8 +122,7 @@ pub(crate) async fn on_ws(
             reference,
         } => {
             let room = ChannelName::new(room)?;
-            require_moderator(app, who, Some(conn.id()), &room)
-                .inspect_err(denied("remove_member"))?;
+            require_moderator(app, who, &room).inspect_err(denied("remove_member"))?;
             let id = client_id(&client, &room)?;
             rooms.leave(id, &room, LeaveReason::Removed, who.publisher(), None)?;
             Ok(Some(ServerMessage::MemberRemoved {
@@ -299,7 +293,7 @@ pub(crate) async fn remove_member(
     caller.check(
         &app,
         "remove_member",
-        require_moderator(&app, &caller.0, None, &room),
+        require_moderator(&app, &caller.0, &room),
     )?;
     let id = client_id(&client, &room)?;
     let member = app
