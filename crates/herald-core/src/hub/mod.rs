@@ -106,7 +106,7 @@ struct Inner {
 type EndedMemberships = std::sync::OnceLock<mpsc::UnboundedSender<EndedMembership>>;
 
 /// A room membership the hub ended on its own: `(connection, room, why)`.
-pub type EndedMembership = (u64, String, herald_proto::LeaveReason);
+pub type EndedMembership = (u64, ChannelName, herald_proto::LeaveReason);
 
 #[derive(Debug, Clone)]
 struct ShardHandle {

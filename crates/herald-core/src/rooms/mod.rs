@@ -532,7 +532,7 @@ async fn withdraw(
     mut ended: tokio::sync::mpsc::UnboundedReceiver<EndedMembership>,
 ) {
     while let Some((conn, room, reason)) = ended.recv().await {
-        let (Some(inner), Ok(room)) = (rooms.upgrade(), ChannelName::new(room)) else {
+        let Some(inner) = rooms.upgrade() else {
             return;
         };
         Rooms { inner }.withdraw(conn, &room, reason);

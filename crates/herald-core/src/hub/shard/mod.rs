@@ -18,7 +18,7 @@ use super::{
 };
 use crate::LogLimit;
 use crate::outbox::{End, Outbox, Outgoing, Pushed};
-use crate::subscribe::ALL_TABLES;
+use crate::subscribe::{ALL_TABLES, Topic};
 use crate::view::View;
 use bytes::Bytes;
 use herald_filter::SubIndex;
@@ -1131,9 +1131,10 @@ impl Shard {
     /// Tells the rooms that the hub ended membership `sub` on its own.
     fn report_ended(&self, sub: &Sub, reason: LeaveReason) {
         if sub.membership
+            && let Topic::Channel(room) = &sub.topic
             && let Some(ended) = self.ended.get()
         {
-            let _ = ended.send((sub.conn, sub.id.to_string(), reason));
+            let _ = ended.send((sub.conn, room.clone(), reason));
         }
     }
 
