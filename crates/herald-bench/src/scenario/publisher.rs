@@ -107,7 +107,7 @@ pub(super) async fn publish(
                 answered(answers, answer);
                 answers += 1;
             },
-            () = tokio::time::sleep(Duration::from_millis(100)), if !sending => {}
+            () = tokio::time::sleep_until((heard + QUIET).into()), if !sending => break,
         }
     }
     Ok(sent)

@@ -82,7 +82,7 @@ fn room(r: usize) -> String {
 }
 
 /// What a publisher's broadcasts came to.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Sent {
     /// Requests sent.
     requests: u64,
@@ -90,9 +90,8 @@ struct Sent {
     acked: u64,
     /// Answered `error`.
     refused: u64,
-    /// The fewest and most `receivers` the answers gave (`(MAX, 0)`
-    /// before the first).
-    receivers: (u64, u64),
+    /// The fewest and most `receivers` the answers gave, once any did.
+    receivers: Option<(u64, u64)>,
 }
 
 impl Sent {
@@ -104,10 +103,7 @@ impl Sent {
         };
         let receivers = answer["receivers"].as_u64().unwrap_or(0);
         self.acked += 1;
-        self.receivers = (
-            self.receivers.0.min(receivers),
-            self.receivers.1.max(receivers),
-        );
+        self.receivers = widen(self.receivers, Some((receivers, receivers)));
     }
 
     /// Adds another publisher's.
@@ -115,21 +111,15 @@ impl Sent {
         self.requests += other.requests;
         self.acked += other.acked;
         self.refused += other.refused;
-        self.receivers = (
-            self.receivers.0.min(other.receivers.0),
-            self.receivers.1.max(other.receivers.1),
-        );
+        self.receivers = widen(self.receivers, other.receivers);
     }
 }
 
-impl Default for Sent {
-    fn default() -> Self {
-        Sent {
-            requests: 0,
-            acked: 0,
-            refused: 0,
-            receivers: (u64::MAX, 0),
-        }
+/// The smallest range holding both (min, max) ranges.
+fn widen(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<(u64, u64)> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
+        (a, b) => a.or(b),
     }
 }
 
@@ -216,8 +206,8 @@ pub async fn rooms(common: &Common, args: RoomsArgs) -> anyhow::Result<Option<Re
         )
         .add("broadcasts_per_s", sent.acked as f64 / args.duration)
         .add("receivers_expected", connections)
-        .add("receivers_min", sent.receivers.0.min(sent.receivers.1))
-        .add("receivers_max", sent.receivers.1)
+        .add("receivers_min", sent.receivers.map_or(0, |r| r.0))
+        .add("receivers_max", sent.receivers.map_or(0, |r| r.1))
         .add("deliveries_expected", sent.acked * connections as u64)
         .deliveries(seen.integrity.received, elapsed, &usage)
         .usage(&usage)
