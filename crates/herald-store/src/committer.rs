@@ -9,18 +9,25 @@
 //! 2. Apply each request to an overlay of the documents it touches. A request
 //!    whose operation fails is dropped whole (its operations are atomic) and
 //!    leaves no trace; later requests in the group do not see it.
-//! 3. Give the surviving events offsets and timestamps, serialize each once,
-//!    and put documents, log records and metadata into one fjall batch.
-//! 4. Commit the batch with one fsync (group commit), then answer every
-//!    request of the group and broadcast the events.
+//! 3. Give the surviving events offsets and timestamps, serialize each once
+//!    into the log's buffer, and put the documents into one fjall batch.
+//! 4. Write the group's records to the log with one `write` and make them
+//!    durable with one `fdatasync` (group commit); then commit the document
+//!    batch, without a sync of its own; then answer every request of the
+//!    group and broadcast the events.
 //!
-//! Events become visible (in the log, to subscribers) only after they are
-//! durable, so no one ever sees an offset that a crash could take back.
+//! The log is the store's write-ahead log: an event is durable before
+//! anything derived from it is written. Each document batch records the last
+//! offset it reflects (`applied`), and opening the store re-applies the
+//! events after it (see `recover`), so documents lost with the engine's
+//! unsynced tail come back from the log. Events become visible (in the log,
+//! to subscribers) only after they are durable, so no one ever sees an
+//! offset that a crash could take back.
 //!
 //! # Offsets are never reused
 //! Before an offset at or above the persisted *floor* is handed out, the floor
-//! is raised by [`FLOOR_STEP`] in the same batch, and that batch is fsynced
-//! whatever the durability mode. On open, the next offset is the larger of
+//! is raised by [`FLOOR_STEP`], and the new floor and the group's log records
+//! are synced before the group is answered, whatever the durability mode. On open, the next offset is the larger of
 //! "last offset in the log + 1" and the floor. So even when `durability = "os"`
 //! loses the tail of the log in a power cut, its offsets are skipped, not reused.
 //! A clean shutdown lowers the floor to the next offset so restarts leave no gap.
@@ -29,7 +36,8 @@ use crate::apply;
 use crate::config::{Durability, StoreConfig};
 use crate::envelope::{self, Raw};
 use crate::error::StoreError;
-use crate::layout::{self, DocRecord, LogRecord};
+use crate::layout::{self, DocRecord};
+use crate::log::{Appender, Log};
 use crate::names::{DocId, TableName};
 use crate::stats::{self, Appended};
 use crate::store::{Committed, Shared};
@@ -55,8 +63,6 @@ pub(crate) const FLOOR_STEP: u64 = 1 << 20;
 const MAX_GATHER: Duration = Duration::from_micros(150);
 /// Poll interval while gathering.
 const GATHER_STEP: Duration = Duration::from_micros(20);
-/// Log records removed per retention batch.
-const TRIM_CHUNK: usize = 4096;
 
 pub(crate) type Reply = oneshot::Sender<Result<Vec<Written>, StoreError>>;
 
@@ -75,8 +81,9 @@ pub(crate) enum Request {
 pub(crate) struct Committer {
     pub(crate) db: Database,
     pub(crate) docs: Keyspace,
-    pub(crate) log: Keyspace,
     pub(crate) meta: Keyspace,
+    pub(crate) log: Arc<Log>,
+    pub(crate) appender: Appender,
     pub(crate) config: StoreConfig,
     pub(crate) epoch: Epoch,
     pub(crate) shared: Arc<Shared>,
@@ -87,6 +94,9 @@ pub(crate) struct Committer {
     /// Timestamps never go backwards along the log.
     pub(crate) last_ts: Timestamp,
     pub(crate) log_bytes: u64,
+    /// Why writing failed: once set, every later request fails with it (the
+    /// log's tail is in an unknown state until the store is reopened).
+    pub(crate) failure: Option<String>,
 }
 
 /// Documents touched by the requests of one group (or one request), by key.
@@ -100,8 +110,9 @@ struct Group {
     committed: Vec<Committed>,
     /// The events of `committed`, by kind.
     appended: Appended,
-    /// The offset floor was raised: this batch must be fsynced in any mode.
-    force_sync: bool,
+    /// It raised the offset floor: the new floor and the group's records
+    /// must be synced before any answer, in any durability mode.
+    raised_floor: bool,
 }
 
 /// What one successful request will write.
@@ -213,44 +224,35 @@ impl Committer {
         }
     }
 
-    /// A group sized for `events` events: a document and a log record each,
-    /// plus the metadata of the commit.
+    /// A group sized for `events` events: a document each, plus the
+    /// metadata of the commit.
     fn open_group(&self, events: usize) -> Group {
         Group {
-            batch: WriteBatch::with_capacity(self.db.clone(), 2 * events + 2),
+            batch: WriteBatch::with_capacity(self.db.clone(), events + 2),
             overlay: Overlay::with_capacity(events),
             committed: Vec::with_capacity(events),
             appended: Appended::default(),
-            force_sync: false,
+            raised_floor: false,
         }
     }
 
-    /// Commits an applied group with one sync, then answers its requests and
-    /// broadcasts its events.
-    fn commit_group(
-        &mut self,
-        mut group: Group,
-        replies: Vec<(Reply, Result<Vec<Written>, StoreError>)>,
-    ) {
-        if !group.committed.is_empty() {
-            group.batch.insert(
-                &self.meta,
-                layout::META_LOG_BYTES,
-                self.log_bytes.to_be_bytes(),
-            );
-            let sync = group.force_sync || self.config.durability == Durability::Fsync;
-            let mode = if sync {
-                // fdatasync: flushes the data and the metadata needed to read
-                // it back (the file size) — what durability needs, cheaper
-                // than a full fsync.
-                PersistMode::SyncData
-            } else {
-                PersistMode::Buffer
-            };
-            let started = Instant::now();
-            if let Err(e) = group.batch.durability(Some(mode)).commit() {
+    /// Makes an applied group durable with one sync, then answers its
+    /// requests and broadcasts its events.
+    fn commit_group(&mut self, group: Group, replies: Vec<(Reply, Result<Vec<Written>, StoreError>)>) {
+        let Group {
+            batch,
+            mut committed,
+            appended,
+            raised_floor,
+            ..
+        } = group;
+        let last = committed.last().map(|c| c.event.offset);
+        if let Some(last) = last {
+            if let Err(e) = self.persist_log(raised_floor) {
                 tracing::error!(error = %e, "group commit failed; the store refuses further writes");
                 let reason = e.to_string();
+                self.failure = Some(reason.clone());
+                self.shared.applied.stop();
                 for (reply, outcome) in replies {
                     let _ = reply.send(outcome.and(Err(StoreError::CommitFailed {
                         reason: reason.clone(),
@@ -258,29 +260,61 @@ impl Committer {
                 }
                 return;
             }
-            if sync {
-                metrics::histogram!(stats::FSYNC_SECONDS).record(started.elapsed());
-            }
-            metrics::histogram!(stats::COMMIT_GROUP_EVENTS).record(group.committed.len() as f64);
+            metrics::histogram!(stats::COMMIT_GROUP_EVENTS).record(committed.len() as f64);
             // Counted before any reply is sent: an acknowledged write is
             // already in the stats.
-            self.shared.counters.add(&group.appended);
+            self.shared.counters.add(&appended);
             self.shared.counters.set_log_bytes(self.log_bytes);
-            let last = group
-                .committed
-                .last()
-                .map_or(Offset::ZERO, |c| c.event.offset);
             self.shared.head.store(last.0, Ordering::SeqCst);
             let durable_at = Instant::now();
-            for committed in &mut group.committed {
-                committed.durable_at = durable_at;
+            for event in &mut committed {
+                event.durable_at = durable_at;
             }
             // No receivers is fine: nobody is subscribed.
-            let _ = self.shared.events.send(group.committed.into());
+            let _ = self.shared.events.send(committed.into());
         }
         for (reply, outcome) in replies {
             let _ = reply.send(outcome);
         }
+        // The writers prepare their next requests while the documents are
+        // written; readers wait for them (see `applied`).
+        if let Some(last) = last
+            && let Err(e) = self.apply_docs(batch, last)
+        {
+            tracing::error!(error = %e, "writing documents failed; the store refuses further writes");
+            self.failure = Some(e.to_string());
+            self.shared.applied.stop();
+        }
+    }
+
+    /// Writes the group's log records and makes them durable.
+    fn persist_log(&mut self, raised_floor: bool) -> Result<(), StoreError> {
+        self.appender.write()?;
+        if raised_floor || self.config.durability == Durability::Fsync {
+            let started = Instant::now();
+            self.appender.sync()?;
+            metrics::histogram!(stats::FSYNC_SECONDS).record(started.elapsed());
+        }
+        if raised_floor {
+            let mut batch = self.db.batch();
+            batch.insert(
+                &self.meta,
+                layout::META_OFFSET_FLOOR,
+                self.floor.to_be_bytes(),
+            );
+            batch.durability(Some(PersistMode::SyncData)).commit()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the documents of a group whose events are durable, up to `last`.
+    fn apply_docs(&mut self, mut batch: WriteBatch, last: Offset) -> Result<(), StoreError> {
+        // Not synced: whatever of it a crash loses, opening re-applies from
+        // the log.
+        batch.insert(&self.meta, layout::META_APPLIED, last.0.to_be_bytes());
+        batch.durability(Some(PersistMode::Buffer)).commit()?;
+        self.shared.applied.raise(last);
+        self.appender.roll_if_full(self.next)
     }
 
     /// Applies one request's operations; on success stages them in `group`.
@@ -289,6 +323,11 @@ impl Committer {
         group: &mut Group,
         ops: Vec<WriteOp>,
     ) -> Result<Vec<Written>, StoreError> {
+        if let Some(reason) = &self.failure {
+            return Err(StoreError::CommitFailed {
+                reason: reason.clone(),
+            });
+        }
         if ops.is_empty() {
             return Err(StoreError::EmptyBatch);
         }
@@ -543,11 +582,7 @@ impl Committer {
                 data: data.as_deref(),
             };
             let json = envelope::encode(&event, raw);
-            let record = LogRecord::encode(ts, &event.topic, &json);
-            self.log_bytes += record.len() as u64;
-            group
-                .batch
-                .insert(&self.log, layout::log_key(offset), record);
+            self.log_bytes += self.appender.push(offset, ts, &event.topic, &json);
             group.appended.count(&event.body);
             if !derived {
                 written.push(match &event.body {
@@ -576,12 +611,7 @@ impl Committer {
         self.next = offset.next();
         if offset.0 >= self.floor {
             self.floor = offset.0 + FLOOR_STEP;
-            group.batch.insert(
-                &self.meta,
-                layout::META_OFFSET_FLOOR,
-                self.floor.to_be_bytes(),
-            );
-            group.force_sync = true;
+            group.raised_floor = true;
         }
         offset
     }
@@ -606,66 +636,60 @@ impl Committer {
                     .saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
             )
         });
-        loop {
-            let mut batch = self.db.batch();
-            let mut freed = 0u64;
-            let mut last = None;
-            for guard in self
-                .log
-                .range(layout::log_key(self.log_start())..)
-                .take(TRIM_CHUNK)
-            {
-                let (key, value) = guard.into_inner()?;
-                let (ts, _, _) = LogRecord::split(&value)?;
-                let over_size = retention
-                    .max_bytes
-                    .is_some_and(|max| self.log_bytes - freed > max);
-                let too_old = oldest_kept.is_some_and(|oldest| ts < oldest);
-                if !(over_size || too_old) {
-                    break;
+        let mut freed = 0u64;
+        let mut last = None;
+        let log_bytes = self.log_bytes;
+        let head = Offset(self.shared.head.load(Ordering::SeqCst));
+        self.log
+            .for_each_after(Offset(self.log_start().0.saturating_sub(1)), |record| {
+                let over_size = retention.max_bytes.is_some_and(|max| log_bytes - freed > max);
+                let too_old = oldest_kept.is_some_and(|oldest| record.ts < oldest);
+                if record.offset > head || !(over_size || too_old) {
+                    return false;
                 }
-                freed += value.len() as u64;
-                last = Some((layout::decode_log_key(&key)?, ts));
-                batch.remove(&self.log, key);
-            }
-            let Some((last, last_ts)) = last else {
-                return Ok(());
-            };
-            let start = last.next();
-            // Announce the new start before removing anything, so a reader that
-            // raced the removal notices it (see `Store::read_log`).
-            // `trimmed_ts` first: a reader that sees the new start then also
-            // sees the new timestamp (see `Store::position_at`).
-            self.shared.trimmed_ts.store(last_ts.0, Ordering::SeqCst);
-            self.shared.log_start.store(start.0, Ordering::SeqCst);
-            self.log_bytes -= freed;
-            batch.insert(&self.meta, layout::META_LOG_START, start.0.to_be_bytes());
-            batch.insert(&self.meta, layout::META_TRIMMED_TS, last_ts.0.to_be_bytes());
-            batch.insert(
-                &self.meta,
-                layout::META_LOG_BYTES,
-                self.log_bytes.to_be_bytes(),
-            );
-            batch.durability(Some(PersistMode::Buffer)).commit()?;
-            self.shared.counters.set_log_bytes(self.log_bytes);
-            tracing::debug!(start = %start, freed, "log retention removed old events");
-        }
+                freed += record.size;
+                last = Some((record.offset, record.ts));
+                true
+            })?;
+        let Some((last, last_ts)) = last else {
+            return Ok(());
+        };
+        let start = last.next();
+        // Announce the new start before removing anything, so a reader that
+        // raced the removal notices it (see `Store::read_log`).
+        // `trimmed_ts` first: a reader that sees the new start then also
+        // sees the new timestamp (see `Store::position_at`).
+        self.shared.trimmed_ts.store(last_ts.0, Ordering::SeqCst);
+        self.shared.log_start.store(start.0, Ordering::SeqCst);
+        self.log_bytes -= freed;
+        self.shared.counters.set_log_bytes(self.log_bytes);
+        // Durable before any file goes, so the start never falls back below
+        // a removed segment.
+        let mut batch = self.db.batch();
+        batch.insert(&self.meta, layout::META_LOG_START, start.0.to_be_bytes());
+        batch.insert(&self.meta, layout::META_TRIMMED_TS, last_ts.0.to_be_bytes());
+        batch.durability(Some(PersistMode::SyncData)).commit()?;
+        let removed = self.log.remove_before(start)?;
+        tracing::debug!(start = %start, freed, segments = removed, "log retention removed old events");
+        Ok(())
     }
 
     /// Persists everything and lowers the floor so a clean restart has no gap.
     fn shutdown(&mut self) {
         // Subscriptions end once they have delivered what was committed.
         self.shared.closed.send_replace(true);
+        if self.failure.is_some() {
+            return;
+        }
+        if let Err(e) = self.appender.sync() {
+            tracing::error!(error = %e, "final sync of the log failed");
+            return;
+        }
         let mut batch = self.db.batch();
         batch.insert(
             &self.meta,
             layout::META_OFFSET_FLOOR,
             self.next.0.to_be_bytes(),
-        );
-        batch.insert(
-            &self.meta,
-            layout::META_LOG_BYTES,
-            self.log_bytes.to_be_bytes(),
         );
         if let Err(e) = batch.durability(Some(PersistMode::SyncAll)).commit() {
             tracing::error!(error = %e, "final persist failed");

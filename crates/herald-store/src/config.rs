@@ -27,6 +27,9 @@ pub struct StoreConfig {
     pub max_batch_ops: usize,
     /// Block cache size in bytes. Default 64 MiB.
     pub cache_bytes: u64,
+    /// Size at which the log starts a new segment file, in bytes. Retention
+    /// frees disk space a whole segment at a time. Default 64 MiB.
+    pub segment_bytes: u64,
     /// How long the log keeps events.
     pub retention: RetentionConfig,
 }
@@ -38,6 +41,7 @@ impl Default for StoreConfig {
             max_doc_bytes: 1 << 20,
             max_batch_ops: 1000,
             cache_bytes: 64 << 20,
+            segment_bytes: 64 << 20,
             retention: RetentionConfig::default(),
         }
     }

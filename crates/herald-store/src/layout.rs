@@ -3,9 +3,13 @@
 //! | keyspace | key | value |
 //! |---|---|---|
 //! | `docs` | `table ‖ 0x00 ‖ id` | [`DocRecord`]: `version: u64 BE ‖ document JSON` |
-//! | `log`  | `offset: u64 BE` | [`LogRecord`]: `format: u8 = 1 ‖ ts: u64 BE ‖ topic_len: u16 BE ‖ topic ‖ event JSON` |
 //! | `meta` | a name (below) | `u64 BE` |
 //! | `settings` | `kind ‖ 0x00 ‖ name` | JSON (rooms, routes: see [`crate::settings`]) |
+//!
+//! The change log is not in fjall: it is a run of segment files in `log/`
+//! (see `segment` for the record format). Stores written before kept it in
+//! a `log` keyspace ([`LogRecord::split`] reads those records); opening one
+//! moves them into segments.
 //!
 //! Table names never contain `0x00` and neither do ids, so the doc key splits
 //! unambiguously and a table's documents form one contiguous, id-ordered range.
@@ -21,8 +25,8 @@ use herald_proto::{Offset, Timestamp, Version};
 
 /// Keyspace of documents.
 pub(crate) const DOCS: &str = "docs";
-/// Keyspace of the change log.
-pub(crate) const LOG: &str = "log";
+/// Keyspace of the change log in stores of the first format.
+pub(crate) const LEGACY_LOG: &str = "log";
 /// Keyspace of store metadata.
 pub(crate) const META: &str = "meta";
 /// Keyspace of the upper layers' durable settings.
@@ -36,8 +40,8 @@ pub(crate) const META_OFFSET_FLOOR: &[u8] = b"offset_floor";
 pub(crate) const META_LOG_START: &[u8] = b"log_start";
 /// Meta key: timestamp of the newest event removed by retention.
 pub(crate) const META_TRIMMED_TS: &[u8] = b"trimmed_ts";
-/// Meta key: total bytes of log records retained.
-pub(crate) const META_LOG_BYTES: &[u8] = b"log_bytes";
+/// Meta key: the last offset whose effect on documents is in `docs`.
+pub(crate) const META_APPLIED: &[u8] = b"applied";
 
 const LOG_FORMAT: u8 = 1;
 const LOG_HEADER: usize = 1 + 8 + 2;
@@ -137,6 +141,8 @@ pub struct LogRecord {
 }
 
 impl LogRecord {
+    /// A record of the first format (kept to test reading and moving them).
+    #[cfg(test)]
     pub(crate) fn encode(ts: Timestamp, topic: &str, json: &[u8]) -> Vec<u8> {
         let topic_len = u16::try_from(topic.len()).expect("topics are at most 262 bytes");
         let mut out = Vec::with_capacity(LOG_HEADER + topic.len() + json.len());

@@ -35,13 +35,17 @@
 //!   the committer records.
 //! - [`error`]: the [`StoreError`] enum.
 
+mod applied;
 mod apply;
 mod committer;
 pub mod config;
 mod envelope;
 pub mod error;
 pub mod layout;
+mod log;
 pub mod names;
+mod recover;
+mod segment;
 pub mod settings;
 pub mod stats;
 pub mod store;

@@ -1,9 +1,12 @@
 //! The store handle: open, write through the committer, read directly.
 
+use crate::applied::Applied;
 use crate::committer::{Committer, Request};
 use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::layout::{self, DocRecord, LogRecord};
+use crate::log::{Log, Opened};
+use crate::recover;
 use crate::names::{DocId, TableName};
 use crate::stats::{Counters, StoreStats};
 use crate::write::{Router, WriteOp, Written};
@@ -43,6 +46,8 @@ pub struct Committed {
 pub(crate) struct Shared {
     /// The last durable offset (0 when the log is empty).
     pub(crate) head: AtomicU64,
+    /// How far documents reflect the log; document reads wait for the head.
+    pub(crate) applied: Applied,
     /// Every offset below this was removed by retention.
     pub(crate) log_start: AtomicU64,
     /// Timestamp of the newest event removed by retention (0: none).
@@ -67,7 +72,8 @@ pub struct Store {
     requests: mpsc::Sender<Request>,
     shared: Arc<Shared>,
     docs: Keyspace,
-    log: Keyspace,
+    meta: Keyspace,
+    log: Arc<Log>,
     pub(crate) settings: Keyspace,
     epoch: Epoch,
     max_doc_bytes: usize,
@@ -150,7 +156,6 @@ impl Store {
             .cache_size(config.cache_bytes)
             .open()?;
         let docs = db.keyspace(layout::DOCS, KeyspaceCreateOptions::default)?;
-        let log = db.keyspace(layout::LOG, KeyspaceCreateOptions::default)?;
         let meta = db.keyspace(layout::META, KeyspaceCreateOptions::default)?;
         let settings = db.keyspace(layout::SETTINGS, KeyspaceCreateOptions::default)?;
 
@@ -169,27 +174,54 @@ impl Store {
                 epoch
             }
         };
-        let last_record = match log.last_key_value() {
-            Some(guard) => {
-                let (key, value) = guard.into_inner()?;
-                let (ts, _, _) = LogRecord::split(&value)?;
-                Some((layout::decode_log_key(&key)?, ts))
-            }
-            None => None,
-        };
         let log_start = Offset(read_meta(layout::META_LOG_START)?.unwrap_or(1));
-        let log_bytes = read_meta(layout::META_LOG_BYTES)?.unwrap_or(0);
         let trimmed_ts = read_meta(layout::META_TRIMMED_TS)?.unwrap_or(0);
+        let floor = read_meta(layout::META_OFFSET_FLOOR)?.unwrap_or(1);
+        // A new log's first segment is named by the log's start: at or below
+        // every record it will hold, also those moved from an older format.
+        let Opened {
+            log,
+            mut appender,
+            last: mut last_record,
+            bytes: mut log_bytes,
+        } = Log::open(dir, log_start, config.segment_bytes, log_start)?;
+        let applied = match recover::migrate_legacy_log(&db, &mut appender, last_record.map(|(o, _)| o))? {
+            Some(moved) => {
+                // Documents were written with their events in that format.
+                let before = log_bytes;
+                log_bytes = 0;
+                log.for_each_after(Offset(log_start.0.saturating_sub(1)), |r| {
+                    log_bytes += r.size;
+                    true
+                })?;
+                tracing::debug!(before, after = log_bytes, "log size recounted after the move");
+                last_record = Some(moved);
+                Some(moved.0)
+            }
+            None => read_meta(layout::META_APPLIED)?.map(Offset),
+        };
+        let applied = applied.unwrap_or(Offset::ZERO);
+        let head = last_record.map_or(Offset::ZERO, |(o, _)| o);
+        if applied > head {
+            // Only possible with `durability = "os"` after a power loss: the
+            // engine kept documents whose events the log lost.
+            tracing::warn!(%applied, %head, "documents are ahead of the log: events lost in a power loss are not in the log");
+        }
+        let applied = recover::catch_up_docs(&db, &docs, &meta, &log, applied)?;
+        if read_meta(layout::META_APPLIED)? != Some(applied.0) {
+            meta.insert(layout::META_APPLIED, applied.0.to_be_bytes())?;
+            db.persist(fjall::PersistMode::SyncAll)?;
+        }
         // With the log emptied by retention, the head and the clock continue
         // from what was trimmed.
         let (last_offset, last_ts) =
             last_record.unwrap_or((Offset(log_start.0.saturating_sub(1)), Timestamp(trimmed_ts)));
-        let floor = read_meta(layout::META_OFFSET_FLOOR)?.unwrap_or(1);
-        let next = Offset(floor.max(last_offset.0 + 1));
+        let next = Offset(floor.max(last_offset.0 + 1).max(applied.0 + 1));
 
         let (events, _) = broadcast::channel(BROADCAST);
         let shared = Arc::new(Shared {
             head: AtomicU64::new(last_offset.0),
+            applied: Applied::new(applied),
             log_start: AtomicU64::new(log_start.0),
             trimmed_ts: AtomicU64::new(trimmed_ts),
             events,
@@ -200,8 +232,9 @@ impl Store {
         let committer = Committer {
             db: db.clone(),
             docs: docs.clone(),
+            meta: meta.clone(),
             log: log.clone(),
-            meta,
+            appender,
             config: config.clone(),
             epoch,
             shared: shared.clone(),
@@ -209,6 +242,7 @@ impl Store {
             floor,
             last_ts,
             log_bytes,
+            failure: None,
         };
         let (requests, rx) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
@@ -226,6 +260,7 @@ impl Store {
             requests,
             shared,
             docs,
+            meta,
             log,
             settings,
             epoch,
@@ -303,10 +338,17 @@ impl Store {
 
     /// Reads one document.
     pub fn get(&self, table: &TableName, id: &DocId) -> Result<Option<DocRecord>, StoreError> {
+        self.wait_for_docs();
         self.docs
             .get(layout::doc_key(table.as_str(), id.as_str()))?
             .map(|v| DocRecord::decode(&v))
             .transpose()
+    }
+
+    /// Waits (at most one group's document write) until the documents
+    /// reflect every acknowledged write: see `applied`.
+    fn wait_for_docs(&self) {
+        self.shared.applied.wait_for(self.head());
     }
 
     /// Reads documents of a table in id order (or reverse), starting after
@@ -320,6 +362,7 @@ impl Store {
         limit: usize,
         keep: impl FnMut(&DocRecord) -> bool,
     ) -> Result<Page, StoreError> {
+        self.wait_for_docs();
         scan_docs(
             |range| self.docs.range(range),
             table,
@@ -333,13 +376,14 @@ impl Store {
     /// A consistent view of every document as of one log offset, for
     /// snapshots that must line up exactly with the events that follow.
     ///
-    /// The view may include a write whose group is not yet durable; wait
-    /// until [`Store::head`] reaches [`DocSnapshot::offset`] before showing it.
+    /// The view holds every acknowledged write, and only durable ones: its
+    /// offset is at or below [`Store::head`].
     pub fn snapshot(&self) -> Result<DocSnapshot, StoreError> {
+        self.wait_for_docs();
         let snapshot = self.db.snapshot();
-        let offset = match snapshot.last_key_value(&self.log) {
-            Some(guard) => layout::decode_log_key(&guard.key()?)?,
-            // An empty log (never written, or emptied by retention).
+        // Each document batch records the last offset it reflects.
+        let offset = match snapshot.get(&self.meta, layout::META_APPLIED)? {
+            Some(value) => Offset(layout::read_u64(&value, "applied offset")?),
             None => Offset(self.earliest().0.saturating_sub(1)),
         };
         Ok(DocSnapshot {
@@ -376,29 +420,33 @@ impl Store {
         max_bytes: usize,
     ) -> Result<LogChunk, StoreError> {
         self.check_recoverable(after)?;
-        let end = to.map_or(u64::MAX, |t| t.0);
+        // Never past the head: records after it are not durable yet.
+        let end = Offset(to.map_or(u64::MAX, |t| t.0).min(self.head().0));
         let mut records = Vec::new();
         let mut bytes = 0usize;
         let mut next_after = after;
         let mut done = true;
-        if after.0 < end {
-            for guard in self
-                .log
-                .range(layout::log_key(after.next())..=layout::log_key(Offset(end)))
-            {
+        if after < end {
+            self.log.for_each_after(after, |record| {
+                if record.offset > end {
+                    return false;
+                }
                 if records.len() >= limit || bytes >= max_bytes {
                     done = false;
-                    break;
+                    return false;
                 }
-                let (key, value) = guard.into_inner()?;
-                let offset = layout::decode_log_key(&key)?;
-                next_after = offset;
-                let (ts, topic, json) = LogRecord::split(&value)?;
-                if topics.matches(topic) {
-                    bytes += value.len();
-                    records.push(LogRecord::from_parts(offset, ts, topic, json));
+                next_after = record.offset;
+                if topics.matches(record.topic) {
+                    bytes += record.size as usize;
+                    records.push(LogRecord::from_parts(
+                        record.offset,
+                        record.ts,
+                        record.topic,
+                        record.json,
+                    ));
                 }
-            }
+                true
+            })?;
         }
         // Retention may have removed records while we read: if it got past
         // our starting point, what we read may have a hole.
@@ -418,13 +466,16 @@ impl Store {
         mut f: impl FnMut(Offset, Timestamp, &str, &[u8]),
     ) -> Result<u64, StoreError> {
         self.check_recoverable(after)?;
+        let head = self.head();
         let mut n = 0;
-        for guard in self.log.range(layout::log_key(after.next())..) {
-            let (key, value) = guard.into_inner()?;
-            let (ts, topic, json) = LogRecord::split(&value)?;
-            f(layout::decode_log_key(&key)?, ts, topic, json);
+        self.log.for_each_after(after, |record| {
+            if record.offset > head {
+                return false;
+            }
+            f(record.offset, record.ts, record.topic, record.json);
             n += 1;
-        }
+            true
+        })?;
         self.check_recoverable(after)?;
         Ok(n)
     }
@@ -464,14 +515,7 @@ impl Store {
     }
 
     fn first_at_or_after(&self, offset: Offset) -> Result<Option<(Offset, Timestamp)>, StoreError> {
-        match self.log.range(layout::log_key(offset)..).next() {
-            None => Ok(None),
-            Some(guard) => {
-                let (key, value) = guard.into_inner()?;
-                let (ts, _, _) = LogRecord::split(&value)?;
-                Ok(Some((layout::decode_log_key(&key)?, ts)))
-            }
-        }
+        self.log.first_at_or_after(offset)
     }
 
     /// The offset a resume token stands for, if the token is of this log's
