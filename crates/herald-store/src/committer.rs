@@ -12,9 +12,10 @@
 //! 3. Give the surviving events offsets and timestamps, serialize each once
 //!    into the log's buffer, and put the documents into one fjall batch.
 //! 4. Write the group's records to the log with one `write` and make them
-//!    durable with one `fdatasync` (group commit); then commit the document
-//!    batch, without a sync of its own; then answer every request of the
-//!    group and broadcast the events.
+//!    durable with one `fdatasync` (group commit); answer every request of
+//!    the group and broadcast the events; then commit the document batch,
+//!    without a sync of its own, while the writers prepare their next
+//!    requests (document readers wait for it: see `applied`).
 //!
 //! The log is the store's write-ahead log: an event is durable before
 //! anything derived from it is written. Each document batch records the last
@@ -27,8 +28,9 @@
 //! # Offsets are never reused
 //! Before an offset at or above the persisted *floor* is handed out, the floor
 //! is raised by [`FLOOR_STEP`], and the new floor and the group's log records
-//! are synced before the group is answered, whatever the durability mode. On open, the next offset is the larger of
-//! "last offset in the log + 1" and the floor. So even when `durability = "os"`
+//! are synced before the group is answered, whatever the durability mode.
+//! On open, the next offset is the largest of "last offset in the log + 1",
+//! the floor and "last applied offset + 1". So even when `durability = "os"`
 //! loses the tail of the log in a power cut, its offsets are skipped, not reused.
 //! A clean shutdown lowers the floor to the next offset so restarts leave no gap.
 
@@ -61,8 +63,6 @@ const MAX_PRESIZED_EVENTS: usize = 4096;
 pub(crate) const FLOOR_STEP: u64 = 1 << 20;
 /// Longest a group waits for more writers before its fsync.
 const MAX_GATHER: Duration = Duration::from_micros(150);
-/// Poll interval while gathering.
-const GATHER_STEP: Duration = Duration::from_micros(20);
 
 pub(crate) type Reply = oneshot::Sender<Result<Vec<Written>, StoreError>>;
 
@@ -94,9 +94,6 @@ pub(crate) struct Committer {
     /// Timestamps never go backwards along the log.
     pub(crate) last_ts: Timestamp,
     pub(crate) log_bytes: u64,
-    /// Why writing failed: once set, every later request fails with it (the
-    /// log's tail is in an unknown state until the store is reopened).
-    pub(crate) failure: Option<String>,
 }
 
 /// Documents touched by the requests of one group (or one request), by key.
@@ -217,7 +214,9 @@ impl Committer {
                         && have < usual
                         && Instant::now() < until =>
                 {
-                    std::thread::sleep(GATHER_STEP);
+                    // Not `sleep`: its granularity (the timer slack is
+                    // 50 µs) is a third of the whole wait.
+                    std::thread::yield_now();
                 }
                 Err(_) => return None,
             }
@@ -249,10 +248,8 @@ impl Committer {
         let last = committed.last().map(|c| c.event.offset);
         if let Some(last) = last {
             if let Err(e) = self.persist_log(raised_floor) {
-                tracing::error!(error = %e, "group commit failed; the store refuses further writes");
+                self.shared.fail(&e);
                 let reason = e.to_string();
-                self.failure = Some(reason.clone());
-                self.shared.applied.stop();
                 for (reply, outcome) in replies {
                     let _ = reply.send(outcome.and(Err(StoreError::CommitFailed {
                         reason: reason.clone(),
@@ -281,9 +278,7 @@ impl Committer {
         if let Some(last) = last
             && let Err(e) = self.apply_docs(batch, last)
         {
-            tracing::error!(error = %e, "writing documents failed; the store refuses further writes");
-            self.failure = Some(e.to_string());
-            self.shared.applied.stop();
+            self.shared.fail(&e);
         }
     }
 
@@ -323,9 +318,9 @@ impl Committer {
         group: &mut Group,
         ops: Vec<WriteOp>,
     ) -> Result<Vec<Written>, StoreError> {
-        if let Some(reason) = &self.failure {
+        if let Some(reason) = self.shared.failure() {
             return Err(StoreError::CommitFailed {
-                reason: reason.clone(),
+                reason: reason.to_owned(),
             });
         }
         if ops.is_empty() {
@@ -678,7 +673,7 @@ impl Committer {
     fn shutdown(&mut self) {
         // Subscriptions end once they have delivered what was committed.
         self.shared.closed.send_replace(true);
-        if self.failure.is_some() {
+        if self.shared.failure().is_some() {
             return;
         }
         if let Err(e) = self.appender.sync() {

@@ -25,6 +25,8 @@ const QUEUE: usize = 4096;
 const MAX_STEP_BYTES: usize = 8 << 20;
 /// Retention checks more often than this would only steal commit groups.
 const MIN_RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+/// Smaller log segments would mean a file per handful of events.
+const MIN_SEGMENT_BYTES: u64 = 4096;
 /// Committed groups kept for live subscribers; a slower one reads the log.
 const BROADCAST: usize = 1024;
 
@@ -48,6 +50,9 @@ pub(crate) struct Shared {
     pub(crate) head: AtomicU64,
     /// How far documents reflect the log; document reads wait for the head.
     pub(crate) applied: Applied,
+    /// Why writing failed, once it has: the store refuses every later write
+    /// (the log's tail is in an unknown state until it is reopened).
+    pub(crate) failure: std::sync::OnceLock<String>,
     /// Every offset below this was removed by retention.
     pub(crate) log_start: AtomicU64,
     /// Timestamp of the newest event removed by retention (0: none).
@@ -62,6 +67,21 @@ pub(crate) struct Shared {
     /// Derives channel messages from document changes; the committer takes
     /// a copy at the start of each group (a write lock only to replace it).
     pub(crate) router: std::sync::RwLock<Option<Router>>,
+}
+
+impl Shared {
+    /// Why writing failed, if it has.
+    pub(crate) fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
+    }
+
+    /// Stops the store from writing for good (the first failure is kept),
+    /// and releases readers waiting for documents that will not come.
+    pub(crate) fn fail(&self, error: &StoreError) {
+        tracing::error!(%error, "writing failed; the store refuses further writes");
+        let _ = self.failure.set(error.to_string());
+        self.applied.stop();
+    }
 }
 
 /// An embedded store of JSON documents and its change log.
@@ -146,6 +166,11 @@ impl Store {
                 "store.retention.check_interval must be at least {MIN_RETENTION_INTERVAL:?}"
             )));
         }
+        if config.segment_bytes < MIN_SEGMENT_BYTES {
+            return Err(StoreError::InvalidConfig(format!(
+                "store.segment_bytes must be at least {MIN_SEGMENT_BYTES}"
+            )));
+        }
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             path: dir.display().to_string(),
@@ -222,6 +247,7 @@ impl Store {
         let shared = Arc::new(Shared {
             head: AtomicU64::new(last_offset.0),
             applied: Applied::new(applied),
+            failure: std::sync::OnceLock::new(),
             log_start: AtomicU64::new(log_start.0),
             trimmed_ts: AtomicU64::new(trimmed_ts),
             events,
@@ -242,7 +268,6 @@ impl Store {
             floor,
             last_ts,
             log_bytes,
-            failure: None,
         };
         let (requests, rx) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
