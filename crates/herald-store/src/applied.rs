@@ -46,8 +46,9 @@ impl Applied {
 
     /// Waits until documents reflect every event up to `offset`.
     pub(crate) fn wait_for(&self, offset: Offset) {
-        let reached =
-            || self.offset.load(Ordering::SeqCst) >= offset.0 || self.stopped.load(Ordering::SeqCst);
+        let reached = || {
+            self.offset.load(Ordering::SeqCst) >= offset.0 || self.stopped.load(Ordering::SeqCst)
+        };
         if reached() {
             return;
         }
@@ -76,7 +77,10 @@ mod tests {
             std::thread::spawn(move || applied.wait_for(Offset(5)))
         };
         std::thread::sleep(Duration::from_millis(20));
-        assert!(!reader.is_finished(), "returned before offset 5 was applied");
+        assert!(
+            !reader.is_finished(),
+            "returned before offset 5 was applied"
+        );
         applied.raise(Offset(4));
         std::thread::sleep(Duration::from_millis(20));
         assert!(!reader.is_finished(), "returned at offset 4");

@@ -237,7 +237,11 @@ impl Committer {
 
     /// Makes an applied group durable with one sync, then answers its
     /// requests and broadcasts its events.
-    fn commit_group(&mut self, group: Group, replies: Vec<(Reply, Result<Vec<Written>, StoreError>)>) {
+    fn commit_group(
+        &mut self,
+        group: Group,
+        replies: Vec<(Reply, Result<Vec<Written>, StoreError>)>,
+    ) {
         let Group {
             batch,
             mut committed,
@@ -637,7 +641,9 @@ impl Committer {
         let head = Offset(self.shared.head.load(Ordering::SeqCst));
         self.log
             .for_each_after(Offset(self.log_start().0.saturating_sub(1)), |record| {
-                let over_size = retention.max_bytes.is_some_and(|max| log_bytes - freed > max);
+                let over_size = retention
+                    .max_bytes
+                    .is_some_and(|max| log_bytes - freed > max);
                 let too_old = oldest_kept.is_some_and(|oldest| record.ts < oldest);
                 if record.offset > head || !(over_size || too_old) {
                     return false;

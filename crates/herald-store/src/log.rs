@@ -152,7 +152,10 @@ impl Log {
     }
 
     /// The first record at or after `offset`: its offset and timestamp.
-    pub(crate) fn first_at_or_after(&self, offset: Offset) -> Result<Option<(Offset, Timestamp)>, StoreError> {
+    pub(crate) fn first_at_or_after(
+        &self,
+        offset: Offset,
+    ) -> Result<Option<(Offset, Timestamp)>, StoreError> {
         let mut found = None;
         self.for_each_after(Offset(offset.0.saturating_sub(1)), |r| {
             found = Some((r.offset, r.ts));
@@ -165,7 +168,10 @@ impl Log {
     /// newest); returns how many.
     pub(crate) fn remove_before(&self, start: Offset) -> Result<usize, StoreError> {
         let doomed: Vec<Arc<Segment>> = {
-            let mut map = self.segments.write().unwrap_or_else(PoisonError::into_inner);
+            let mut map = self
+                .segments
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
             // A segment's records are all below the next segment's name.
             let firsts: Vec<Offset> = map.keys().copied().collect();
             firsts
@@ -216,7 +222,11 @@ impl Appender {
     pub(crate) fn push(&mut self, offset: Offset, ts: Timestamp, topic: &str, json: &[u8]) -> u64 {
         let at = self.pos + self.buf.len() as u64;
         if Segment::wants_mark(self.last_mark, at) {
-            self.marks.push(Mark { offset, ts, pos: at });
+            self.marks.push(Mark {
+                offset,
+                ts,
+                pos: at,
+            });
             self.last_mark = Some(at);
         }
         segment::encode(&mut self.buf, offset, ts, topic, json)
@@ -241,9 +251,7 @@ impl Appender {
     /// Makes what was written durable (`fdatasync`: the data and the file
     /// size, what reading it back needs).
     pub(crate) fn sync(&self) -> Result<(), StoreError> {
-        self.file
-            .sync_data()
-            .map_err(io_error(&self.segment.path))
+        self.file.sync_data().map_err(io_error(&self.segment.path))
     }
 
     /// Starts a new segment at `next` once the current one is full. Call
@@ -303,7 +311,10 @@ mod tests {
         assert!(log.segment_count() > 3, "{} segments", log.segment_count());
         assert_eq!(offsets_after(&log, 0), (1..=50).collect::<Vec<_>>());
         assert_eq!(offsets_after(&log, 23), (24..=50).collect::<Vec<_>>());
-        assert_eq!(log.first_at_or_after(Offset(17)).unwrap(), Some((Offset(17), Timestamp(17))));
+        assert_eq!(
+            log.first_at_or_after(Offset(17)).unwrap(),
+            Some((Offset(17), Timestamp(17)))
+        );
         assert_eq!(log.first_at_or_after(Offset(51)).unwrap(), None);
 
         let before = log.segment_count();
@@ -345,6 +356,11 @@ mod tests {
         assert!(offsets_after(&log, 0).is_empty());
         append(&mut appender, 7..=8);
         assert_eq!(offsets_after(&log, 0), [7, 8]);
-        assert!(dir.path().join(DIR).join(segment::file_name(Offset(7))).exists());
+        assert!(
+            dir.path()
+                .join(DIR)
+                .join(segment::file_name(Offset(7)))
+                .exists()
+        );
     }
 }

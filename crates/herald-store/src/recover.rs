@@ -58,7 +58,11 @@ pub(crate) fn catch_up_docs(
     Ok(last)
 }
 
-fn commit(mut batch: fjall::OwnedWriteBatch, meta: &Keyspace, last: Offset) -> Result<(), StoreError> {
+fn commit(
+    mut batch: fjall::OwnedWriteBatch,
+    meta: &Keyspace,
+    last: Offset,
+) -> Result<(), StoreError> {
     batch.insert(meta, layout::META_APPLIED, last.0.to_be_bytes());
     batch.durability(Some(PersistMode::Buffer)).commit()?;
     Ok(())
@@ -90,7 +94,11 @@ fn apply(
         } => {
             let json = serde_json::to_vec(&doc)
                 .map_err(|e| StoreError::Corrupt(format!("document at offset {offset}: {e}")))?;
-            batch.insert(docs, layout::doc_key(&table, &id), DocRecord::encode(version, &json));
+            batch.insert(
+                docs,
+                layout::doc_key(&table, &id),
+                DocRecord::encode(version, &json),
+            );
         }
         EventBody::Delete { table, id, .. } => batch.remove(docs, layout::doc_key(&table, &id)),
         EventBody::Publish { .. } => {}
@@ -135,6 +143,222 @@ pub(crate) fn migrate_legacy_log(
     appender.sync()?;
     db.delete_keyspace(legacy)?;
     db.persist(PersistMode::SyncAll)?;
-    tracing::info!(events = moved, "moved the log from the engine into segment files");
+    tracing::info!(
+        events = moved,
+        "moved the log from the engine into segment files"
+    );
     Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ChannelName, DocId, Store, StoreConfig, TableName, TopicFilter, WriteOp};
+    use herald_proto::{Epoch, Version};
+    use serde_json::json;
+
+    fn engine(dir: &std::path::Path) -> (Database, Keyspace, Keyspace) {
+        let db = Database::builder(dir).open().unwrap();
+        let docs = db
+            .keyspace(layout::DOCS, KeyspaceCreateOptions::default)
+            .unwrap();
+        let meta = db
+            .keyspace(layout::META, KeyspaceCreateOptions::default)
+            .unwrap();
+        (db, docs, meta)
+    }
+
+    fn doc(store: &Store, id: &str) -> Option<(Version, serde_json::Value)> {
+        let t = TableName::new("t").unwrap();
+        store
+            .get(&t, &DocId::new(id).unwrap())
+            .unwrap()
+            .map(|r| (r.version, serde_json::from_slice(&r.json).unwrap()))
+    }
+
+    /// The engine's unsynced tail is lost (as in a power cut): every
+    /// document and the `applied` mark go back to nothing, the log stays.
+    /// Opening brings the documents back from the log.
+    #[tokio::test]
+    async fn documents_lost_with_the_engine_tail_come_back_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = TableName::new("t").unwrap();
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        for op in [
+            WriteOp::insert(t.clone(), json!({"id": "a", "n": 1})).unwrap(),
+            WriteOp::insert(t.clone(), json!({"id": "b", "n": 1})).unwrap(),
+            WriteOp::put(t.clone(), DocId::new("a").unwrap(), json!({"n": 2}), None).unwrap(),
+            WriteOp::delete(t.clone(), DocId::new("b").unwrap(), None),
+            WriteOp::publish(ChannelName::new("c").unwrap(), json!("hi"), None),
+            WriteOp::insert(t.clone(), json!({"id": "c", "s": "é\"\\"})).unwrap(),
+        ] {
+            store.write_one(op).await.unwrap();
+        }
+        let before = (doc(&store, "a"), doc(&store, "b"), doc(&store, "c"));
+        assert_eq!(before.0, Some((Version(2), json!({"id": "a", "n": 2}))));
+        store.close().await;
+        drop(store);
+
+        {
+            let (db, docs, meta) = engine(dir.path());
+            let keys: Vec<_> = docs.iter().map(|g| g.key().unwrap()).collect();
+            assert_eq!(keys.len(), 2);
+            for key in keys {
+                docs.remove(key).unwrap();
+            }
+            meta.remove(layout::META_APPLIED).unwrap();
+            db.persist(PersistMode::SyncAll).unwrap();
+        }
+
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        assert_eq!(
+            (doc(&store, "a"), doc(&store, "b"), doc(&store, "c")),
+            before
+        );
+        // Versions and offsets go on from where they were.
+        let ack = store
+            .write_one(WriteOp::put(t.clone(), DocId::new("a").unwrap(), json!({}), None).unwrap())
+            .await
+            .unwrap()
+            .into_ack()
+            .unwrap();
+        assert_eq!((ack.version, ack.offset), (Version(3), Offset(7)));
+        let snapshot = store.snapshot().unwrap();
+        assert_eq!(snapshot.offset(), Offset(7));
+        store.close().await;
+    }
+
+    /// Only the tail is missing: documents up to `applied` stay as they are,
+    /// the events after it are applied once.
+    #[tokio::test]
+    async fn only_the_events_after_applied_are_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = TableName::new("t").unwrap();
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        store
+            .write_one(WriteOp::insert(t.clone(), json!({"id": "a", "n": 1})).unwrap())
+            .await
+            .unwrap();
+        store.close().await;
+        drop(store);
+        // Mark document `a` in the engine: re-applying offset 1 would
+        // overwrite the mark.
+        {
+            let (db, docs, _) = engine(dir.path());
+            docs.insert(
+                layout::doc_key("t", "a"),
+                DocRecord::encode(Version(1), br#"{"id":"a","kept":true}"#),
+            )
+            .unwrap();
+            db.persist(PersistMode::SyncAll).unwrap();
+        }
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        assert_eq!(
+            doc(&store, "a"),
+            Some((Version(1), json!({"id": "a", "kept": true})))
+        );
+        store
+            .write_one(WriteOp::insert(t.clone(), json!({"id": "b"})).unwrap())
+            .await
+            .unwrap();
+        store.close().await;
+        drop(store);
+        {
+            let (db, docs, meta) = engine(dir.path());
+            docs.remove(layout::doc_key("t", "b")).unwrap();
+            meta.insert(layout::META_APPLIED, 1u64.to_be_bytes())
+                .unwrap();
+            db.persist(PersistMode::SyncAll).unwrap();
+        }
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        assert_eq!(
+            doc(&store, "a"),
+            Some((Version(1), json!({"id": "a", "kept": true})))
+        );
+        assert_eq!(doc(&store, "b").map(|(v, _)| v), Some(Version(1)));
+        store.close().await;
+    }
+
+    /// A directory of the first format (the log in a fjall keyspace) is
+    /// moved into segments on open, and everything goes on from it.
+    #[tokio::test]
+    async fn a_first_format_log_is_moved_into_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let epoch = Epoch(77);
+        {
+            let (db, docs, meta) = engine(dir.path());
+            let log = db
+                .keyspace(layout::LEGACY_LOG, KeyspaceCreateOptions::default)
+                .unwrap();
+            meta.insert(layout::META_EPOCH, epoch.0.to_be_bytes())
+                .unwrap();
+            meta.insert(layout::META_OFFSET_FLOOR, 4u64.to_be_bytes())
+                .unwrap();
+            for (offset, id) in [(1u64, "a"), (2, "b"), (3, "c")] {
+                let doc = json!({"id": id});
+                let event = Event {
+                    offset: Offset(offset),
+                    epoch,
+                    ts: Timestamp(1000 + offset),
+                    topic: "table:t".into(),
+                    body: EventBody::Insert {
+                        table: "t".into(),
+                        id: id.into(),
+                        version: Version(1),
+                        changed: vec!["id".into()],
+                        doc: doc.clone(),
+                    },
+                };
+                let json = serde_json::to_vec(&event).unwrap();
+                log.insert(
+                    layout::log_key(Offset(offset)),
+                    LogRecord::encode(Timestamp(1000 + offset), "table:t", &json),
+                )
+                .unwrap();
+                docs.insert(
+                    layout::doc_key("t", id),
+                    DocRecord::encode(Version(1), &serde_json::to_vec(&doc).unwrap()),
+                )
+                .unwrap();
+            }
+            db.persist(PersistMode::SyncAll).unwrap();
+        }
+
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        assert_eq!((store.epoch(), store.head()), (epoch, Offset(3)));
+        let chunk = store
+            .read_log(Offset::ZERO, None, &TopicFilter::All, 10)
+            .unwrap();
+        let read: Vec<_> = chunk.records.iter().map(|r| (r.offset.0, r.ts.0)).collect();
+        assert_eq!(read, [(1, 1001), (2, 1002), (3, 1003)]);
+        assert_eq!(chunk.records[1].to_event().unwrap().offset, Offset(2));
+        assert!(doc(&store, "c").is_some());
+        let written = store
+            .write_one(WriteOp::insert(TableName::new("t").unwrap(), json!({"id": "d"})).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(written.offset(), Offset(4));
+        store.close().await;
+        drop(store);
+
+        let (db, _, _) = engine(dir.path());
+        assert!(
+            !db.list_keyspace_names()
+                .iter()
+                .any(|n| &**n == layout::LEGACY_LOG),
+            "the old keyspace is dropped"
+        );
+        drop(db);
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        assert_eq!(store.head(), Offset(4));
+        assert_eq!(
+            store
+                .read_log(Offset::ZERO, None, &TopicFilter::All, 10)
+                .unwrap()
+                .records
+                .len(),
+            4
+        );
+        store.close().await;
+    }
 }

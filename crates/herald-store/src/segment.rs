@@ -40,12 +40,22 @@ pub(crate) struct RecordRef<'a> {
 }
 
 /// Appends one framed record to `out`; returns its size in bytes.
-pub(crate) fn encode(out: &mut Vec<u8>, offset: Offset, ts: Timestamp, topic: &str, json: &[u8]) -> u64 {
+pub(crate) fn encode(
+    out: &mut Vec<u8>,
+    offset: Offset,
+    ts: Timestamp,
+    topic: &str,
+    json: &[u8],
+) -> u64 {
     let topic_len = u16::try_from(topic.len()).expect("topics are at most 262 bytes");
     let body_len = BODY_HEADER + topic.len() + json.len();
     let start = out.len();
     out.reserve(FRAME_HEADER + body_len);
-    out.extend_from_slice(&u32::try_from(body_len).expect("records are under 4 GiB").to_le_bytes());
+    out.extend_from_slice(
+        &u32::try_from(body_len)
+            .expect("records are under 4 GiB")
+            .to_le_bytes(),
+    );
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&offset.0.to_be_bytes());
     out.extend_from_slice(&ts.0.to_be_bytes());
@@ -258,7 +268,10 @@ impl Segment {
             segment.file.sync_all().map_err(io_error(&segment.path))?;
             segment.len.store(pos, Ordering::SeqCst);
         }
-        *segment.marks.write().unwrap_or_else(PoisonError::into_inner) = marks;
+        *segment
+            .marks
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = marks;
         Ok(Recovered {
             segment,
             last,
@@ -373,7 +386,9 @@ impl<'s> Reader<'s> {
         }
         let old = self.buf.len();
         self.buf.resize(old + n, 0);
-        self.segment.file.read_exact_at(&mut self.buf[old..], file_pos)?;
+        self.segment
+            .file
+            .read_exact_at(&mut self.buf[old..], file_pos)?;
         Ok(())
     }
 
@@ -400,10 +415,7 @@ impl<'s> Reader<'s> {
             match decode(&self.buf[self.start..]) {
                 Frame::Incomplete { needed: n } => needed = n,
                 Frame::Invalid(why) => {
-                    return Err(ReadError::Invalid {
-                        pos: self.pos,
-                        why,
-                    });
+                    return Err(ReadError::Invalid { pos: self.pos, why });
                 }
                 Frame::Record {
                     offset,
@@ -416,8 +428,11 @@ impl<'s> Reader<'s> {
                     self.start += size;
                     self.pos += size as u64;
                     let bytes = &self.buf[base..base + size];
-                    let topic = std::str::from_utf8(&bytes[topic])
-                        .map_err(|_| ReadError::Invalid { pos: at, why: "topic is not UTF-8" })?;
+                    let topic =
+                        std::str::from_utf8(&bytes[topic]).map_err(|_| ReadError::Invalid {
+                            pos: at,
+                            why: "topic is not UTF-8",
+                        })?;
                     let record = RecordRef {
                         offset,
                         ts,
@@ -436,11 +451,20 @@ impl<'s> Reader<'s> {
 mod tests {
     use super::*;
 
-    fn write_records(dir: &Path, offsets: std::ops::RangeInclusive<u64>) -> (Segment, File, Vec<u8>) {
+    fn write_records(
+        dir: &Path,
+        offsets: std::ops::RangeInclusive<u64>,
+    ) -> (Segment, File, Vec<u8>) {
         let (segment, mut file) = Segment::create(dir, Offset(*offsets.start())).unwrap();
         let mut bytes = Vec::new();
         for o in offsets {
-            encode(&mut bytes, Offset(o), Timestamp(o * 10), "table:t", format!("{{\"o\":{o}}}").as_bytes());
+            encode(
+                &mut bytes,
+                Offset(o),
+                Timestamp(o * 10),
+                "table:t",
+                format!("{{\"o\":{o}}}").as_bytes(),
+            );
         }
         std::io::Write::write_all(&mut file, &bytes).unwrap();
         segment.appended(bytes.len() as u64, &[]);
@@ -471,14 +495,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (segment, _file, _) = write_records(dir.path(), 1..=2000);
         assert_eq!(offsets_after(&segment, 0).len(), 2000);
-        assert_eq!(offsets_after(&segment, 1500), (1501..=2000).collect::<Vec<_>>());
+        assert_eq!(
+            offsets_after(&segment, 1500),
+            (1501..=2000).collect::<Vec<_>>()
+        );
         assert!(offsets_after(&segment, 2000).is_empty());
         // The index is built on recovery and used by later reads.
-        let recovered = Segment::recover(segment.path.clone(), Offset(1), false, Offset(1001)).unwrap();
+        let recovered =
+            Segment::recover(segment.path.clone(), Offset(1), false, Offset(1001)).unwrap();
         assert_eq!(recovered.last, Some((Offset(2000), Timestamp(20_000))));
         let mut expected = Vec::new();
         for o in 1001..=2000u64 {
-            encode(&mut expected, Offset(o), Timestamp(o * 10), "table:t", format!("{{\"o\":{o}}}").as_bytes());
+            encode(
+                &mut expected,
+                Offset(o),
+                Timestamp(o * 10),
+                "table:t",
+                format!("{{\"o\":{o}}}").as_bytes(),
+            );
         }
         assert_eq!(recovered.bytes_from, expected.len() as u64);
         assert!(recovered.segment.marks.read().unwrap().len() > 1);
@@ -493,7 +527,12 @@ mod tests {
             .unwrap();
         assert_eq!(
             first,
-            Some((Offset(701), Timestamp(7010), "table:t".into(), br#"{"o":701}"#.to_vec()))
+            Some((
+                Offset(701),
+                Timestamp(7010),
+                "table:t".into(),
+                br#"{"o":701}"#.to_vec()
+            ))
         );
     }
 
@@ -509,7 +548,8 @@ mod tests {
             let mut record = Vec::new();
             encode(&mut record, Offset(11), Timestamp(110), "table:t", b"{}");
             file.write_all_at(&record[..cut as usize], whole).unwrap();
-            let recovered = Segment::recover(segment.path.clone(), Offset(1), true, Offset(1)).unwrap();
+            let recovered =
+                Segment::recover(segment.path.clone(), Offset(1), true, Offset(1)).unwrap();
             assert_eq!(recovered.last.unwrap().0, Offset(10));
             assert_eq!(recovered.segment.len(), whole);
             assert_eq!(std::fs::metadata(&segment.path).unwrap().len(), whole);

@@ -6,8 +6,8 @@ use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::layout::{self, DocRecord, LogRecord};
 use crate::log::{Log, Opened};
-use crate::recover;
 use crate::names::{DocId, TableName};
+use crate::recover;
 use crate::stats::{Counters, StoreStats};
 use crate::write::{Router, WriteOp, Written};
 use bytes::Bytes;
@@ -210,21 +210,26 @@ impl Store {
             last: mut last_record,
             bytes: mut log_bytes,
         } = Log::open(dir, log_start, config.segment_bytes, log_start)?;
-        let applied = match recover::migrate_legacy_log(&db, &mut appender, last_record.map(|(o, _)| o))? {
-            Some(moved) => {
-                // Documents were written with their events in that format.
-                let before = log_bytes;
-                log_bytes = 0;
-                log.for_each_after(Offset(log_start.0.saturating_sub(1)), |r| {
-                    log_bytes += r.size;
-                    true
-                })?;
-                tracing::debug!(before, after = log_bytes, "log size recounted after the move");
-                last_record = Some(moved);
-                Some(moved.0)
-            }
-            None => read_meta(layout::META_APPLIED)?.map(Offset),
-        };
+        let applied =
+            match recover::migrate_legacy_log(&db, &mut appender, last_record.map(|(o, _)| o))? {
+                Some(moved) => {
+                    // Documents were written with their events in that format.
+                    let before = log_bytes;
+                    log_bytes = 0;
+                    log.for_each_after(Offset(log_start.0.saturating_sub(1)), |r| {
+                        log_bytes += r.size;
+                        true
+                    })?;
+                    tracing::debug!(
+                        before,
+                        after = log_bytes,
+                        "log size recounted after the move"
+                    );
+                    last_record = Some(moved);
+                    Some(moved.0)
+                }
+                None => read_meta(layout::META_APPLIED)?.map(Offset),
+            };
         let applied = applied.unwrap_or(Offset::ZERO);
         let head = last_record.map_or(Offset::ZERO, |(o, _)| o);
         if applied > head {
