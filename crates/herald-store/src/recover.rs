@@ -9,16 +9,79 @@
 
 use crate::error::StoreError;
 use crate::layout::{self, DocRecord, LogRecord};
-use crate::log::{Appender, Log};
+use crate::log::{Appender, Log, Opened};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use herald_proto::{Event, EventBody, Offset, Timestamp};
+use std::path::Path;
+use std::sync::Arc;
 
-/// Events re-applied per engine batch.
+/// Events re-applied (or records moved) per batch.
 const CHUNK: usize = 1024;
+
+/// The log as opened, with the documents level with it.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    pub(crate) log: Arc<Log>,
+    pub(crate) appender: Appender,
+    /// The last record's offset and timestamp, if the log holds any.
+    pub(crate) last: Option<(Offset, Timestamp)>,
+    /// Bytes of the records retained (at or above `log_start`).
+    pub(crate) log_bytes: u64,
+    /// The last offset whose effect is in the documents.
+    pub(crate) applied: Offset,
+}
+
+/// Opens the log in `dir`, moves a first-format log into it, and brings
+/// the documents up to it.
+pub(crate) fn open_log(
+    db: &Database,
+    docs: &Keyspace,
+    meta: &Keyspace,
+    dir: &Path,
+    segment_bytes: u64,
+    log_start: Offset,
+) -> Result<Recovered, StoreError> {
+    let read_applied = || -> Result<Option<Offset>, StoreError> {
+        meta.get(layout::META_APPLIED)?
+            .map(|v| layout::read_u64(&v, "applied offset").map(Offset))
+            .transpose()
+    };
+    // A new log's first segment is named by the log's start: at or below
+    // every record it will hold, also those moved from the first format.
+    let Opened {
+        log,
+        mut appender,
+        mut last,
+        mut bytes,
+    } = Log::open(dir, log_start, segment_bytes, log_start)?;
+    if let Some(moved) = migrate_legacy_log(db, meta, &mut appender, last.map(|(o, _)| o))? {
+        last = moved.last.or(last);
+        bytes += moved.bytes;
+    }
+    let applied = read_applied()?.unwrap_or(Offset::ZERO);
+    let head = last.map_or(Offset::ZERO, |(o, _)| o);
+    if applied > head {
+        // Only possible with `durability = "os"` after a power loss: the
+        // engine kept documents whose events the log lost.
+        tracing::warn!(%applied, %head, "documents are ahead of the log: their events were lost with the log's unsynced tail");
+    }
+    let caught_up = catch_up_docs(db, docs, meta, &log, applied)?;
+    if read_applied()? != Some(caught_up) {
+        meta.insert(layout::META_APPLIED, caught_up.0.to_be_bytes())?;
+        db.persist(PersistMode::SyncAll)?;
+    }
+    Ok(Recovered {
+        log,
+        appender,
+        last,
+        log_bytes: bytes,
+        applied: caught_up,
+    })
+}
 
 /// Re-applies the log's events after `applied` to the documents; returns the
 /// last offset applied (`applied` when there was nothing to do).
-pub(crate) fn catch_up_docs(
+fn catch_up_docs(
     db: &Database,
     docs: &Keyspace,
     meta: &Keyspace,
@@ -106,16 +169,23 @@ fn apply(
     Ok(())
 }
 
+/// What [`migrate_legacy_log`] moved.
+struct Moved {
+    last: Option<(Offset, Timestamp)>,
+    bytes: u64,
+}
+
 /// Moves the records of a first-format `log` keyspace that the segments do
 /// not hold yet (so an interrupted move resumes) into the log, then drops
 /// the keyspace. In that format documents and events were written
-/// atomically, so every record moved is already applied. Returns the last
-/// record moved, if any.
-pub(crate) fn migrate_legacy_log(
+/// atomically, so every record moved is already applied, and recorded so
+/// before the keyspace goes.
+fn migrate_legacy_log(
     db: &Database,
+    meta: &Keyspace,
     appender: &mut Appender,
     after: Option<Offset>,
-) -> Result<Option<(Offset, Timestamp)>, StoreError> {
+) -> Result<Option<Moved>, StoreError> {
     if !db
         .list_keyspace_names()
         .iter()
@@ -127,11 +197,12 @@ pub(crate) fn migrate_legacy_log(
     let from = after.map_or(Offset(1), Offset::next);
     let mut last = None;
     let mut moved = 0u64;
+    let mut bytes = 0;
     for guard in legacy.range(layout::log_key(from)..) {
         let (key, value) = guard.into_inner()?;
         let offset = layout::decode_log_key(&key)?;
         let (ts, topic, json) = LogRecord::split(&value)?;
-        appender.push(offset, ts, topic, json);
+        bytes += appender.push(offset, ts, topic, json);
         last = Some((offset, ts));
         moved += 1;
         if moved.is_multiple_of(CHUNK as u64) {
@@ -141,13 +212,17 @@ pub(crate) fn migrate_legacy_log(
     }
     appender.write()?;
     appender.sync()?;
+    if let Some((offset, _)) = last {
+        meta.insert(layout::META_APPLIED, offset.0.to_be_bytes())?;
+        db.persist(PersistMode::SyncAll)?;
+    }
     db.delete_keyspace(legacy)?;
     db.persist(PersistMode::SyncAll)?;
     tracing::info!(
         events = moved,
         "moved the log from the engine into segment files"
     );
-    Ok(last)
+    Ok(Some(Moved { last, bytes }))
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@ use crate::committer::{Committer, Request};
 use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::layout::{self, DocRecord, LogRecord};
-use crate::log::{Log, Opened};
+use crate::log::Log;
 use crate::names::{DocId, TableName};
-use crate::recover;
+use crate::recover::{self, Recovered};
 use crate::stats::{Counters, StoreStats};
 use crate::write::{Router, WriteOp, Written};
 use bytes::Bytes;
@@ -202,46 +202,13 @@ impl Store {
         let log_start = Offset(read_meta(layout::META_LOG_START)?.unwrap_or(1));
         let trimmed_ts = read_meta(layout::META_TRIMMED_TS)?.unwrap_or(0);
         let floor = read_meta(layout::META_OFFSET_FLOOR)?.unwrap_or(1);
-        // A new log's first segment is named by the log's start: at or below
-        // every record it will hold, also those moved from an older format.
-        let Opened {
+        let Recovered {
             log,
-            mut appender,
-            last: mut last_record,
-            bytes: mut log_bytes,
-        } = Log::open(dir, log_start, config.segment_bytes, log_start)?;
-        let applied =
-            match recover::migrate_legacy_log(&db, &mut appender, last_record.map(|(o, _)| o))? {
-                Some(moved) => {
-                    // Documents were written with their events in that format.
-                    let before = log_bytes;
-                    log_bytes = 0;
-                    log.for_each_after(Offset(log_start.0.saturating_sub(1)), |r| {
-                        log_bytes += r.size;
-                        true
-                    })?;
-                    tracing::debug!(
-                        before,
-                        after = log_bytes,
-                        "log size recounted after the move"
-                    );
-                    last_record = Some(moved);
-                    Some(moved.0)
-                }
-                None => read_meta(layout::META_APPLIED)?.map(Offset),
-            };
-        let applied = applied.unwrap_or(Offset::ZERO);
-        let head = last_record.map_or(Offset::ZERO, |(o, _)| o);
-        if applied > head {
-            // Only possible with `durability = "os"` after a power loss: the
-            // engine kept documents whose events the log lost.
-            tracing::warn!(%applied, %head, "documents are ahead of the log: events lost in a power loss are not in the log");
-        }
-        let applied = recover::catch_up_docs(&db, &docs, &meta, &log, applied)?;
-        if read_meta(layout::META_APPLIED)? != Some(applied.0) {
-            meta.insert(layout::META_APPLIED, applied.0.to_be_bytes())?;
-            db.persist(fjall::PersistMode::SyncAll)?;
-        }
+            appender,
+            last: last_record,
+            log_bytes,
+            applied,
+        } = recover::open_log(&db, &docs, &meta, dir, config.segment_bytes, log_start)?;
         // With the log emptied by retention, the head and the clock continue
         // from what was trimmed.
         let (last_offset, last_ts) =
