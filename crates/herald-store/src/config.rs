@@ -7,10 +7,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
-    /// After its group's journal write is fsynced: it survives power loss.
+    /// After its group's log records are fsynced: it survives power loss.
     #[default]
     Fsync,
-    /// After the journal write reaches the OS: it survives a process crash
+    /// After the log write reaches the OS: it survives a process crash
     /// but not a power loss. Offsets are still never reused.
     Os,
 }

@@ -130,7 +130,7 @@ pub enum StoreError {
     #[error("the store is closed")]
     Closed,
     /// The group commit failed. The outcome is unknown: the write may have
-    /// reached the journal before the failure and reappear after a restart.
+    /// reached the log before the failure and reappear after a restart.
     #[error("commit failed, the write may or may not be stored: {reason}")]
     CommitFailed {
         /// The engine's error.

@@ -72,7 +72,7 @@ pub(crate) fn setting_key(kind: &str, name: &str) -> Vec<u8> {
     key
 }
 
-/// The key of a log entry.
+/// The key of a log entry in the first format's `log` keyspace.
 pub(crate) fn log_key(offset: Offset) -> [u8; 8] {
     offset.0.to_be_bytes()
 }

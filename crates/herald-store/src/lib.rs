@@ -23,13 +23,16 @@
 //! # Layout
 //! - [`store`]: the [`Store`] handle: open and recover, write, read documents and the log.
 //! - `committer`: the single writer thread: group commit, offsets, retention.
+//! - `log` and `segment`: the change log in append-only segment files.
+//! - `applied`: how far documents reflect the log, for readers.
+//! - `recover`: opening after a crash or from the first format.
 //! - `apply`: what each operation does to a document, as pure functions.
 //! - `envelope`: encoding each event's wire JSON once, reusing encoded documents.
 //! - [`write`]: [`WriteOp`] constructors and outcomes.
 //! - [`names`]: validated table names, document ids and channel names.
 //! - [`settings`]: durable named settings of the layers above (rooms,
 //!   routing rules), outside the log.
-//! - [`layout`]: keyspaces, key encodings and record formats (the on-disk spec).
+//! - [`layout`]: the engine's keyspaces, key encodings and record formats.
 //! - [`config`]: the [`StoreConfig`] tree.
 //! - [`stats`]: [`StoreStats`] (events appended, log size) and the metrics
 //!   the committer records.

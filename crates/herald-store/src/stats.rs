@@ -14,8 +14,7 @@ use herald_proto::{Epoch, EventBody, Offset};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Histogram: seconds one group commit took when it was synced to disk
-/// (the write and its `fdatasync`).
+/// Histogram: seconds one group's `fdatasync` of the log took.
 pub const FSYNC_SECONDS: &str = "herald_fsync_seconds";
 /// Histogram: events in one committed group.
 pub const COMMIT_GROUP_EVENTS: &str = "herald_commit_group_events";

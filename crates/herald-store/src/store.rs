@@ -157,8 +157,10 @@ pub struct LogChunk {
 impl Store {
     /// Opens (or creates) a store in `dir`.
     ///
-    /// Recovery is automatic: the engine replays its journal, and the next
-    /// offset is derived from the log and the persisted offset floor.
+    /// Recovery is automatic: the engine replays its journal, the log's
+    /// torn tail (if any) is cut off, the documents are brought up to the
+    /// log, and the next offset is derived from the log and the persisted
+    /// offset floor (see `recover`).
     pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store, StoreError> {
         if config.retention.is_enabled() && config.retention.check_interval < MIN_RETENTION_INTERVAL
         {
