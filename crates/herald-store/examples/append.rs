@@ -2,7 +2,8 @@
 //! `cargo run --release -p herald-store --example append -- [writers] [docs_per_write] [events] [fsync|os]`.
 //!
 //! Prints events/s and the process's CPU time per event (user + system, from
-//! /proc), which stays comparable when other work shares the machine.
+//! /proc), which stays comparable when other work shares the machine; then
+//! how long opening the store again takes (it reads the whole log back).
 
 #[path = "../benches/load.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -66,6 +67,16 @@ fn main() {
         written / elapsed,
         cpu / written * 1e6,
         cpu / elapsed
+    );
+    runtime.block_on(store.close());
+    drop(store);
+    // Opening reads every log segment back (checksums, index).
+    let started = Instant::now();
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let log_mib = store.stats().log_bytes as f64 / (1 << 20) as f64;
+    println!(
+        "reopened in {:.0} ms ({log_mib:.0} MiB of log)",
+        started.elapsed().as_secs_f64() * 1e3
     );
     runtime.block_on(store.close());
 }
