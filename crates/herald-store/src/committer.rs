@@ -235,8 +235,8 @@ impl Committer {
         }
     }
 
-    /// Makes an applied group durable with one sync, then answers its
-    /// requests and broadcasts its events.
+    /// Makes an applied group durable with one sync, answers its requests,
+    /// broadcasts its events, then writes its documents.
     fn commit_group(
         &mut self,
         group: Group,
@@ -279,10 +279,15 @@ impl Committer {
         }
         // The writers prepare their next requests while the documents are
         // written; readers wait for them (see `applied`).
-        if let Some(last) = last
-            && let Err(e) = self.apply_docs(batch, last)
-        {
-            self.shared.fail(&e);
+        if let Some(last) = last {
+            // A full segment is sealed between groups, so a group's records
+            // stay in one file.
+            let written = self
+                .apply_docs(batch, last)
+                .and_then(|()| self.appender.roll_if_full(self.next));
+            if let Err(e) = written {
+                self.shared.fail(&e);
+            }
         }
     }
 
@@ -313,7 +318,7 @@ impl Committer {
         batch.insert(&self.meta, layout::META_APPLIED, last.0.to_be_bytes());
         batch.durability(Some(PersistMode::Buffer)).commit()?;
         self.shared.applied.raise(last);
-        self.appender.roll_if_full(self.next)
+        Ok(())
     }
 
     /// Applies one request's operations; on success stages them in `group`.
