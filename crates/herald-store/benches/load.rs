@@ -1,7 +1,7 @@
 //! Benchmark load, shared by `benches/log.rs` and `examples/append.rs`:
 //! documents, and closed-loop writers appending them.
 
-use herald_store::{Store, TableName, WriteOp};
+use herald_store::{ChannelName, Store, TableName, WriteOp};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +33,15 @@ pub fn doc(id: u64, pads: &[String]) -> Value {
     json!({"id": format!("doc-{id:012}"), "tenant": id % 100, "status": "open", "pad": pad})
 }
 
+/// What each write appends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A new document (its record and its event).
+    Insert,
+    /// A channel message (its event only).
+    Publish,
+}
+
 /// Documents with unique ids for many writers.
 #[derive(Debug, Clone)]
 pub struct Docs {
@@ -50,18 +59,23 @@ impl Docs {
         }
     }
 
-    fn insert(&self) -> WriteOp {
+    fn op(&self, kind: Kind) -> WriteOp {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        WriteOp::insert(self.table.clone(), doc(id, &self.pads)).unwrap()
+        let doc = doc(id, &self.pads);
+        match kind {
+            Kind::Insert => WriteOp::insert(self.table.clone(), doc).unwrap(),
+            Kind::Publish => WriteOp::publish(ChannelName::new("bench").unwrap(), doc, None),
+        }
     }
 }
 
 /// `writers` tasks each make `writes_per_writer` writes of `per_write`
-/// documents, waiting for each acknowledgement (closed loop). Returns the
-/// number of events written.
+/// documents (or messages), waiting for each acknowledgement (closed loop).
+/// Returns the number of events written.
 pub async fn write_load(
     store: &Arc<Store>,
     docs: &Docs,
+    kind: Kind,
     writers: u64,
     per_write: u64,
     writes_per_writer: u64,
@@ -71,7 +85,7 @@ pub async fn write_load(
             let (store, docs) = (store.clone(), docs.clone());
             tokio::spawn(async move {
                 for _ in 0..writes_per_writer {
-                    let ops = (0..per_write).map(|_| docs.insert()).collect();
+                    let ops = (0..per_write).map(|_| docs.op(kind)).collect();
                     store.write(ops).await.unwrap();
                 }
             })

@@ -32,23 +32,29 @@ fn appends(c: &mut Criterion) {
         };
         let store = Arc::new(Store::open(dir.path(), config).unwrap());
         let docs = load::Docs::new(1024);
-        // Each writer waits for its acknowledgement before the next write
-        // (closed loop), one document per write, or eight per atomic batch.
-        for per_write in [1u64, 8] {
-            let label = if per_write == 1 {
-                format!("64_writers_1KiB_{name}")
-            } else {
-                format!("64_writers_batches_of_{per_write}_1KiB_{name}")
-            };
-            group.bench_function(label, |b| {
+        // Each writer waits for its acknowledgement before its next write
+        // (closed loop): one document per write, eight per atomic batch, or
+        // one channel message (an event without a document).
+        for (shape, kind, per_write) in [
+            ("64_writers_1KiB", load::Kind::Insert, 1u64),
+            ("64_writers_batches_of_8_1KiB", load::Kind::Insert, 8),
+            ("64_writers_publish_1KiB", load::Kind::Publish, 1),
+        ] {
+            group.bench_function(format!("{shape}_{name}"), |b| {
                 b.iter_custom(|iters| {
                     let writers = 64;
                     let writes_per_writer = iters.div_ceil(writers * per_write);
                     runtime.block_on(async {
                         let start = Instant::now();
-                        let written =
-                            load::write_load(&store, &docs, writers, per_write, writes_per_writer)
-                                .await;
+                        let written = load::write_load(
+                            &store,
+                            &docs,
+                            kind,
+                            writers,
+                            per_write,
+                            writes_per_writer,
+                        )
+                        .await;
                         // Report time per event actually written.
                         start.elapsed().mul_f64(iters as f64 / written as f64)
                     })

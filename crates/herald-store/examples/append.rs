@@ -1,5 +1,5 @@
 //! Append load for profiling and A/B tests of the store:
-//! `cargo run --release -p herald-store --example append -- [writers] [docs_per_write] [events] [fsync|os]`.
+//! `cargo run --release -p herald-store --example append -- [writers] [docs_per_write] [events] [fsync|os] [insert|publish]`.
 //!
 //! Prints events/s and the process's CPU time per event (user + system, from
 //! /proc), which stays comparable when other work shares the machine; then
@@ -39,6 +39,10 @@ fn main() {
         Some("os") => Durability::Os,
         _ => Durability::Fsync,
     };
+    let kind = match args.get(5).map(String::as_str) {
+        Some("publish") => load::Kind::Publish,
+        _ => load::Kind::Insert,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -55,6 +59,7 @@ fn main() {
     let written = runtime.block_on(load::write_load(
         &store,
         &docs,
+        kind,
         writers,
         per_write,
         writes_per_writer,
@@ -62,8 +67,9 @@ fn main() {
     let (elapsed, cpu) = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
     let written = written as f64;
     println!(
-        "{writers} writers x {per_write} docs/write, {written} events, {:?}: {:.0} events/s, {:.1} us CPU/event, {:.2} cores busy",
+        "{writers} writers x {per_write} docs/write, {written} events, {:?} {:?}: {:.0} events/s, {:.1} us CPU/event, {:.2} cores busy",
         durability,
+        kind,
         written / elapsed,
         cpu / written * 1e6,
         cpu / elapsed

@@ -383,9 +383,9 @@ impl Committer {
             Op::Publish {
                 channel,
                 data,
+                json: data_json,
                 from,
             } => {
-                let data_json = Bytes::from(encode_json(&data)?);
                 self.check_size(data_json.len())?;
                 let topic = channel.as_str().to_owned();
                 let body = EventBody::Publish {

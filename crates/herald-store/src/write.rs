@@ -112,6 +112,8 @@ pub(crate) enum Op {
     Publish {
         channel: ChannelName,
         data: Value,
+        /// `data` as JSON, encoded on the caller's thread.
+        json: Bytes,
         from: Option<String>,
     },
 }
@@ -212,10 +214,12 @@ impl WriteOp {
     /// Appends a message to a channel's log.
     #[must_use]
     pub fn publish(channel: ChannelName, data: Value, from: Option<String>) -> WriteOp {
+        let json = Bytes::from(serde_json::to_vec(&data).expect("JSON values always serialize"));
         WriteOp(
             Op::Publish {
                 channel,
                 data,
+                json,
                 from,
             },
             None,
