@@ -19,10 +19,11 @@ impl Offset {
     /// The position before any event: resuming from it replays the whole log.
     pub const ZERO: Offset = Offset(0);
 
-    /// The position right after this one.
+    /// The position right after this one (the last one stays: no event
+    /// ever has it, and a client may send it).
     #[must_use]
     pub fn next(self) -> Offset {
-        Offset(self.0 + 1)
+        Offset(self.0.saturating_add(1))
     }
 }
 

@@ -16,7 +16,8 @@ use std::sync::{Condvar, Mutex, PoisonError};
 #[derive(Debug, Default)]
 pub(crate) struct Applied {
     offset: AtomicU64,
-    /// The committer stopped applying (a failed write): nobody waits.
+    /// The committer stopped applying (a failed write, or it ended): nobody
+    /// waits.
     stopped: AtomicBool,
     lock: Mutex<()>,
     raised: Condvar,
@@ -37,7 +38,8 @@ impl Applied {
         self.raised.notify_all();
     }
 
-    /// Releases every waiter for good: documents will not catch up.
+    /// Releases every waiter for good: documents will not catch up (or
+    /// already have, for good).
     pub(crate) fn stop(&self) {
         let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         self.stopped.store(true, Ordering::SeqCst);

@@ -703,6 +703,14 @@ impl Committer {
     }
 }
 
+impl Drop for Committer {
+    /// However the committer ends (closed, or a panic), readers waiting for
+    /// documents must not wait for it any longer.
+    fn drop(&mut self) {
+        self.shared.applied.stop();
+    }
+}
+
 fn lookup<'a>(mine: &'a Overlay, group: &'a Overlay, key: &[u8]) -> Option<&'a Option<DocRecord>> {
     mine.get(key).or_else(|| group.get(key))
 }

@@ -5,9 +5,9 @@
 //! which maps offsets to segments. A segment is named by the first offset it
 //! may hold, so the segment of an offset is the last one named at or below
 //! it. Readers never read past the store's head, so they never see a record
-//! that is not yet durable, and retention deletes only whole segments below
-//! the log's start (a reader still holding one reads on from the unlinked
-//! file and then notices the new start).
+//! that is not yet acknowledged (durable, with `durability = "fsync"`), and
+//! retention deletes only whole segments below the log's start (a reader
+//! that finds one gone notices the new start when it checks after reading).
 
 use crate::error::StoreError;
 use crate::segment::{self, Mark, RecordRef, Segment};
@@ -81,7 +81,7 @@ impl Log {
             let recovered = Segment::recover(path, first, Some(i) == newest, count_from)?;
             bytes += recovered.bytes_from;
             if let Some((offset, _)) = last
-                && recovered.last.is_some_and(|(o, _)| o <= offset)
+                && recovered.first.is_some_and(|o| o <= offset)
             {
                 return Err(StoreError::Corrupt(format!(
                     "log segment {} repeats offsets up to {offset}",
@@ -341,6 +341,26 @@ mod tests {
         // The newest segment is never removed.
         log.remove_before(Offset(1000)).unwrap();
         assert_eq!(log.segment_count(), 1);
+    }
+
+    #[test]
+    fn segments_whose_offsets_overlap_are_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let Opened { mut appender, .. } =
+            Log::open(dir.path(), Offset(1), 1 << 20, Offset(1)).unwrap();
+        append(&mut appender, 1..=10);
+        drop(appender);
+        // A second segment, named above the first's name, repeating 5..=6.
+        let (_, mut file) = Segment::create(&dir.path().join(DIR), Offset(5)).unwrap();
+        let mut bytes = Vec::new();
+        for o in 5..=6 {
+            segment::encode(&mut bytes, Offset(o), Timestamp(o), "table:t", b"{}");
+        }
+        file.write_all(&bytes).unwrap();
+        assert!(matches!(
+            Log::open(dir.path(), Offset(1), 1 << 20, Offset(1)),
+            Err(StoreError::Corrupt(why)) if why.contains("repeats")
+        ));
     }
 
     #[test]

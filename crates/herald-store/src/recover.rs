@@ -58,12 +58,18 @@ pub(crate) fn open_log(
         last = moved.last.or(last);
         bytes += moved.bytes;
     }
-    let applied = read_applied()?.unwrap_or(Offset::ZERO);
-    let head = last.map_or(Offset::ZERO, |(o, _)| o);
+    // Retention removes only events whose documents are durable (its sync
+    // of `log_start` syncs the engine's journal), so everything below the
+    // log's start is applied.
+    let applied = read_applied()?
+        .unwrap_or(Offset::ZERO)
+        .max(Offset(log_start.0.saturating_sub(1)));
+    let head = last.map_or(Offset(log_start.0.saturating_sub(1)), |(o, _)| o);
     if applied > head {
-        // Only possible with `durability = "os"` after a power loss: the
-        // engine kept documents whose events the log lost.
-        tracing::warn!(%applied, %head, "documents are ahead of the log: their events were lost with the log's unsynced tail");
+        // The engine kept documents whose events the log no longer has:
+        // with `durability = "os"`, the log's unsynced tail lost in a power
+        // cut; with "fsync", damage the torn-tail cut removed.
+        tracing::error!(%applied, %head, "documents are ahead of the log: events after the head are lost; their offsets will be skipped");
     }
     let caught_up = catch_up_docs(db, docs, meta, &log, applied)?;
     if read_applied()? != Some(caught_up) {
@@ -212,7 +218,9 @@ fn migrate_legacy_log(
     }
     appender.write()?;
     appender.sync()?;
-    if let Some((offset, _)) = last {
+    // Everything in the segments is applied, also what an interrupted move
+    // had copied before.
+    if let Some(offset) = last.map(|(o, _)| o).or(after) {
         meta.insert(layout::META_APPLIED, offset.0.to_be_bytes())?;
         db.persist(PersistMode::SyncAll)?;
     }
@@ -351,6 +359,51 @@ mod tests {
             Some((Version(1), json!({"id": "a", "kept": true})))
         );
         assert_eq!(doc(&store, "b").map(|(v, _)| v), Some(Version(1)));
+        store.close().await;
+    }
+
+    /// A first-format store whose retention removed every event: nothing is
+    /// moved, and reads do not wait for documents that are long written.
+    #[tokio::test]
+    async fn a_first_format_store_with_an_empty_log_opens_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (db, docs, meta) = engine(dir.path());
+            let _legacy = db
+                .keyspace(layout::LEGACY_LOG, KeyspaceCreateOptions::default)
+                .unwrap();
+            meta.insert(layout::META_EPOCH, 5u64.to_be_bytes()).unwrap();
+            meta.insert(layout::META_LOG_START, 41u64.to_be_bytes())
+                .unwrap();
+            meta.insert(layout::META_OFFSET_FLOOR, 41u64.to_be_bytes())
+                .unwrap();
+            docs.insert(
+                layout::doc_key("t", "a"),
+                DocRecord::encode(Version(3), br#"{"id":"a"}"#),
+            )
+            .unwrap();
+            db.persist(PersistMode::SyncAll).unwrap();
+        }
+        let store = Arc::new(Store::open(dir.path(), StoreConfig::default()).unwrap());
+        assert_eq!((store.head(), store.earliest()), (Offset(40), Offset(41)));
+        // On its own thread: a read that hangs fails the test, not hangs it.
+        let (reader, done) = std::sync::mpsc::channel();
+        let reading = store.clone();
+        std::thread::spawn(move || {
+            let _ = reader.send(doc(&reading, "a").map(|(v, _)| v));
+        });
+        let got = done.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(
+            got,
+            Ok(Some(Version(3))),
+            "a read waited for documents that never come"
+        );
+        assert_eq!(store.snapshot().unwrap().offset(), Offset(40));
+        let written = store
+            .write_one(WriteOp::insert(TableName::new("t").unwrap(), json!({"id": "b"})).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(written.offset(), Offset(41));
         store.close().await;
     }
 

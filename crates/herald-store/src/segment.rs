@@ -7,7 +7,7 @@
 //! last complete record ends.
 //!
 //! Each segment keeps a sparse index in memory, one [`Mark`] every
-//! [`MARK_EVERY`] bytes, so a read seeks to within a few KiB of any offset.
+//! [`MARK_EVERY`] bytes, so a read seeks to within 16 KiB of any offset.
 
 use crate::error::StoreError;
 use herald_proto::{Offset, Timestamp};
@@ -80,8 +80,10 @@ enum Frame {
     },
     /// The bytes end inside the frame: read more (or a torn tail).
     Incomplete { needed: usize },
-    /// Bytes that are not a record (a torn write, or damage).
-    Invalid(&'static str),
+    /// Bytes that are not a record. `torn`: what an interrupted append
+    /// leaves (a bad checksum, a length from zeros); otherwise the record's
+    /// checksum holds and its content is still wrong: damage.
+    Invalid { why: &'static str, torn: bool },
 }
 
 fn decode(bytes: &[u8]) -> Frame {
@@ -93,7 +95,10 @@ fn decode(bytes: &[u8]) -> Frame {
     let body_len = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
     let crc = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
     if body_len < BODY_HEADER {
-        return Frame::Invalid("record shorter than its header");
+        return Frame::Invalid {
+            why: "record shorter than its header",
+            torn: true,
+        };
     }
     let size = FRAME_HEADER + body_len;
     if bytes.len() < size {
@@ -101,17 +106,26 @@ fn decode(bytes: &[u8]) -> Frame {
     }
     let body = &bytes[FRAME_HEADER..size];
     if crc32fast::hash(body) != crc {
-        return Frame::Invalid("checksum mismatch");
+        return Frame::Invalid {
+            why: "checksum mismatch",
+            torn: true,
+        };
     }
     let offset = u64::from_be_bytes(body[..8].try_into().expect("8 bytes"));
     let ts = u64::from_be_bytes(body[8..16].try_into().expect("8 bytes"));
     let topic_len = usize::from(u16::from_be_bytes([body[16], body[17]]));
     let topic = FRAME_HEADER + BODY_HEADER..FRAME_HEADER + BODY_HEADER + topic_len;
     if topic.end > size {
-        return Frame::Invalid("topic runs past the end");
+        return Frame::Invalid {
+            why: "topic runs past the end",
+            torn: false,
+        };
     }
     if std::str::from_utf8(&bytes[topic.clone()]).is_err() {
-        return Frame::Invalid("topic is not UTF-8");
+        return Frame::Invalid {
+            why: "topic is not UTF-8",
+            torn: false,
+        };
     }
     Frame::Record {
         offset: Offset(offset),
@@ -130,11 +144,11 @@ pub(crate) struct Mark {
     pub(crate) pos: u64,
 }
 
-/// One segment file, shared by the appender and readers.
+/// One segment file, shared by the appender and readers. Readers open the
+/// file for each read, so a long log holds no descriptor per segment.
 #[derive(Debug)]
 pub(crate) struct Segment {
     pub(crate) path: PathBuf,
-    file: File,
     /// Bytes of complete records; readers never look past it.
     len: AtomicU64,
     /// Sparse index, in offset (and file) order.
@@ -165,6 +179,8 @@ fn io_error(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
 #[derive(Debug)]
 pub(crate) struct Recovered {
     pub(crate) segment: Segment,
+    /// The first record's offset.
+    pub(crate) first: Option<Offset>,
     /// The last record's offset and timestamp.
     pub(crate) last: Option<(Offset, Timestamp)>,
     /// Bytes of the records at or above the `count_from` offset.
@@ -180,11 +196,9 @@ impl Segment {
             .append(true)
             .open(&path)
             .map_err(io_error(&path))?;
-        let file = File::open(&path).map_err(io_error(&path))?;
         Ok((
             Segment {
                 path,
-                file,
                 len: AtomicU64::new(0),
                 marks: RwLock::new(Vec::new()),
             },
@@ -210,21 +224,21 @@ impl Segment {
         let size = file.metadata().map_err(io_error(&path))?.len();
         let segment = Segment {
             path,
-            file,
             len: AtomicU64::new(size),
             marks: RwLock::new(Vec::new()),
         };
         let mut marks = Vec::new();
+        let mut first_record = None;
         let mut last: Option<(Offset, Timestamp)> = None;
         let mut bytes_from = 0;
-        let mut reader = Reader::new(&segment, 0, size);
+        let mut reader = Reader::new(&file, 0, size);
         let mut bad = None;
         loop {
             match reader.next_frame() {
                 Ok(Some((pos, record))) => {
                     let after = last.map_or(Offset(first.0.saturating_sub(1)), |(o, _)| o);
                     if record.offset <= after {
-                        bad = Some((pos, "offsets go backwards"));
+                        bad = Some((pos, "offsets go backwards", false));
                         break;
                     }
                     if marks
@@ -240,18 +254,21 @@ impl Segment {
                     if record.offset >= count_from {
                         bytes_from += record.size;
                     }
+                    first_record = first_record.or(Some(record.offset));
                     last = Some((record.offset, record.ts));
                 }
                 Ok(None) => break,
-                Err(ReadError::Invalid { pos, why }) => {
-                    bad = Some((pos, why));
+                Err(ReadError::Invalid { pos, why, torn }) => {
+                    bad = Some((pos, why, torn));
                     break;
                 }
                 Err(ReadError::Io(e)) => return Err(io_error(&segment.path)(e)),
             }
         }
-        if let Some((pos, why)) = bad {
-            if !cut_torn_tail {
+        if let Some((pos, why, torn)) = bad {
+            // Only the newest segment is appended to, and only a torn
+            // append is a crash's doing: anything else is not cut away.
+            if !(cut_torn_tail && torn) {
                 return Err(StoreError::Corrupt(format!(
                     "log segment {} at byte {pos}: {why}",
                     segment.path.display()
@@ -264,8 +281,8 @@ impl Segment {
                 why,
                 "cutting the log's torn tail (an append a crash interrupted, never acknowledged)"
             );
-            segment.file.set_len(pos).map_err(io_error(&segment.path))?;
-            segment.file.sync_all().map_err(io_error(&segment.path))?;
+            file.set_len(pos).map_err(io_error(&segment.path))?;
+            file.sync_all().map_err(io_error(&segment.path))?;
             segment.len.store(pos, Ordering::SeqCst);
         }
         *segment
@@ -274,6 +291,7 @@ impl Segment {
             .unwrap_or_else(PoisonError::into_inner) = marks;
         Ok(Recovered {
             segment,
+            first: first_record,
             last,
             bytes_from,
         })
@@ -325,7 +343,15 @@ impl Segment {
         mut f: impl FnMut(RecordRef<'_>) -> bool,
     ) -> Result<bool, StoreError> {
         let start = self.seek(after.next());
-        let mut reader = Reader::new(self, start, self.len());
+        let end = self.len();
+        let file = match File::open(&self.path) {
+            Ok(file) => file,
+            // Removed by retention since the caller listed it: the caller
+            // finds the log's new start when it checks after reading.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_error(&self.path)(e)),
+        };
+        let mut reader = Reader::new(&file, start, end);
         loop {
             match reader.next_frame() {
                 Ok(Some((_, record))) => {
@@ -334,7 +360,7 @@ impl Segment {
                     }
                 }
                 Ok(None) => return Ok(false),
-                Err(ReadError::Invalid { pos, why }) => {
+                Err(ReadError::Invalid { pos, why, .. }) => {
                     return Err(StoreError::Corrupt(format!(
                         "log segment {} at byte {pos}: {why}",
                         self.path.display()
@@ -348,13 +374,17 @@ impl Segment {
 
 #[derive(Debug)]
 enum ReadError {
-    Invalid { pos: u64, why: &'static str },
+    Invalid {
+        pos: u64,
+        why: &'static str,
+        torn: bool,
+    },
     Io(std::io::Error),
 }
 
-/// Reads frames from `[pos, end)` of a segment through a buffer.
+/// Reads frames from `[pos, end)` of a segment file through a buffer.
 struct Reader<'s> {
-    segment: &'s Segment,
+    file: &'s File,
     /// File position of `buf[start]`.
     pos: u64,
     end: u64,
@@ -363,9 +393,9 @@ struct Reader<'s> {
 }
 
 impl<'s> Reader<'s> {
-    fn new(segment: &'s Segment, pos: u64, end: u64) -> Reader<'s> {
+    fn new(file: &'s File, pos: u64, end: u64) -> Reader<'s> {
         Reader {
-            segment,
+            file,
             pos,
             end,
             buf: Vec::new(),
@@ -386,9 +416,7 @@ impl<'s> Reader<'s> {
         }
         let old = self.buf.len();
         self.buf.resize(old + n, 0);
-        self.segment
-            .file
-            .read_exact_at(&mut self.buf[old..], file_pos)?;
+        self.file.read_exact_at(&mut self.buf[old..], file_pos)?;
         Ok(())
     }
 
@@ -407,6 +435,7 @@ impl<'s> Reader<'s> {
                         Err(ReadError::Invalid {
                             pos: self.pos,
                             why: "record cut short",
+                            torn: true,
                         })
                     };
                 }
@@ -414,8 +443,12 @@ impl<'s> Reader<'s> {
             }
             match decode(&self.buf[self.start..]) {
                 Frame::Incomplete { needed: n } => needed = n,
-                Frame::Invalid(why) => {
-                    return Err(ReadError::Invalid { pos: self.pos, why });
+                Frame::Invalid { why, torn } => {
+                    return Err(ReadError::Invalid {
+                        pos: self.pos,
+                        why,
+                        torn,
+                    });
                 }
                 Frame::Record {
                     offset,
@@ -432,6 +465,7 @@ impl<'s> Reader<'s> {
                         std::str::from_utf8(&bytes[topic]).map_err(|_| ReadError::Invalid {
                             pos: at,
                             why: "topic is not UTF-8",
+                            torn: false,
                         })?;
                     let record = RecordRef {
                         offset,
@@ -560,6 +594,21 @@ mod tests {
                 Err(StoreError::Corrupt(_))
             ));
         }
+        // A whole record whose checksum holds but whose offset goes
+        // backwards is damage, not a torn append: never cut away.
+        let file = File::options().write(true).open(&segment.path).unwrap();
+        file.set_len(whole).unwrap();
+        let mut stale = Vec::new();
+        encode(&mut stale, Offset(3), Timestamp(30), "table:t", b"{}");
+        file.write_all_at(&stale, whole).unwrap();
+        assert!(matches!(
+            Segment::recover(segment.path.clone(), Offset(1), true, Offset(1)),
+            Err(StoreError::Corrupt(why)) if why.contains("backwards")
+        ));
+        assert_eq!(
+            std::fs::metadata(&segment.path).unwrap().len(),
+            whole + stale.len() as u64
+        );
         // A flipped byte inside a record is caught by its checksum.
         let file = File::options().write(true).open(&segment.path).unwrap();
         file.set_len(whole).unwrap();

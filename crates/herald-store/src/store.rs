@@ -215,7 +215,7 @@ impl Store {
         // from what was trimmed.
         let (last_offset, last_ts) =
             last_record.unwrap_or((Offset(log_start.0.saturating_sub(1)), Timestamp(trimmed_ts)));
-        let next = Offset(floor.max(last_offset.0 + 1).max(applied.0 + 1));
+        let next = Offset(floor.max(last_offset.next().0).max(applied.next().0));
 
         let (events, _) = broadcast::channel(BROADCAST);
         let shared = Arc::new(Shared {
