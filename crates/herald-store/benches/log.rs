@@ -25,13 +25,6 @@ fn appends(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(10));
     for (name, durability) in [("fsync", Durability::Fsync), ("os", Durability::Os)] {
-        let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig {
-            durability,
-            ..StoreConfig::default()
-        };
-        let store = Arc::new(Store::open(dir.path(), config).unwrap());
-        let docs = load::Docs::new(1024);
         // Each writer waits for its acknowledgement before its next write
         // (closed loop): one document per write, eight per atomic batch, or
         // one channel message (an event without a document).
@@ -40,6 +33,15 @@ fn appends(c: &mut Criterion) {
             ("64_writers_batches_of_8_1KiB", load::Kind::Insert, 8),
             ("64_writers_publish_1KiB", load::Kind::Publish, 1),
         ] {
+            // A fresh store for each: the engine's compactions of one
+            // benchmark's documents must not run during the next.
+            let dir = tempfile::tempdir().unwrap();
+            let config = StoreConfig {
+                durability,
+                ..StoreConfig::default()
+            };
+            let store = Arc::new(Store::open(dir.path(), config).unwrap());
+            let docs = load::Docs::new(1024);
             group.bench_function(format!("{shape}_{name}"), |b| {
                 b.iter_custom(|iters| {
                     let writers = 64;
@@ -60,8 +62,8 @@ fn appends(c: &mut Criterion) {
                     })
                 });
             });
+            runtime.block_on(store.close());
         }
-        runtime.block_on(store.close());
     }
     group.finish();
 }
