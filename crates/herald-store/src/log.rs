@@ -14,12 +14,14 @@ use crate::segment::{self, Mark, RecordRef, Segment};
 use herald_proto::{Offset, Timestamp};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Write;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
 /// The folder of the log's segments, inside the data directory.
 pub(crate) const DIR: &str = "log";
+/// The next segment's file while it is made in advance.
+const SPARE: &str = "spare.tmp";
 
 /// The segments of the log, by first offset.
 #[derive(Debug)]
@@ -65,6 +67,11 @@ impl Log {
     ) -> Result<Opened, StoreError> {
         let dir = data.join(DIR);
         std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        // A spare left by the last run may be half made: make it again.
+        match std::fs::remove_file(dir.join(SPARE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_error(&dir)(e)),
+            _ => {}
+        }
         let mut found = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(io_error(&dir))? {
             let entry = entry.map_err(io_error(&dir))?;
@@ -102,7 +109,7 @@ impl Log {
             }
         };
         let file = File::options()
-            .append(true)
+            .write(true)
             .open(&active.path)
             .map_err(io_error(&active.path))?;
         let log = Arc::new(Log {
@@ -118,6 +125,7 @@ impl Log {
             buf: Vec::new(),
             marks: Vec::new(),
             segment_bytes,
+            spare: None,
         };
         Ok(Opened {
             log,
@@ -215,6 +223,8 @@ pub(crate) struct Appender {
     /// Index marks for records in `buf`.
     marks: Vec<Mark>,
     segment_bytes: u64,
+    /// The next segment's file, being made in advance.
+    spare: Option<std::thread::JoinHandle<Result<PathBuf, StoreError>>>,
 }
 
 impl Appender {
@@ -238,8 +248,9 @@ impl Appender {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.file
-            .write_all(&self.buf)
+        // At a position, not appended: a segment made in advance is already
+        // as long as it will be.
+        std::os::unix::fs::FileExt::write_all_at(&self.file, &self.buf, self.pos)
             .map_err(io_error(&self.segment.path))?;
         self.pos += self.buf.len() as u64;
         self.segment.appended(self.pos, &self.marks);
@@ -258,11 +269,25 @@ impl Appender {
     /// between groups: a group's records stay in one segment.
     pub(crate) fn roll_if_full(&mut self, next: Offset) -> Result<(), StoreError> {
         if self.pos < self.segment_bytes {
+            if self.pos >= self.segment_bytes / 2 && self.spare.is_none() {
+                self.spare = Some(make_spare(&self.log.dir, self.segment_bytes));
+            }
             return Ok(());
         }
         // A sealed segment is whole on disk whatever the durability mode.
         self.sync()?;
-        let (segment, file) = Segment::create(&self.log.dir, next)?;
+        let (segment, file) = match self.take_spare() {
+            Some(spare) => {
+                let path = self.log.dir.join(segment::file_name(next));
+                std::fs::rename(&spare, &path).map_err(io_error(&path))?;
+                let file = File::options()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io_error(&path))?;
+                (Segment::adopt(path), file)
+            }
+            None => Segment::create(&self.log.dir, next)?,
+        };
         sync_dir(&self.log.dir)?;
         let segment = Arc::new(segment);
         self.log
@@ -279,9 +304,50 @@ impl Appender {
     }
 }
 
+impl Appender {
+    /// The spare segment file, if it is ready; one still being made is left
+    /// to finish (for the next roll), one that failed is forgotten.
+    fn take_spare(&mut self) -> Option<PathBuf> {
+        if !self.spare.as_ref()?.is_finished() {
+            return None;
+        }
+        match self.spare.take()?.join() {
+            Ok(Ok(path)) => Some(path),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not make the next log segment in advance");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+}
+
+/// Makes the next segment's file in advance, on its own thread: `bytes` of
+/// zeros, synced. Overwriting blocks that exist needs no file-system journal
+/// commit, so each group's `fdatasync` then flushes only its data.
+fn make_spare(dir: &Path, bytes: u64) -> std::thread::JoinHandle<Result<PathBuf, StoreError>> {
+    let path = dir.join(SPARE);
+    std::thread::spawn(move || {
+        let io = io_error(&path);
+        let file = File::create(&path).map_err(&io)?;
+        let zeros = vec![0u8; 1 << 20];
+        let mut written = 0u64;
+        while written < bytes {
+            let n = zeros
+                .len()
+                .min(usize::try_from(bytes - written).unwrap_or(usize::MAX));
+            std::os::unix::fs::FileExt::write_all_at(&file, &zeros[..n], written).map_err(&io)?;
+            written += n as u64;
+        }
+        file.sync_all().map_err(&io)?;
+        Ok(path.clone())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn append(appender: &mut Appender, offsets: std::ops::RangeInclusive<u64>) {
         for o in offsets {
@@ -341,6 +407,46 @@ mod tests {
         // The newest segment is never removed.
         log.remove_before(Offset(1000)).unwrap();
         assert_eq!(log.segment_count(), 1);
+    }
+
+    #[test]
+    fn the_next_segment_is_made_in_advance_and_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let Opened {
+            log, mut appender, ..
+        } = Log::open(dir.path(), Offset(1), 4096, Offset(1)).unwrap();
+        // Past half of the first segment, its successor is being made.
+        let mut o = 0;
+        while appender.spare.is_none() {
+            o += 1;
+            append(&mut appender, o..=o);
+        }
+        while !appender.spare.as_ref().unwrap().is_finished() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let first_segments = log.segment_count();
+        while log.segment_count() == first_segments {
+            o += 1;
+            append(&mut appender, o..=o);
+        }
+        // The new segment is the spare, renamed: already full length.
+        let newest = appender.segment.path.clone();
+        assert_eq!(std::fs::metadata(&newest).unwrap().len(), 4096);
+        assert!(!dir.path().join(DIR).join(SPARE).exists());
+        append(&mut appender, o + 1..=o + 3);
+        assert_eq!(offsets_after(&log, 0), (1..=o + 3).collect::<Vec<_>>());
+        drop((log, appender));
+
+        // Reopened, the zeros end it and appends continue at the data's end.
+        let Opened {
+            log,
+            mut appender,
+            last,
+            ..
+        } = Log::open(dir.path(), Offset(1), 4096, Offset(1)).unwrap();
+        assert_eq!(last.map(|(o, _)| o), Some(Offset(o + 3)));
+        append(&mut appender, o + 4..=o + 4);
+        assert_eq!(offsets_after(&log, 0), (1..=o + 4).collect::<Vec<_>>());
     }
 
     #[test]

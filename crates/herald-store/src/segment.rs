@@ -84,6 +84,8 @@ enum Frame {
     /// leaves (a bad checksum, a length from zeros); otherwise the record's
     /// checksum holds and its content is still wrong: damage.
     Invalid { why: &'static str, torn: bool },
+    /// Zeros: the unwritten rest of a segment file made in advance.
+    End,
 }
 
 fn decode(bytes: &[u8]) -> Frame {
@@ -94,6 +96,9 @@ fn decode(bytes: &[u8]) -> Frame {
     }
     let body_len = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
     let crc = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
+    if body_len == 0 && crc == 0 {
+        return Frame::End;
+    }
     if body_len < BODY_HEADER {
         return Frame::Invalid {
             why: "record shorter than its header",
@@ -188,12 +193,21 @@ pub(crate) struct Recovered {
 }
 
 impl Segment {
+    /// A segment over a file made in advance (zeros) and just renamed.
+    pub(crate) fn adopt(path: PathBuf) -> Segment {
+        Segment {
+            path,
+            len: AtomicU64::new(0),
+            marks: RwLock::new(Vec::new()),
+        }
+    }
+
     /// Creates an empty segment file.
     pub(crate) fn create(dir: &Path, first: Offset) -> Result<(Segment, File), StoreError> {
         let path = dir.join(file_name(first));
         let writer = File::options()
             .create_new(true)
-            .append(true)
+            .write(true)
             .open(&path)
             .map_err(io_error(&path))?;
         Ok((
@@ -265,6 +279,7 @@ impl Segment {
                 Err(ReadError::Io(e)) => return Err(io_error(&segment.path)(e)),
             }
         }
+        let data_end = reader.pos;
         if let Some((pos, why, torn)) = bad {
             // Only the newest segment is appended to, and only a torn
             // append is a crash's doing: anything else is not cut away.
@@ -284,6 +299,16 @@ impl Segment {
             file.set_len(pos).map_err(io_error(&segment.path))?;
             file.sync_all().map_err(io_error(&segment.path))?;
             segment.len.store(pos, Ordering::SeqCst);
+        } else if cut_torn_tail && data_end < size {
+            // The zeros of a segment made in advance (see `log`). Appends
+            // go on at the data's end; whatever an interrupted append left
+            // in the zeros further on must not be read after them, so the
+            // rest goes (this segment grows as it is written from now on).
+            file.set_len(data_end).map_err(io_error(&segment.path))?;
+            file.sync_all().map_err(io_error(&segment.path))?;
+            segment.len.store(data_end, Ordering::SeqCst);
+        } else {
+            segment.len.store(data_end, Ordering::SeqCst);
         }
         *segment
             .marks
@@ -450,6 +475,7 @@ impl<'s> Reader<'s> {
                         torn,
                     });
                 }
+                Frame::End => return Ok(None),
                 Frame::Record {
                     offset,
                     ts,
@@ -568,6 +594,29 @@ mod tests {
                 br#"{"o":701}"#.to_vec()
             ))
         );
+    }
+
+    #[test]
+    fn zeros_after_the_records_end_the_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (segment, file, bytes) = write_records(dir.path(), 1..=10);
+        let data = bytes.len() as u64;
+        // A segment made in advance: zeros after the records, and further on
+        // what an interrupted append could leave among them.
+        file.set_len(data + 8192).unwrap();
+        let mut stray = Vec::new();
+        encode(&mut stray, Offset(11), Timestamp(110), "table:t", b"{}");
+        file.write_all_at(&stray, data + 4096).unwrap();
+
+        // An older segment: the zeros end it, nothing is changed.
+        let older = Segment::recover(segment.path.clone(), Offset(1), false, Offset(1)).unwrap();
+        assert_eq!((older.last.unwrap().0, older.segment.len()), (Offset(10), data));
+        assert_eq!(std::fs::metadata(&segment.path).unwrap().len(), data + 8192);
+
+        // The newest: appends go on at the data's end, so the rest goes.
+        let newest = Segment::recover(segment.path.clone(), Offset(1), true, Offset(1)).unwrap();
+        assert_eq!((newest.last.unwrap().0, newest.segment.len()), (Offset(10), data));
+        assert_eq!(std::fs::metadata(&segment.path).unwrap().len(), data);
     }
 
     #[test]
