@@ -610,12 +610,18 @@ mod tests {
 
         // An older segment: the zeros end it, nothing is changed.
         let older = Segment::recover(segment.path.clone(), Offset(1), false, Offset(1)).unwrap();
-        assert_eq!((older.last.unwrap().0, older.segment.len()), (Offset(10), data));
+        assert_eq!(
+            (older.last.unwrap().0, older.segment.len()),
+            (Offset(10), data)
+        );
         assert_eq!(std::fs::metadata(&segment.path).unwrap().len(), data + 8192);
 
         // The newest: appends go on at the data's end, so the rest goes.
         let newest = Segment::recover(segment.path.clone(), Offset(1), true, Offset(1)).unwrap();
-        assert_eq!((newest.last.unwrap().0, newest.segment.len()), (Offset(10), data));
+        assert_eq!(
+            (newest.last.unwrap().0, newest.segment.len()),
+            (Offset(10), data)
+        );
         assert_eq!(std::fs::metadata(&segment.path).unwrap().len(), data);
     }
 
