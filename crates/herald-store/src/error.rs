@@ -214,3 +214,11 @@ impl StoreError {
         }
     }
 }
+
+/// Maps an I/O error on `path` to [`StoreError::Io`] naming it.
+pub(crate) fn io_error(path: &std::path::Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}

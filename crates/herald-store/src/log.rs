@@ -9,7 +9,7 @@
 //! retention deletes only whole segments below the log's start (a reader
 //! that finds one gone notices the new start when it checks after reading).
 
-use crate::error::StoreError;
+use crate::error::{StoreError, io_error};
 use crate::segment::{self, Mark, RecordRef, Segment};
 use herald_proto::{Offset, Timestamp};
 use std::collections::BTreeMap;
@@ -39,13 +39,6 @@ pub(crate) struct Opened {
     pub(crate) last: Option<(Offset, Timestamp)>,
     /// Bytes of the records at or above the `count_from` offset.
     pub(crate) bytes: u64,
-}
-
-fn io_error(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.display().to_string(),
-        source,
-    }
 }
 
 /// Makes a file's creation or removal in `dir` durable.

@@ -9,7 +9,7 @@
 //! Each segment keeps a sparse index in memory, one [`Mark`] every
 //! [`MARK_EVERY`] bytes, so a read seeks to within 16 KiB of any offset.
 
-use crate::error::StoreError;
+use crate::error::{StoreError, io_error};
 use herald_proto::{Offset, Timestamp};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -171,13 +171,6 @@ pub(crate) fn parse_name(name: &str) -> Option<Offset> {
     (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
         .then(|| digits.parse().ok().map(Offset))
         .flatten()
-}
-
-fn io_error(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.display().to_string(),
-        source,
-    }
 }
 
 /// What [`Segment::recover`] found.

@@ -3,7 +3,7 @@
 use crate::applied::Applied;
 use crate::committer::{Committer, Request};
 use crate::config::StoreConfig;
-use crate::error::StoreError;
+use crate::error::{StoreError, io_error};
 use crate::layout::{self, DocRecord, LogRecord};
 use crate::log::Log;
 use crate::names::{DocId, TableName};
@@ -174,10 +174,7 @@ impl Store {
             )));
         }
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let db = Database::builder(dir)
             .manual_journal_persist(true)
             .cache_size(config.cache_bytes)
@@ -247,10 +244,7 @@ impl Store {
         std::thread::Builder::new()
             .name("herald-committer".into())
             .spawn(move || committer.run(rx))
-            .map_err(|source| StoreError::Io {
-                path: dir.display().to_string(),
-                source,
-            })?;
+            .map_err(io_error(dir))?;
         if config.retention.is_enabled() {
             spawn_retention_ticker(requests.downgrade(), config.retention.check_interval);
         }
