@@ -13,26 +13,13 @@ use crate::log::{Appender, Log, Opened};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use herald_proto::{Event, EventBody, Offset, Timestamp};
 use std::path::Path;
-use std::sync::Arc;
 
 /// Events re-applied (or records moved) per batch.
 const CHUNK: usize = 1024;
 
-/// The log as opened, with the documents level with it.
-#[derive(Debug)]
-pub(crate) struct Recovered {
-    pub(crate) log: Arc<Log>,
-    pub(crate) appender: Appender,
-    /// The last record's offset and timestamp, if the log holds any.
-    pub(crate) last: Option<(Offset, Timestamp)>,
-    /// Bytes of the records retained (at or above `log_start`).
-    pub(crate) log_bytes: u64,
-    /// The last offset whose effect is in the documents.
-    pub(crate) applied: Offset,
-}
-
 /// Opens the log in `dir`, moves a first-format log into it, and brings
-/// the documents up to it.
+/// the documents up to it. Returns the log (its `bytes` counted from
+/// `log_start`) and the last offset whose effect is in the documents.
 pub(crate) fn open_log(
     db: &Database,
     docs: &Keyspace,
@@ -40,49 +27,40 @@ pub(crate) fn open_log(
     dir: &Path,
     segment_bytes: u64,
     log_start: Offset,
-) -> Result<Recovered, StoreError> {
-    let read_applied = || -> Result<Option<Offset>, StoreError> {
-        meta.get(layout::META_APPLIED)?
-            .map(|v| layout::read_u64(&v, "applied offset").map(Offset))
-            .transpose()
-    };
+) -> Result<(Opened, Offset), StoreError> {
     // A new log's first segment is named by the log's start: at or below
     // every record it will hold, also those moved from the first format.
-    let Opened {
-        log,
-        mut appender,
-        mut last,
-        mut bytes,
-    } = Log::open(dir, log_start, segment_bytes, log_start)?;
-    if let Some(moved) = migrate_legacy_log(db, meta, &mut appender, last.map(|(o, _)| o))? {
-        last = moved.last.or(last);
-        bytes += moved.bytes;
+    let mut opened = Log::open(dir, log_start, segment_bytes, log_start)?;
+    let in_segments = opened.last.map(|(o, _)| o);
+    if let Some(moved) = migrate_legacy_log(db, meta, &mut opened.appender, in_segments)? {
+        opened.last = moved.last.or(opened.last);
+        opened.bytes += moved.bytes;
     }
+    let stored = meta
+        .get(layout::META_APPLIED)?
+        .map(|v| layout::read_u64(&v, "applied offset").map(Offset))
+        .transpose()?;
     // Retention removes only events whose documents are durable (its sync
     // of `log_start` syncs the engine's journal), so everything below the
     // log's start is applied.
-    let applied = read_applied()?
+    let applied = stored
         .unwrap_or(Offset::ZERO)
         .max(Offset(log_start.0.saturating_sub(1)));
-    let head = last.map_or(Offset(log_start.0.saturating_sub(1)), |(o, _)| o);
+    let head = opened
+        .last
+        .map_or(Offset(log_start.0.saturating_sub(1)), |(o, _)| o);
     if applied > head {
         // The engine kept documents whose events the log no longer has:
         // with `durability = "os"`, the log's unsynced tail lost in a power
         // cut; with "fsync", damage the torn-tail cut removed.
         tracing::error!(%applied, %head, "documents are ahead of the log: events after the head are lost; their offsets will be skipped");
     }
-    let caught_up = catch_up_docs(db, docs, meta, &log, applied)?;
-    if read_applied()? != Some(caught_up) {
+    let caught_up = catch_up_docs(db, docs, meta, &opened.log, applied)?;
+    if stored != Some(caught_up) {
         meta.insert(layout::META_APPLIED, caught_up.0.to_be_bytes())?;
         db.persist(PersistMode::SyncAll)?;
     }
-    Ok(Recovered {
-        log,
-        appender,
-        last,
-        log_bytes: bytes,
-        applied: caught_up,
-    })
+    Ok((opened, caught_up))
 }
 
 /// Re-applies the log's events after `applied` to the documents; returns the
@@ -239,6 +217,7 @@ mod tests {
     use crate::{ChannelName, DocId, Store, StoreConfig, TableName, TopicFilter, WriteOp};
     use herald_proto::{Epoch, Version};
     use serde_json::json;
+    use std::sync::Arc;
 
     fn engine(dir: &std::path::Path) -> (Database, Keyspace, Keyspace) {
         let db = Database::builder(dir).open().unwrap();

@@ -248,10 +248,7 @@ impl Segment {
                         bad = Some((pos, "offsets go backwards", false));
                         break;
                     }
-                    if marks
-                        .last()
-                        .is_none_or(|m: &Mark| pos >= m.pos + MARK_EVERY)
-                    {
+                    if Segment::wants_mark(marks.last().map(|m: &Mark| m.pos), pos) {
                         marks.push(Mark {
                             offset: record.offset,
                             ts: record.ts,

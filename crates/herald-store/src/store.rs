@@ -5,9 +5,9 @@ use crate::committer::{Committer, Request};
 use crate::config::StoreConfig;
 use crate::error::{StoreError, io_error};
 use crate::layout::{self, DocRecord, LogRecord};
-use crate::log::Log;
+use crate::log::{Log, Opened};
 use crate::names::{DocId, TableName};
-use crate::recover::{self, Recovered};
+use crate::recover;
 use crate::stats::{Counters, StoreStats};
 use crate::write::{Router, WriteOp, Written};
 use bytes::Bytes;
@@ -201,13 +201,15 @@ impl Store {
         let log_start = Offset(read_meta(layout::META_LOG_START)?.unwrap_or(1));
         let trimmed_ts = read_meta(layout::META_TRIMMED_TS)?.unwrap_or(0);
         let floor = read_meta(layout::META_OFFSET_FLOOR)?.unwrap_or(1);
-        let Recovered {
-            log,
-            appender,
-            last: last_record,
-            log_bytes,
+        let (
+            Opened {
+                log,
+                appender,
+                last: last_record,
+                bytes: log_bytes,
+            },
             applied,
-        } = recover::open_log(&db, &docs, &meta, dir, config.segment_bytes, log_start)?;
+        ) = recover::open_log(&db, &docs, &meta, dir, config.segment_bytes, log_start)?;
         // With the log emptied by retention, the head and the clock continue
         // from what was trimmed.
         let (last_offset, last_ts) =
@@ -493,7 +495,7 @@ impl Store {
         let (mut lo, mut hi) = (earliest.0, self.head().0 + 1);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match self.first_at_or_after(Offset(mid))? {
+            match self.log.first_at_or_after(Offset(mid))? {
                 Some((offset, ts)) if offset.0 < hi => {
                     if ts >= at {
                         hi = mid;
@@ -505,10 +507,6 @@ impl Store {
             }
         }
         Ok(Offset(lo.saturating_sub(1)))
-    }
-
-    fn first_at_or_after(&self, offset: Offset) -> Result<Option<(Offset, Timestamp)>, StoreError> {
-        self.log.first_at_or_after(offset)
     }
 
     /// The offset a resume token stands for, if the token is of this log's
