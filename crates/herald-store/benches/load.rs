@@ -1,7 +1,7 @@
 //! Benchmark load, shared by `benches/log.rs` and `examples/append.rs`:
 //! documents, and closed-loop writers appending them.
 
-use herald_store::{ChannelName, Store, TableName, WriteOp};
+use herald_store::{ChannelName, Durability, Store, StoreConfig, TableName, WriteOp};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +31,15 @@ pub fn paddings(doc_size: usize) -> Vec<String> {
 pub fn doc(id: u64, pads: &[String]) -> Value {
     let pad = &pads[(id % pads.len() as u64) as usize];
     json!({"id": format!("doc-{id:012}"), "tenant": id % 100, "status": "open", "pad": pad})
+}
+
+/// A store in `dir` with default settings but `durability`.
+pub fn open_store(dir: &std::path::Path, durability: Durability) -> Arc<Store> {
+    let config = StoreConfig {
+        durability,
+        ..StoreConfig::default()
+    };
+    Arc::new(Store::open(dir, config).unwrap())
 }
 
 /// What each write appends.

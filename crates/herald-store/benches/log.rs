@@ -8,7 +8,6 @@ mod load;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use herald_proto::Offset;
 use herald_store::{Durability, Store, StoreConfig, TableName, TopicFilter, WriteOp};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 // The same allocator as the `herald` binary, so the figures match the server.
@@ -36,11 +35,7 @@ fn appends(c: &mut Criterion) {
             // A fresh store for each: the engine's compactions of one
             // benchmark's documents must not run during the next.
             let dir = tempfile::tempdir().unwrap();
-            let config = StoreConfig {
-                durability,
-                ..StoreConfig::default()
-            };
-            let store = Arc::new(Store::open(dir.path(), config).unwrap());
+            let store = load::open_store(dir.path(), durability);
             let docs = load::Docs::new(1024);
             group.bench_function(format!("{shape}_{name}"), |b| {
                 b.iter_custom(|iters| {

@@ -10,7 +10,6 @@
 mod load;
 
 use herald_store::{Durability, Store, StoreConfig};
-use std::sync::Arc;
 use std::time::Instant;
 
 #[global_allocator]
@@ -48,11 +47,7 @@ fn main() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = StoreConfig {
-        durability,
-        ..StoreConfig::default()
-    };
-    let store = Arc::new(Store::open(dir.path(), config).unwrap());
+    let store = load::open_store(dir.path(), durability);
     let docs = load::Docs::new(1024);
     let writes_per_writer = events.div_ceil(writers * per_write);
     let (cpu0, start) = (cpu_seconds(), Instant::now());

@@ -219,6 +219,14 @@ mod tests {
     use serde_json::json;
     use std::sync::Arc;
 
+    /// Changes the engine's data directly, as a crash or an older version
+    /// could have left it, and syncs the change.
+    fn edit_engine(dir: &std::path::Path, change: impl FnOnce(&Database, &Keyspace, &Keyspace)) {
+        let (db, docs, meta) = engine(dir);
+        change(&db, &docs, &meta);
+        db.persist(PersistMode::SyncAll).unwrap();
+    }
+
     fn engine(dir: &std::path::Path) -> (Database, Keyspace, Keyspace) {
         let db = Database::builder(dir).open().unwrap();
         let docs = db
@@ -261,16 +269,14 @@ mod tests {
         store.close().await;
         drop(store);
 
-        {
-            let (db, docs, meta) = engine(dir.path());
+        edit_engine(dir.path(), |_, docs, meta| {
             let keys: Vec<_> = docs.iter().map(|g| g.key().unwrap()).collect();
             assert_eq!(keys.len(), 2);
             for key in keys {
                 docs.remove(key).unwrap();
             }
             meta.remove(layout::META_APPLIED).unwrap();
-            db.persist(PersistMode::SyncAll).unwrap();
-        }
+        });
 
         let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
         assert_eq!(
@@ -305,15 +311,13 @@ mod tests {
         drop(store);
         // Mark document `a` in the engine: re-applying offset 1 would
         // overwrite the mark.
-        {
-            let (db, docs, _) = engine(dir.path());
+        edit_engine(dir.path(), |_, docs, _| {
             docs.insert(
                 layout::doc_key("t", "a"),
                 DocRecord::encode(Version(1), br#"{"id":"a","kept":true}"#),
             )
             .unwrap();
-            db.persist(PersistMode::SyncAll).unwrap();
-        }
+        });
         let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
         assert_eq!(
             doc(&store, "a"),
@@ -325,13 +329,11 @@ mod tests {
             .unwrap();
         store.close().await;
         drop(store);
-        {
-            let (db, docs, meta) = engine(dir.path());
+        edit_engine(dir.path(), |_, docs, meta| {
             docs.remove(layout::doc_key("t", "b")).unwrap();
             meta.insert(layout::META_APPLIED, 1u64.to_be_bytes())
                 .unwrap();
-            db.persist(PersistMode::SyncAll).unwrap();
-        }
+        });
         let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
         assert_eq!(
             doc(&store, "a"),
@@ -346,8 +348,7 @@ mod tests {
     #[tokio::test]
     async fn a_first_format_store_with_an_empty_log_opens_ready() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let (db, docs, meta) = engine(dir.path());
+        edit_engine(dir.path(), |db, docs, meta| {
             let _legacy = db
                 .keyspace(layout::LEGACY_LOG, KeyspaceCreateOptions::default)
                 .unwrap();
@@ -361,8 +362,7 @@ mod tests {
                 DocRecord::encode(Version(3), br#"{"id":"a"}"#),
             )
             .unwrap();
-            db.persist(PersistMode::SyncAll).unwrap();
-        }
+        });
         let store = Arc::new(Store::open(dir.path(), StoreConfig::default()).unwrap());
         assert_eq!((store.head(), store.earliest()), (Offset(40), Offset(41)));
         // On its own thread: a read that hangs fails the test, not hangs it.
@@ -392,8 +392,7 @@ mod tests {
     async fn a_first_format_log_is_moved_into_segments() {
         let dir = tempfile::tempdir().unwrap();
         let epoch = Epoch(77);
-        {
-            let (db, docs, meta) = engine(dir.path());
+        edit_engine(dir.path(), |db, docs, meta| {
             let log = db
                 .keyspace(layout::LEGACY_LOG, KeyspaceCreateOptions::default)
                 .unwrap();
@@ -428,8 +427,7 @@ mod tests {
                 )
                 .unwrap();
             }
-            db.persist(PersistMode::SyncAll).unwrap();
-        }
+        });
 
         let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
         assert_eq!((store.epoch(), store.head()), (epoch, Offset(3)));

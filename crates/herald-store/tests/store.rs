@@ -20,6 +20,18 @@ fn open(dir: &std::path::Path) -> Store {
     Store::open(dir, StoreConfig::default()).unwrap()
 }
 
+/// Inserts `count` documents `{"i": i, "pad": <pad bytes>}` into table `t`.
+async fn insert_padded(store: &Store, count: u64, pad: usize) {
+    for i in 0..count {
+        store
+            .write_one(
+                WriteOp::insert(table("t"), json!({"i": i, "pad": "x".repeat(pad)})).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+}
+
 fn all_events(store: &Store) -> Vec<herald_proto::Event> {
     let chunk = store
         .read_log(Offset::ZERO, None, &TopicFilter::All, usize::MAX)
@@ -394,14 +406,7 @@ async fn retention_by_size_removes_the_oldest_and_reports_the_earliest() {
         ..StoreConfig::default()
     };
     let store = Store::open(dir.path(), config.clone()).unwrap();
-    for i in 0..50 {
-        store
-            .write_one(
-                WriteOp::insert(table("t"), json!({"i": i, "pad": "x".repeat(100)})).unwrap(),
-            )
-            .await
-            .unwrap();
-    }
+    insert_padded(&store, 50, 100).await;
     store.enforce_retention().await.unwrap();
     let earliest = store.earliest();
     assert!(earliest.0 > 1 && earliest.0 < 50, "earliest {earliest}");
@@ -887,14 +892,7 @@ async fn damage_in_an_older_segment_is_reported() {
         ..StoreConfig::default()
     };
     let store = Store::open(dir.path(), config.clone()).unwrap();
-    for i in 0..40 {
-        store
-            .write_one(
-                WriteOp::insert(table("t"), json!({"i": i, "pad": "x".repeat(200)})).unwrap(),
-            )
-            .await
-            .unwrap();
-    }
+    insert_padded(&store, 40, 200).await;
     store.close().await;
     drop(store);
     let first = segments(dir.path()).remove(0);
@@ -922,14 +920,7 @@ async fn segments_roll_and_retention_deletes_whole_old_ones() {
         ..StoreConfig::default()
     };
     let store = Store::open(dir.path(), config.clone()).unwrap();
-    for i in 0..100 {
-        store
-            .write_one(
-                WriteOp::insert(table("t"), json!({"i": i, "pad": "x".repeat(200)})).unwrap(),
-            )
-            .await
-            .unwrap();
-    }
+    insert_padded(&store, 100, 200).await;
     let before = segments(dir.path()).len();
     assert!(before >= 6, "{before} segments");
     store.enforce_retention().await.unwrap();
