@@ -644,19 +644,22 @@ impl Committer {
         let mut last = None;
         let log_bytes = self.log_bytes;
         let head = Offset(self.shared.head.load(Ordering::SeqCst));
-        self.log
-            .for_each_after(Offset(self.log_start().0.saturating_sub(1)), |record| {
+        self.log.for_each_after(
+            Offset(self.log_start().0.saturating_sub(1)),
+            head,
+            |record| {
                 let over_size = retention
                     .max_bytes
                     .is_some_and(|max| log_bytes - freed > max);
                 let too_old = oldest_kept.is_some_and(|oldest| record.ts < oldest);
-                if record.offset > head || !(over_size || too_old) {
+                if !(over_size || too_old) {
                     return false;
                 }
                 freed += record.size;
                 last = Some((record.offset, record.ts));
                 true
-            })?;
+            },
+        )?;
         let Some((last, last_ts)) = last else {
             return Ok(());
         };

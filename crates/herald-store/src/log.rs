@@ -128,22 +128,27 @@ impl Log {
         })
     }
 
-    /// Calls `f` with each record after `after`, in offset order, until `f`
-    /// returns `false` or the log ends. Records past the store's head may be
-    /// visited: callers stop there.
+    /// Calls `f` with each record after `after` and up to `last`, in offset
+    /// order, until `f` returns `false`. Readers pass the store's head as
+    /// `last`: records after it may be written but are not acknowledged.
     pub(crate) fn for_each_after(
         &self,
         after: Offset,
+        last: Offset,
         mut f: impl FnMut(RecordRef<'_>) -> bool,
     ) -> Result<(), StoreError> {
+        if after >= last {
+            return Ok(());
+        }
         let segments: Vec<Arc<Segment>> = {
             let map = self.segments.read().unwrap_or_else(PoisonError::into_inner);
             let from = map
                 .range(..=after.next())
                 .next_back()
                 .map_or(Offset::ZERO, |(first, _)| *first);
-            map.range(from..).map(|(_, s)| s.clone()).collect()
+            map.range(from..=last).map(|(_, s)| s.clone()).collect()
         };
+        let mut f = |record: RecordRef<'_>| record.offset <= last && f(record);
         for segment in segments {
             if segment.for_each_after(after, &mut f)? {
                 break;
@@ -152,13 +157,15 @@ impl Log {
         Ok(())
     }
 
-    /// The first record at or after `offset`: its offset and timestamp.
+    /// The first record at or after `offset` and up to `last`: its offset
+    /// and timestamp.
     pub(crate) fn first_at_or_after(
         &self,
         offset: Offset,
+        last: Offset,
     ) -> Result<Option<(Offset, Timestamp)>, StoreError> {
         let mut found = None;
-        self.for_each_after(Offset(offset.0.saturating_sub(1)), |r| {
+        self.for_each_after(Offset(offset.0.saturating_sub(1)), last, |r| {
             found = Some((r.offset, r.ts));
             false
         })?;
@@ -394,7 +401,7 @@ mod tests {
 
     fn offsets_after(log: &Log, after: u64) -> Vec<u64> {
         let mut seen = Vec::new();
-        log.for_each_after(Offset(after), |r| {
+        log.for_each_after(Offset(after), Offset(u64::MAX), |r| {
             seen.push(r.offset.0);
             true
         })
@@ -413,10 +420,19 @@ mod tests {
         assert_eq!(offsets_after(&log, 0), (1..=50).collect::<Vec<_>>());
         assert_eq!(offsets_after(&log, 23), (24..=50).collect::<Vec<_>>());
         assert_eq!(
-            log.first_at_or_after(Offset(17)).unwrap(),
+            log.first_at_or_after(Offset(17), Offset(50)).unwrap(),
             Some((Offset(17), Timestamp(17)))
         );
-        assert_eq!(log.first_at_or_after(Offset(51)).unwrap(), None);
+        assert_eq!(log.first_at_or_after(Offset(51), Offset(60)).unwrap(), None);
+        // Nothing past `last`, however much the segments hold.
+        assert_eq!(log.first_at_or_after(Offset(17), Offset(16)).unwrap(), None);
+        let mut upto_20 = Vec::new();
+        log.for_each_after(Offset(10), Offset(20), |r| {
+            upto_20.push(r.offset.0);
+            true
+        })
+        .unwrap();
+        assert_eq!(upto_20, (11..=20).collect::<Vec<_>>());
 
         let before = log.segment_count();
         let removed = log.remove_before(Offset(30)).unwrap();

@@ -55,7 +55,7 @@ pub(crate) fn open_log(
         // cut; with "fsync", damage the torn-tail cut removed.
         tracing::error!(%applied, %head, "documents are ahead of the log: events after the head are lost; their offsets will be skipped");
     }
-    let caught_up = catch_up_docs(db, docs, meta, &opened.log, applied)?;
+    let caught_up = catch_up_docs(db, docs, meta, &opened.log, applied, head)?;
     if stored != Some(caught_up) {
         meta.insert(layout::META_APPLIED, caught_up.0.to_be_bytes())?;
         db.persist(PersistMode::SyncAll)?;
@@ -63,20 +63,22 @@ pub(crate) fn open_log(
     Ok((opened, caught_up))
 }
 
-/// Re-applies the log's events after `applied` to the documents; returns the
-/// last offset applied (`applied` when there was nothing to do).
+/// Re-applies the log's events after `applied` (up to its `head`) to the
+/// documents; returns the last offset applied (`applied` when there was
+/// nothing to do).
 fn catch_up_docs(
     db: &Database,
     docs: &Keyspace,
     meta: &Keyspace,
     log: &Log,
     applied: Offset,
+    head: Offset,
 ) -> Result<Offset, StoreError> {
     let mut batch = db.batch();
     let mut last = applied;
     let mut failed = None;
     let mut count = 0u64;
-    log.for_each_after(applied, |record| {
+    log.for_each_after(applied, head, |record| {
         let step = apply(&mut batch, docs, record.offset, record.json).and_then(|()| {
             last = record.offset;
             count += 1;

@@ -421,28 +421,23 @@ impl Store {
         let mut bytes = 0usize;
         let mut next_after = after;
         let mut done = true;
-        if after < end {
-            self.log.for_each_after(after, |record| {
-                if record.offset > end {
-                    return false;
-                }
-                if records.len() >= limit || bytes >= max_bytes {
-                    done = false;
-                    return false;
-                }
-                next_after = record.offset;
-                if topics.matches(record.topic) {
-                    bytes += record.size as usize;
-                    records.push(LogRecord::from_parts(
-                        record.offset,
-                        record.ts,
-                        record.topic,
-                        record.json,
-                    ));
-                }
-                true
-            })?;
-        }
+        self.log.for_each_after(after, end, |record| {
+            if records.len() >= limit || bytes >= max_bytes {
+                done = false;
+                return false;
+            }
+            next_after = record.offset;
+            if topics.matches(record.topic) {
+                bytes += record.size as usize;
+                records.push(LogRecord::from_parts(
+                    record.offset,
+                    record.ts,
+                    record.topic,
+                    record.json,
+                ));
+            }
+            true
+        })?;
         // Retention may have removed records while we read: if it got past
         // our starting point, what we read may have a hole.
         self.check_recoverable(after)?;
@@ -461,12 +456,8 @@ impl Store {
         mut f: impl FnMut(Offset, Timestamp, &str, &[u8]),
     ) -> Result<u64, StoreError> {
         self.check_recoverable(after)?;
-        let head = self.head();
         let mut n = 0;
-        self.log.for_each_after(after, |record| {
-            if record.offset > head {
-                return false;
-            }
+        self.log.for_each_after(after, self.head(), |record| {
             f(record.offset, record.ts, record.topic, record.json);
             n += 1;
             true
@@ -495,7 +486,7 @@ impl Store {
         let (mut lo, mut hi) = (earliest.0, self.head().0 + 1);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match self.log.first_at_or_after(Offset(mid))? {
+            match self.log.first_at_or_after(Offset(mid), self.head())? {
                 Some((offset, ts)) if offset.0 < hi => {
                     if ts >= at {
                         hi = mid;
