@@ -284,7 +284,7 @@ impl Appender {
                     .write(true)
                     .open(&path)
                     .map_err(io_error(&path))?;
-                (Segment::adopt(path), file)
+                (Segment::empty(path), file)
             }
             None => Segment::create(&self.log.dir, next)?,
         };

@@ -126,12 +126,8 @@ fn decode(bytes: &[u8]) -> Frame {
             torn: false,
         };
     }
-    if std::str::from_utf8(&bytes[topic.clone()]).is_err() {
-        return Frame::Invalid {
-            why: "topic is not UTF-8",
-            torn: false,
-        };
-    }
+    // Whether the topic is UTF-8 is checked once, where it is borrowed as
+    // text (`Reader::next_frame`).
     Frame::Record {
         offset: Offset(offset),
         ts: Timestamp(ts),
@@ -186,8 +182,9 @@ pub(crate) struct Recovered {
 }
 
 impl Segment {
-    /// A segment over a file made in advance (zeros) and just renamed.
-    pub(crate) fn adopt(path: PathBuf) -> Segment {
+    /// A segment of no records yet over the file at `path` (new, or made
+    /// in advance and just renamed: zeros).
+    pub(crate) fn empty(path: PathBuf) -> Segment {
         Segment {
             path,
             len: AtomicU64::new(0),
@@ -203,14 +200,7 @@ impl Segment {
             .write(true)
             .open(&path)
             .map_err(io_error(&path))?;
-        Ok((
-            Segment {
-                path,
-                len: AtomicU64::new(0),
-                marks: RwLock::new(Vec::new()),
-            },
-            writer,
-        ))
+        Ok((Segment::empty(path), writer))
     }
 
     /// Opens a segment written before, checking every record and building
@@ -229,11 +219,7 @@ impl Segment {
             .open(&path)
             .map_err(io_error(&path))?;
         let size = file.metadata().map_err(io_error(&path))?.len();
-        let segment = Segment {
-            path,
-            len: AtomicU64::new(size),
-            marks: RwLock::new(Vec::new()),
-        };
+        let segment = Segment::empty(path);
         let mut marks = Vec::new();
         let mut first_record = None;
         let mut last: Option<(Offset, Timestamp)> = None;
@@ -269,6 +255,8 @@ impl Segment {
                 Err(ReadError::Io(e)) => return Err(io_error(&segment.path)(e)),
             }
         }
+        // Where the intact records end: at a torn append, if any (the
+        // reader stops in front of a frame it cannot read).
         let data_end = reader.pos;
         if let Some((pos, why, torn)) = bad {
             // Only the newest segment is appended to, and only a torn
@@ -286,20 +274,17 @@ impl Segment {
                 why,
                 "cutting the log's torn tail (an append a crash interrupted, never acknowledged)"
             );
-            file.set_len(pos).map_err(io_error(&segment.path))?;
-            file.sync_all().map_err(io_error(&segment.path))?;
-            segment.len.store(pos, Ordering::SeqCst);
-        } else if cut_torn_tail && data_end < size {
-            // The zeros of a segment made in advance (see `log`). Appends
-            // go on at the data's end; whatever an interrupted append left
-            // in the zeros further on must not be read after them, so the
-            // rest goes (this segment grows as it is written from now on).
+        }
+        if cut_torn_tail && data_end < size {
+            // A torn append, or the zeros of a segment made in advance (see
+            // `log`). Appends go on at the data's end; whatever an
+            // interrupted append left further on must not be read after
+            // them, so the rest goes (this segment grows as it is written
+            // from now on).
             file.set_len(data_end).map_err(io_error(&segment.path))?;
             file.sync_all().map_err(io_error(&segment.path))?;
-            segment.len.store(data_end, Ordering::SeqCst);
-        } else {
-            segment.len.store(data_end, Ordering::SeqCst);
         }
+        segment.len.store(data_end, Ordering::SeqCst);
         *segment
             .marks
             .write()
