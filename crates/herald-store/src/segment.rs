@@ -639,6 +639,22 @@ mod tests {
             std::fs::metadata(&segment.path).unwrap().len(),
             whole + stale.len() as u64
         );
+        // So is a record whose checksum holds but whose topic is not text.
+        file.set_len(whole).unwrap();
+        let mut odd = Vec::new();
+        encode(&mut odd, Offset(11), Timestamp(110), "table:t", b"{}");
+        odd[FRAME_HEADER + BODY_HEADER] = 0xff;
+        let crc = crc32fast::hash(&odd[FRAME_HEADER..]);
+        odd[4..8].copy_from_slice(&crc.to_le_bytes());
+        file.write_all_at(&odd, whole).unwrap();
+        assert!(matches!(
+            Segment::recover(segment.path.clone(), Offset(1), true, Offset(1)),
+            Err(StoreError::Corrupt(why)) if why.contains("UTF-8")
+        ));
+        assert_eq!(
+            std::fs::metadata(&segment.path).unwrap().len(),
+            whole + odd.len() as u64
+        );
         // A flipped byte inside a record is caught by its checksum.
         let file = File::options().write(true).open(&segment.path).unwrap();
         file.set_len(whole).unwrap();
