@@ -34,6 +34,7 @@
 //! loses the tail of the log in a power cut, its offsets are skipped, not reused.
 //! A clean shutdown lowers the floor to the next offset so restarts leave no gap.
 
+use crate::applied;
 use crate::apply;
 use crate::config::{Durability, StoreConfig};
 use crate::envelope::{self, Raw};
@@ -312,11 +313,8 @@ impl Committer {
     }
 
     /// Writes the documents of a group whose events are durable, up to `last`.
-    fn apply_docs(&mut self, mut batch: WriteBatch, last: Offset) -> Result<(), StoreError> {
-        // Not synced: whatever of it a crash loses, opening re-applies from
-        // the log.
-        batch.insert(&self.meta, layout::META_APPLIED, last.0.to_be_bytes());
-        batch.durability(Some(PersistMode::Buffer)).commit()?;
+    fn apply_docs(&mut self, batch: WriteBatch, last: Offset) -> Result<(), StoreError> {
+        applied::commit_docs(batch, &self.meta, last)?;
         self.shared.applied.raise(last);
         Ok(())
     }

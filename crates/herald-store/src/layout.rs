@@ -83,6 +83,13 @@ pub(crate) fn decode_log_key(key: &[u8]) -> Result<Offset, StoreError> {
 }
 
 /// Decodes a big-endian u64 value.
+/// A `u64` value of the `meta` keyspace, if set.
+pub(crate) fn read_meta(meta: &fjall::Keyspace, key: &[u8]) -> Result<Option<u64>, StoreError> {
+    meta.get(key)?
+        .map(|v| read_u64(&v, "meta value"))
+        .transpose()
+}
+
 pub(crate) fn read_u64(bytes: &[u8], what: &str) -> Result<u64, StoreError> {
     let arr: [u8; 8] = bytes
         .try_into()

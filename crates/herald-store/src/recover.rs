@@ -7,6 +7,7 @@
 //! and re-applying the events after `applied` (their new document, or their
 //! deletion) brings them level; applying an event twice changes nothing.
 
+use crate::applied;
 use crate::error::StoreError;
 use crate::layout::{self, DocRecord, LogRecord};
 use crate::log::{Appender, Log, Opened};
@@ -36,10 +37,7 @@ pub(crate) fn open_log(
         opened.last = moved.last.or(opened.last);
         opened.bytes += moved.bytes;
     }
-    let stored = meta
-        .get(layout::META_APPLIED)?
-        .map(|v| layout::read_u64(&v, "applied offset").map(Offset))
-        .transpose()?;
+    let stored = applied::recorded(meta)?;
     // Retention removes only events whose documents are durable (its sync
     // of `log_start` syncs the engine's journal), so everything below the
     // log's start is applied.
@@ -57,8 +55,7 @@ pub(crate) fn open_log(
     }
     let caught_up = catch_up_docs(db, docs, meta, &opened.log, applied, head)?;
     if stored != Some(caught_up) {
-        meta.insert(layout::META_APPLIED, caught_up.0.to_be_bytes())?;
-        db.persist(PersistMode::SyncAll)?;
+        record_applied(db, meta, caught_up)?;
     }
     Ok((opened, caught_up))
 }
@@ -84,7 +81,7 @@ fn catch_up_docs(
             count += 1;
             if batch.len() >= CHUNK {
                 let full = std::mem::replace(&mut batch, db.batch());
-                commit(full, meta, last)?;
+                applied::commit_docs(full, meta, last)?;
             }
             Ok(())
         });
@@ -100,20 +97,17 @@ fn catch_up_docs(
         return Err(e);
     }
     if count > 0 {
-        commit(batch, meta, last)?;
+        applied::commit_docs(batch, meta, last)?;
         db.persist(PersistMode::SyncAll)?;
         tracing::info!(from = %applied.next(), to = %last, events = count, "documents brought up to the log");
     }
     Ok(last)
 }
 
-fn commit(
-    mut batch: fjall::OwnedWriteBatch,
-    meta: &Keyspace,
-    last: Offset,
-) -> Result<(), StoreError> {
-    batch.insert(meta, layout::META_APPLIED, last.0.to_be_bytes());
-    batch.durability(Some(PersistMode::Buffer)).commit()?;
+/// Records, durably, that the documents reflect the log up to `offset`.
+fn record_applied(db: &Database, meta: &Keyspace, offset: Offset) -> Result<(), StoreError> {
+    meta.insert(layout::META_APPLIED, offset.0.to_be_bytes())?;
+    db.persist(PersistMode::SyncAll)?;
     Ok(())
 }
 
@@ -201,8 +195,7 @@ fn migrate_legacy_log(
     // Everything in the segments is applied, also what an interrupted move
     // had copied before.
     if let Some(offset) = last.map(|(o, _)| o).or(after) {
-        meta.insert(layout::META_APPLIED, offset.0.to_be_bytes())?;
-        db.persist(PersistMode::SyncAll)?;
+        record_applied(db, meta, offset)?;
     }
     db.delete_keyspace(legacy)?;
     db.persist(PersistMode::SyncAll)?;

@@ -183,11 +183,7 @@ impl Store {
         let meta = db.keyspace(layout::META, KeyspaceCreateOptions::default)?;
         let settings = db.keyspace(layout::SETTINGS, KeyspaceCreateOptions::default)?;
 
-        let read_meta = |key: &[u8]| -> Result<Option<u64>, StoreError> {
-            meta.get(key)?
-                .map(|v| layout::read_u64(&v, "meta value"))
-                .transpose()
-        };
+        let read_meta = |key| layout::read_meta(&meta, key);
         let epoch = match read_meta(layout::META_EPOCH)? {
             Some(e) => Epoch(e),
             None => {
