@@ -40,7 +40,7 @@ use crate::config::{Durability, StoreConfig};
 use crate::envelope::{self, Raw};
 use crate::error::StoreError;
 use crate::layout::{self, DocRecord};
-use crate::log::{Appender, Log};
+use crate::log::Appender;
 use crate::names::{DocId, TableName};
 use crate::stats::{self, Appended};
 use crate::store::{Committed, Shared};
@@ -83,7 +83,6 @@ pub(crate) struct Committer {
     pub(crate) db: Database,
     pub(crate) docs: Keyspace,
     pub(crate) meta: Keyspace,
-    pub(crate) log: Arc<Log>,
     pub(crate) appender: Appender,
     pub(crate) config: StoreConfig,
     pub(crate) epoch: Epoch,
@@ -301,15 +300,21 @@ impl Committer {
             metrics::histogram!(stats::FSYNC_SECONDS).record(started.elapsed());
         }
         if raised_floor {
-            let mut batch = self.db.batch();
-            batch.insert(
-                &self.meta,
-                layout::META_OFFSET_FLOOR,
-                self.floor.to_be_bytes(),
-            );
-            batch.durability(Some(PersistMode::SyncData)).commit()?;
+            self.write_meta(
+                &[(layout::META_OFFSET_FLOOR, self.floor)],
+                PersistMode::SyncData,
+            )?;
         }
         Ok(())
+    }
+
+    /// Writes values of the `meta` keyspace in one batch, persisted `mode`.
+    fn write_meta(&self, values: &[(&[u8], u64)], mode: PersistMode) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        for &(key, value) in values {
+            batch.insert(&self.meta, key, value.to_be_bytes());
+        }
+        Ok(batch.durability(Some(mode)).commit()?)
     }
 
     /// Writes the documents of a group whose events are durable, up to `last`.
@@ -642,7 +647,7 @@ impl Committer {
         let mut last = None;
         let log_bytes = self.log_bytes;
         let head = Offset(self.shared.head.load(Ordering::SeqCst));
-        self.log.for_each_after(
+        self.appender.log().for_each_after(
             Offset(self.log_start().0.saturating_sub(1)),
             head,
             |record| {
@@ -672,11 +677,14 @@ impl Committer {
         self.shared.counters.set_log_bytes(self.log_bytes);
         // Durable before any file goes, so the start never falls back below
         // a removed segment.
-        let mut batch = self.db.batch();
-        batch.insert(&self.meta, layout::META_LOG_START, start.0.to_be_bytes());
-        batch.insert(&self.meta, layout::META_TRIMMED_TS, last_ts.0.to_be_bytes());
-        batch.durability(Some(PersistMode::SyncData)).commit()?;
-        let removed = self.log.remove_before(start)?;
+        self.write_meta(
+            &[
+                (layout::META_LOG_START, start.0),
+                (layout::META_TRIMMED_TS, last_ts.0),
+            ],
+            PersistMode::SyncData,
+        )?;
+        let removed = self.appender.log().remove_before(start)?;
         tracing::debug!(start = %start, freed, segments = removed, "log retention removed old events");
         Ok(())
     }
@@ -692,13 +700,8 @@ impl Committer {
             tracing::error!(error = %e, "final sync of the log failed");
             return;
         }
-        let mut batch = self.db.batch();
-        batch.insert(
-            &self.meta,
-            layout::META_OFFSET_FLOOR,
-            self.next.0.to_be_bytes(),
-        );
-        if let Err(e) = batch.durability(Some(PersistMode::SyncAll)).commit() {
+        let floor = [(layout::META_OFFSET_FLOOR, self.next.0)];
+        if let Err(e) = self.write_meta(&floor, PersistMode::SyncAll) {
             tracing::error!(error = %e, "final persist failed");
         }
     }

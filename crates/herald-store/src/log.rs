@@ -228,6 +228,11 @@ pub(crate) struct Appender {
 }
 
 impl Appender {
+    /// The log appended to.
+    pub(crate) fn log(&self) -> &Log {
+        &self.log
+    }
+
     /// Buffers a record; returns its size in bytes.
     pub(crate) fn push(&mut self, offset: Offset, ts: Timestamp, topic: &str, json: &[u8]) -> u64 {
         let at = self.pos + self.buf.len() as u64;

@@ -228,7 +228,6 @@ impl Store {
             db: db.clone(),
             docs: docs.clone(),
             meta: meta.clone(),
-            log: log.clone(),
             appender,
             config: config.clone(),
             epoch,
