@@ -91,20 +91,22 @@ impl Log {
             last = recovered.last.or(last);
             segments.insert(first, Arc::new(recovered.segment));
         }
-        let active = match segments.last_key_value() {
-            Some((_, segment)) => segment.clone(),
+        let (active, file) = match segments.last_key_value() {
+            Some((_, segment)) => {
+                let file = File::options()
+                    .write(true)
+                    .open(&segment.path)
+                    .map_err(io_error(&segment.path))?;
+                (segment.clone(), file)
+            }
             None => {
-                let (segment, _) = Segment::create(&dir, next)?;
+                let (segment, file) = Segment::create(&dir, next)?;
                 sync_dir(&dir)?;
                 let segment = Arc::new(segment);
                 segments.insert(next, segment.clone());
-                segment
+                (segment, file)
             }
         };
-        let file = File::options()
-            .write(true)
-            .open(&active.path)
-            .map_err(io_error(&active.path))?;
         let log = Arc::new(Log {
             dir,
             segments: RwLock::new(segments),
