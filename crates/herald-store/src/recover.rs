@@ -233,6 +233,12 @@ mod tests {
         (db, docs, meta)
     }
 
+    /// Inserts `doc` into table `t`.
+    async fn insert(store: &Store, doc: serde_json::Value) -> crate::Written {
+        let op = WriteOp::insert(TableName::new("t").unwrap(), doc).unwrap();
+        store.write_one(op).await.unwrap()
+    }
+
     fn doc(store: &Store, id: &str) -> Option<(Version, serde_json::Value)> {
         let t = TableName::new("t").unwrap();
         store
@@ -296,12 +302,8 @@ mod tests {
     #[tokio::test]
     async fn only_the_events_after_applied_are_applied() {
         let dir = tempfile::tempdir().unwrap();
-        let t = TableName::new("t").unwrap();
         let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
-        store
-            .write_one(WriteOp::insert(t.clone(), json!({"id": "a", "n": 1})).unwrap())
-            .await
-            .unwrap();
+        insert(&store, json!({"id": "a", "n": 1})).await;
         store.close().await;
         drop(store);
         // Mark document `a` in the engine: re-applying offset 1 would
@@ -318,10 +320,7 @@ mod tests {
             doc(&store, "a"),
             Some((Version(1), json!({"id": "a", "kept": true})))
         );
-        store
-            .write_one(WriteOp::insert(t.clone(), json!({"id": "b"})).unwrap())
-            .await
-            .unwrap();
+        insert(&store, json!({"id": "b"})).await;
         store.close().await;
         drop(store);
         edit_engine(dir.path(), |_, docs, meta| {
@@ -373,10 +372,7 @@ mod tests {
             "a read waited for documents that never come"
         );
         assert_eq!(store.snapshot().unwrap().offset(), Offset(40));
-        let written = store
-            .write_one(WriteOp::insert(TableName::new("t").unwrap(), json!({"id": "b"})).unwrap())
-            .await
-            .unwrap();
+        let written = insert(&store, json!({"id": "b"})).await;
         assert_eq!(written.offset(), Offset(41));
         store.close().await;
     }
@@ -433,10 +429,7 @@ mod tests {
         assert_eq!(read, [(1, 1001), (2, 1002), (3, 1003)]);
         assert_eq!(chunk.records[1].to_event().unwrap().offset, Offset(2));
         assert!(doc(&store, "c").is_some());
-        let written = store
-            .write_one(WriteOp::insert(TableName::new("t").unwrap(), json!({"id": "d"})).unwrap())
-            .await
-            .unwrap();
+        let written = insert(&store, json!({"id": "d"})).await;
         assert_eq!(written.offset(), Offset(4));
         store.close().await;
         drop(store);

@@ -33,8 +33,12 @@ async fn insert_padded(store: &Store, count: u64, pad: usize) {
 }
 
 fn all_events(store: &Store) -> Vec<herald_proto::Event> {
+    events_after(store, Offset::ZERO)
+}
+
+fn events_after(store: &Store, after: Offset) -> Vec<herald_proto::Event> {
     let chunk = store
-        .read_log(Offset::ZERO, None, &TopicFilter::All, usize::MAX)
+        .read_log(after, None, &TopicFilter::All, usize::MAX)
         .unwrap();
     assert!(chunk.done);
     chunk
@@ -945,7 +949,7 @@ async fn segments_roll_and_retention_deletes_whole_old_ones() {
         "the size is recounted exactly"
     );
     assert_eq!(
-        all_events_after(&store, Offset(earliest.0 - 1)),
+        events_after(&store, Offset(earliest.0 - 1)).len() as u64,
         100 - earliest.0 + 1
     );
     assert_eq!(
@@ -958,14 +962,6 @@ async fn segments_roll_and_retention_deletes_whole_old_ones() {
         "documents never expire"
     );
     store.close().await;
-}
-
-fn all_events_after(store: &Store, after: Offset) -> u64 {
-    store
-        .read_log(after, None, &TopicFilter::All, usize::MAX)
-        .unwrap()
-        .records
-        .len() as u64
 }
 
 /// Documents are written after the writers are answered; a read that starts
