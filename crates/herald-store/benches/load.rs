@@ -78,17 +78,19 @@ impl Docs {
     }
 }
 
-/// `writers` tasks each make `writes_per_writer` writes of `per_write`
-/// documents (or messages), waiting for each acknowledgement (closed loop).
-/// Returns the number of events written.
+/// `writers` tasks each make writes of `per_write` documents (or
+/// messages), waiting for each acknowledgement (closed loop), until at
+/// least `events` are written (every writer makes as many writes). Returns
+/// the number of events written.
 pub async fn write_load(
     store: &Arc<Store>,
     docs: &Docs,
     kind: Kind,
     writers: u64,
     per_write: u64,
-    writes_per_writer: u64,
+    events: u64,
 ) -> u64 {
+    let writes_per_writer = events.div_ceil(writers * per_write);
     let tasks: Vec<_> = (0..writers)
         .map(|_| {
             let (store, docs) = (store.clone(), docs.clone());

@@ -49,15 +49,9 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let store = load::open_store(dir.path(), durability);
     let docs = load::Docs::new(1024);
-    let writes_per_writer = events.div_ceil(writers * per_write);
     let (cpu0, start) = (cpu_seconds(), Instant::now());
     let written = runtime.block_on(load::write_load(
-        &store,
-        &docs,
-        kind,
-        writers,
-        per_write,
-        writes_per_writer,
+        &store, &docs, kind, writers, per_write, events,
     ));
     let (elapsed, cpu) = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
     let written = written as f64;
