@@ -50,6 +50,7 @@ pub mod names;
 mod recover;
 mod segment;
 pub mod settings;
+mod staging;
 pub mod stats;
 pub mod store;
 pub mod write;

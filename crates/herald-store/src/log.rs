@@ -11,6 +11,7 @@
 
 use crate::error::{StoreError, io_error};
 use crate::segment::{self, Mark, RecordRef, Segment};
+use crate::staging::{DIRECT_ALIGN, Staging};
 use herald_proto::{Offset, Timestamp};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -28,6 +29,18 @@ const SPARE: &str = "spare.tmp";
 pub(crate) struct Log {
     dir: PathBuf,
     segments: RwLock<BTreeMap<Offset, Arc<Segment>>>,
+}
+
+/// How the committer's appends reach the disk.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Writes {
+    /// A segment is sealed, and the next begun, past this many bytes.
+    pub(crate) segment_bytes: u64,
+    /// Write with direct I/O where the file system takes it. Right when
+    /// every group is synced (`durability = "fsync"`): a direct write costs
+    /// less than copying into the page cache and writing back in the sync.
+    /// Without syncs, a write to the page cache returns sooner.
+    pub(crate) direct: bool,
 }
 
 /// What opening the log found.
@@ -51,11 +64,11 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 impl Log {
     /// Opens the log in `data/log`, checking every record, cutting a torn
     /// tail off the newest segment, and starting a first segment at `next`
-    /// if there is none. New segments roll over past `segment_bytes`.
+    /// if there is none.
     pub(crate) fn open(
         data: &Path,
         next: Offset,
-        segment_bytes: u64,
+        writes: Writes,
         count_from: Offset,
     ) -> Result<Opened, StoreError> {
         let dir = data.join(DIR);
@@ -91,22 +104,17 @@ impl Log {
             last = recovered.last.or(last);
             segments.insert(first, Arc::new(recovered.segment));
         }
-        let (active, file) = match segments.last_key_value() {
-            Some((_, segment)) => {
-                let file = File::options()
-                    .write(true)
-                    .open(&segment.path)
-                    .map_err(io_error(&segment.path))?;
-                (segment.clone(), file)
-            }
+        let active = match segments.last_key_value() {
+            Some((_, segment)) => segment.clone(),
             None => {
-                let (segment, file) = Segment::create(&dir, next)?;
+                let segment = Segment::create(&dir, next)?;
                 sync_dir(&dir)?;
                 let segment = Arc::new(segment);
                 segments.insert(next, segment.clone());
-                (segment, file)
+                segment
             }
         };
+        let (file, staging) = open_for_appends(&active.path, active.len(), writes.direct)?;
         let log = Arc::new(Log {
             dir,
             segments: RwLock::new(segments),
@@ -117,9 +125,9 @@ impl Log {
             last_mark: active.last_mark_pos(),
             segment: active,
             file,
-            buf: Vec::new(),
+            staging,
             marks: Vec::new(),
-            segment_bytes,
+            segment_bytes: writes.segment_bytes,
             spare: None,
         };
         Ok(Opened {
@@ -216,13 +224,13 @@ pub(crate) struct Appender {
     log: Arc<Log>,
     segment: Arc<Segment>,
     file: File,
-    /// Bytes written to the segment (before `buf`).
+    /// Bytes of records written to the segment (before those staged).
     pos: u64,
     /// Where the segment's last index mark points.
     last_mark: Option<u64>,
     /// Records pushed and not yet written.
-    buf: Vec<u8>,
-    /// Index marks for records in `buf`.
+    staging: Staging,
+    /// Index marks for the staged records.
     marks: Vec<Mark>,
     segment_bytes: u64,
     /// The next segment's file, being made in advance.
@@ -237,7 +245,7 @@ impl Appender {
 
     /// Buffers a record; returns its size in bytes.
     pub(crate) fn push(&mut self, offset: Offset, ts: Timestamp, topic: &str, json: &[u8]) -> u64 {
-        let at = self.pos + self.buf.len() as u64;
+        let at = self.pos + self.staging.pending() as u64;
         if Segment::wants_mark(self.last_mark, at) {
             self.marks.push(Mark {
                 offset,
@@ -246,22 +254,23 @@ impl Appender {
             });
             self.last_mark = Some(at);
         }
-        segment::encode(&mut self.buf, offset, ts, topic, json)
+        segment::encode(self.staging.records(), offset, ts, topic, json)
     }
 
     /// Writes the buffered records to the OS; readers may then find them
     /// (up to the head).
     pub(crate) fn write(&mut self) -> Result<(), StoreError> {
-        if self.buf.is_empty() {
+        let pending = self.staging.pending() as u64;
+        if pending == 0 {
             return Ok(());
         }
         // At a position, not appended: a segment made in advance is already
         // as long as it will be.
-        std::os::unix::fs::FileExt::write_all_at(&self.file, &self.buf, self.pos)
+        self.staging
+            .write_at(&self.file, self.pos)
             .map_err(io_error(&self.segment.path))?;
-        self.pos += self.buf.len() as u64;
+        self.pos += pending;
         self.segment.appended(self.pos, &self.marks);
-        self.buf.clear();
         self.marks.clear();
         Ok(())
     }
@@ -277,25 +286,23 @@ impl Appender {
     pub(crate) fn roll_if_full(&mut self, next: Offset) -> Result<(), StoreError> {
         if self.pos < self.segment_bytes {
             if self.pos >= self.segment_bytes / 2 && self.spare.is_none() {
-                self.spare = make_spare(&self.log.dir, self.segment_bytes);
+                let cached = !self.staging.is_direct();
+                self.spare = make_spare(&self.log.dir, self.segment_bytes, cached);
             }
             return Ok(());
         }
         // A sealed segment is whole on disk whatever the durability mode.
         self.sync()?;
-        let (segment, file) = match self.take_spare() {
+        let segment = match self.take_spare() {
             Some(spare) => {
                 let path = self.log.dir.join(segment::file_name(next));
                 std::fs::rename(&spare, &path).map_err(io_error(&path))?;
-                let file = File::options()
-                    .write(true)
-                    .open(&path)
-                    .map_err(io_error(&path))?;
-                (Segment::empty(path), file)
+                Segment::empty(path)
             }
             None => Segment::create(&self.log.dir, next)?,
         };
         sync_dir(&self.log.dir)?;
+        let (file, staging) = open_for_appends(&segment.path, 0, self.staging.is_direct())?;
         let segment = Arc::new(segment);
         self.log
             .segments
@@ -305,6 +312,7 @@ impl Appender {
         tracing::debug!(first = %next, "log segment started");
         self.segment = segment;
         self.file = file;
+        self.staging = staging;
         self.pos = 0;
         self.last_mark = None;
         Ok(())
@@ -329,20 +337,50 @@ impl Appender {
     }
 }
 
+/// Opens a segment file whose records end at `len` for the appender: with
+/// direct I/O if `direct` and the file system takes it.
+fn open_for_appends(path: &Path, len: u64, direct: bool) -> Result<(File, Staging), StoreError> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    if direct {
+        let opened = File::options()
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::DIRECT.bits().cast_signed())
+            .open(path);
+        if let Ok(file) = opened {
+            // The written part of the last page, which the next write repeats.
+            let tail_len = (len % DIRECT_ALIGN as u64) as usize;
+            let mut tail = vec![0; tail_len];
+            File::open(path)
+                .and_then(|f| f.read_exact_at(&mut tail, len - tail_len as u64))
+                .map_err(io_error(path))?;
+            return Ok((file, Staging::direct(&tail)));
+        }
+        tracing::debug!(path = %path.display(), "no direct I/O here: the log writes through the page cache");
+    }
+    let file = File::options()
+        .write(true)
+        .open(path)
+        .map_err(io_error(path))?;
+    Ok((file, Staging::buffered()))
+}
+
 /// Makes the next segment's file in advance, on its own thread: `bytes` of
-/// zeros, synced. Overwriting blocks that exist needs no file-system journal
-/// commit, so each group's `fdatasync` then flushes only its data.
+/// zeros, synced. Overwriting blocks that exist needs no file-system
+/// metadata written, so each group's `fdatasync` then flushes only its
+/// data. `cached`: the log writes through the page cache, so the zeros are
+/// read into it.
 fn make_spare(
     dir: &Path,
     bytes: u64,
+    cached: bool,
 ) -> Option<std::thread::JoinHandle<Result<PathBuf, StoreError>>> {
     let path = dir.join(SPARE);
     let spawned = std::thread::Builder::new()
         .name("herald-log-spare".into())
         .spawn(move || {
-            // Not every file system takes direct I/O (tmpfs refuses it).
-            write_zeros(&path, bytes, true)
-                .or_else(|_| write_zeros(&path, bytes, false))
+            // Not every file system takes direct I/O.
+            write_zeros(&path, bytes, Zeros::Direct { cached })
+                .or_else(|_| write_zeros(&path, bytes, Zeros::Buffered))
                 .map_err(io_error(&path))?;
             Ok(path)
         });
@@ -351,21 +389,26 @@ fn make_spare(
         .ok()
 }
 
-/// Alignment for direct I/O: a page, which every block size divides.
-const DIRECT_ALIGN: usize = 4096;
+/// How [`write_zeros`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Zeros {
+    /// Through the page cache.
+    Buffered,
+    /// With direct I/O: copying 64 MiB of zeros through the page cache took
+    /// as much CPU as all the engine's compactions, and left as much dirty
+    /// memory for the kernel to write back. `cached`: then read into the
+    /// page cache, so that a buffered write of part of a page does not
+    /// first read it from the disk.
+    Direct { cached: bool },
+}
 
 /// Writes a file of at least `bytes` zeros (whole pages) and syncs it.
-///
-/// `direct` writes them with direct I/O: copying 64 MiB of zeros through
-/// the page cache took as much CPU as all the engine's compactions, and
-/// left as much dirty memory for the kernel to write back.
-fn write_zeros(path: &Path, bytes: u64, direct: bool) -> std::io::Result<()> {
+fn write_zeros(path: &Path, bytes: u64, how: Zeros) -> std::io::Result<()> {
     use std::os::unix::fs::{FileExt, OpenOptionsExt};
     const CHUNK: usize = 1 << 20;
-    let flags = if direct {
-        rustix::fs::OFlags::DIRECT.bits().cast_signed()
-    } else {
-        0
+    let flags = match how {
+        Zeros::Direct { .. } => rustix::fs::OFlags::DIRECT.bits().cast_signed(),
+        Zeros::Buffered => 0,
     };
     let file = File::options()
         .write(true)
@@ -385,9 +428,7 @@ fn write_zeros(path: &Path, bytes: u64, direct: bool) -> std::io::Result<()> {
         written += n as u64;
     }
     file.sync_all()?;
-    if direct {
-        // Into the page cache before the log writes there, so that writing
-        // part of a page does not first read it from the disk.
+    if how == (Zeros::Direct { cached: true }) {
         rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::WillNeed)?;
     }
     Ok(())
@@ -397,6 +438,14 @@ fn write_zeros(path: &Path, bytes: u64, direct: bool) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    /// Direct writes where the file system takes them, as with `fsync`.
+    fn writes(segment_bytes: u64) -> Writes {
+        Writes {
+            segment_bytes,
+            direct: true,
+        }
+    }
 
     fn append(appender: &mut Appender, offsets: std::ops::RangeInclusive<u64>) {
         for o in offsets {
@@ -418,10 +467,19 @@ mod tests {
 
     #[test]
     fn reads_cross_segments_and_whole_segments_are_removed() {
+        for direct in [false, true] {
+            reads_cross_segments_and_whole_segments_are_removed_with(Writes {
+                segment_bytes: 1000,
+                direct,
+            });
+        }
+    }
+
+    fn reads_cross_segments_and_whole_segments_are_removed_with(writes: Writes) {
         let dir = tempfile::tempdir().unwrap();
         let Opened {
             log, mut appender, ..
-        } = Log::open(dir.path(), Offset(1), 1000, Offset(1)).unwrap();
+        } = Log::open(dir.path(), Offset(1), writes, Offset(1)).unwrap();
         append(&mut appender, 1..=50);
         assert!(log.segment_count() > 3, "{} segments", log.segment_count());
         assert_eq!(offsets_after(&log, 0), (1..=50).collect::<Vec<_>>());
@@ -457,7 +515,7 @@ mod tests {
             mut appender,
             last,
             ..
-        } = Log::open(dir.path(), Offset(999), 1000, Offset(1)).unwrap();
+        } = Log::open(dir.path(), Offset(999), writes, Offset(1)).unwrap();
         assert_eq!(last, Some((Offset(50), Timestamp(50))));
         assert_eq!(offsets_after(&log, 0), kept);
         append(&mut appender, 51..=52);
@@ -468,11 +526,31 @@ mod tests {
     }
 
     #[test]
+    fn appends_are_direct_where_asked_and_the_file_system_takes_it() {
+        use std::os::unix::fs::OpenOptionsExt;
+        for direct in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let writes = Writes {
+                segment_bytes: 1 << 20,
+                direct,
+            };
+            let Opened { appender, .. } =
+                Log::open(dir.path(), Offset(1), writes, Offset(1)).unwrap();
+            let taken = File::options()
+                .write(true)
+                .custom_flags(rustix::fs::OFlags::DIRECT.bits().cast_signed())
+                .open(&appender.segment.path)
+                .is_ok();
+            assert_eq!(appender.staging.is_direct(), direct && taken, "{writes:?}");
+        }
+    }
+
+    #[test]
     fn the_next_segment_is_made_in_advance_and_used() {
         let dir = tempfile::tempdir().unwrap();
         let Opened {
             log, mut appender, ..
-        } = Log::open(dir.path(), Offset(1), 4096, Offset(1)).unwrap();
+        } = Log::open(dir.path(), Offset(1), writes(4096), Offset(1)).unwrap();
         // Past half of the first segment, its successor is being made.
         let mut o = 0;
         while appender.spare.is_none() {
@@ -501,7 +579,7 @@ mod tests {
             mut appender,
             last,
             ..
-        } = Log::open(dir.path(), Offset(1), 4096, Offset(1)).unwrap();
+        } = Log::open(dir.path(), Offset(1), writes(4096), Offset(1)).unwrap();
         assert_eq!(last.map(|(o, _)| o), Some(Offset(o + 3)));
         append(&mut appender, o + 4..=o + 4);
         assert_eq!(offsets_after(&log, 0), (1..=o + 4).collect::<Vec<_>>());
@@ -510,15 +588,15 @@ mod tests {
     #[test]
     fn spare_files_are_whole_pages_of_zeros_with_or_without_direct_io() {
         let dir = tempfile::tempdir().unwrap();
-        for direct in [true, false] {
-            let path = dir.path().join(format!("zeros-{direct}"));
+        for how in [Zeros::Direct { cached: true }, Zeros::Buffered] {
+            let path = dir.path().join(format!("zeros-{how:?}"));
             // Rounded up to whole pages, which direct I/O writes.
-            write_zeros(&path, 3 * 4096 + 10, direct).unwrap();
+            write_zeros(&path, 3 * 4096 + 10, how).unwrap();
             let bytes = std::fs::read(&path).unwrap();
             assert_eq!(bytes.len(), 4 * 4096);
             assert!(bytes.iter().all(|&b| b == 0));
             // Made again over a longer file, it is cut to size.
-            write_zeros(&path, 4096, direct).unwrap();
+            write_zeros(&path, 4096, how).unwrap();
             assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096);
         }
     }
@@ -527,18 +605,19 @@ mod tests {
     fn segments_whose_offsets_overlap_are_corrupt() {
         let dir = tempfile::tempdir().unwrap();
         let Opened { mut appender, .. } =
-            Log::open(dir.path(), Offset(1), 1 << 20, Offset(1)).unwrap();
+            Log::open(dir.path(), Offset(1), writes(1 << 20), Offset(1)).unwrap();
         append(&mut appender, 1..=10);
         drop(appender);
         // A second segment, named above the first's name, repeating 5..=6.
-        let (_, mut file) = Segment::create(&dir.path().join(DIR), Offset(5)).unwrap();
+        let segment = Segment::create(&dir.path().join(DIR), Offset(5)).unwrap();
+        let mut file = File::options().write(true).open(&segment.path).unwrap();
         let mut bytes = Vec::new();
         for o in 5..=6 {
             segment::encode(&mut bytes, Offset(o), Timestamp(o), "table:t", b"{}");
         }
         file.write_all(&bytes).unwrap();
         assert!(matches!(
-            Log::open(dir.path(), Offset(1), 1 << 20, Offset(1)),
+            Log::open(dir.path(), Offset(1), writes(1 << 20), Offset(1)),
             Err(StoreError::Corrupt(why)) if why.contains("repeats")
         ));
     }
@@ -551,7 +630,7 @@ mod tests {
             mut appender,
             last,
             ..
-        } = Log::open(dir.path(), Offset(7), 1 << 20, Offset(1)).unwrap();
+        } = Log::open(dir.path(), Offset(7), writes(1 << 20), Offset(1)).unwrap();
         assert_eq!(last, None);
         assert!(offsets_after(&log, 0).is_empty());
         append(&mut appender, 7..=8);

@@ -10,7 +10,7 @@
 use crate::applied;
 use crate::error::StoreError;
 use crate::layout::{self, DocRecord, LogRecord};
-use crate::log::{Appender, Log, Opened};
+use crate::log::{Appender, Log, Opened, Writes};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use herald_proto::{Event, EventBody, Offset, Timestamp};
 use std::path::Path;
@@ -26,12 +26,12 @@ pub(crate) fn open_log(
     docs: &Keyspace,
     meta: &Keyspace,
     dir: &Path,
-    segment_bytes: u64,
+    writes: Writes,
     log_start: Offset,
 ) -> Result<(Opened, Offset), StoreError> {
     // A new log's first segment is named by the log's start: at or below
     // every record it will hold, also those moved from the first format.
-    let mut opened = Log::open(dir, log_start, segment_bytes, log_start)?;
+    let mut opened = Log::open(dir, log_start, writes, log_start)?;
     let in_segments = opened.last.map(|(o, _)| o);
     if let Some(moved) = migrate_legacy_log(db, meta, &mut opened.appender, in_segments)? {
         opened.last = moved.last.or(opened.last);

@@ -193,14 +193,14 @@ impl Segment {
     }
 
     /// Creates an empty segment file.
-    pub(crate) fn create(dir: &Path, first: Offset) -> Result<(Segment, File), StoreError> {
+    pub(crate) fn create(dir: &Path, first: Offset) -> Result<Segment, StoreError> {
         let path = dir.join(file_name(first));
-        let writer = File::options()
+        File::options()
             .create_new(true)
             .write(true)
             .open(&path)
             .map_err(io_error(&path))?;
-        Ok((Segment::empty(path), writer))
+        Ok(Segment::empty(path))
     }
 
     /// Opens a segment written before, checking every record and building
@@ -490,7 +490,8 @@ mod tests {
         dir: &Path,
         offsets: std::ops::RangeInclusive<u64>,
     ) -> (Segment, File, Vec<u8>) {
-        let (segment, mut file) = Segment::create(dir, Offset(*offsets.start())).unwrap();
+        let segment = Segment::create(dir, Offset(*offsets.start())).unwrap();
+        let mut file = File::options().write(true).open(&segment.path).unwrap();
         let mut bytes = Vec::new();
         for o in offsets {
             encode(

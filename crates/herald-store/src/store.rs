@@ -2,10 +2,10 @@
 
 use crate::applied::Applied;
 use crate::committer::{Committer, Request};
-use crate::config::StoreConfig;
+use crate::config::{Durability, StoreConfig};
 use crate::error::{StoreError, io_error};
 use crate::layout::{self, DocRecord, LogRecord};
-use crate::log::{Log, Opened};
+use crate::log::{Log, Opened, Writes};
 use crate::names::{DocId, TableName};
 use crate::recover;
 use crate::stats::{Counters, StoreStats};
@@ -197,6 +197,10 @@ impl Store {
         let log_start = Offset(read_meta(layout::META_LOG_START)?.unwrap_or(1));
         let trimmed_ts = read_meta(layout::META_TRIMMED_TS)?.unwrap_or(0);
         let floor = read_meta(layout::META_OFFSET_FLOOR)?.unwrap_or(1);
+        let writes = Writes {
+            segment_bytes: config.segment_bytes,
+            direct: config.durability == Durability::Fsync,
+        };
         let (
             Opened {
                 log,
@@ -205,7 +209,7 @@ impl Store {
                 bytes: log_bytes,
             },
             applied,
-        ) = recover::open_log(&db, &docs, &meta, dir, config.segment_bytes, log_start)?;
+        ) = recover::open_log(&db, &docs, &meta, dir, writes, log_start)?;
         // With the log emptied by retention, the head and the clock continue
         // from what was trimmed.
         let (last_offset, last_ts) =
