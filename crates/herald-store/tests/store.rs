@@ -143,6 +143,44 @@ async fn document_lifecycle_appends_matching_events() {
     store.close().await;
 }
 
+/// A group's documents are written after its writers are answered: the
+/// writes right after must still see them (conflicts, versions, deletions).
+#[tokio::test]
+async fn writes_see_the_documents_of_writes_just_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = table("t");
+    for i in 0..300 {
+        let d = format!("d{i}");
+        let doc = json!({"id": d, "pad": "x".repeat(2000)});
+        let version = |w: herald_store::Written| w.into_ack().unwrap().version;
+        let first = store.write_one(WriteOp::insert(t.clone(), doc.clone()).unwrap());
+        assert_eq!(version(first.await.unwrap()), Version(1));
+        let again = store
+            .write_one(WriteOp::insert(t.clone(), doc).unwrap())
+            .await;
+        assert!(
+            matches!(again, Err(StoreError::AlreadyExists { .. })),
+            "{i}: {again:?}"
+        );
+        let patch = WriteOp::patch(t.clone(), id(&d), json!({"n": i}), Some(Version(1)));
+        assert_eq!(version(store.write_one(patch).await.unwrap()), Version(2));
+        let delete = WriteOp::delete(t.clone(), id(&d), Some(Version(2)));
+        store.write_one(delete).await.unwrap();
+        let gone = WriteOp::patch(t.clone(), id(&d), json!({"n": 0}), None);
+        let gone = store.write_one(gone).await;
+        assert!(
+            matches!(gone, Err(StoreError::NotFound { .. })),
+            "{i}: {gone:?}"
+        );
+    }
+    store.close().await;
+    drop(store);
+    let store = open(dir.path());
+    assert!(store.get(&t, &id("d299")).unwrap().is_none());
+    store.close().await;
+}
+
 #[tokio::test]
 async fn a_failing_batch_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
