@@ -20,71 +20,86 @@ const INITIAL: usize = 256 << 10;
 
 /// Records pushed since the last write, and how they will be written.
 #[derive(Debug)]
-pub(crate) struct Staging {
-    /// `raw[at..]` is the staging area: with direct I/O, `tail` bytes of
-    /// the segment's last partial page, then the records pushed since; in
-    /// `raw[..at]`, padding up to the aligned address.
+pub(crate) enum Staging {
+    /// Written through the page cache as they are.
+    Buffered(Vec<u8>),
+    /// Written with direct I/O, in whole pages.
+    Direct(Pages),
+}
+
+/// A staging area for direct I/O.
+#[derive(Debug)]
+pub(crate) struct Pages {
+    /// `raw[at..]` is the area, at an aligned address: `tail` bytes of the
+    /// segment's last partial page, then the records pushed since;
+    /// `raw[..at]` is padding.
     raw: Vec<u8>,
     at: usize,
     tail: usize,
-    direct: bool,
 }
 
 impl Staging {
     /// Empty, for writes through the page cache.
     pub(crate) fn buffered() -> Staging {
-        Staging {
-            raw: Vec::new(),
-            at: 0,
-            tail: 0,
-            direct: false,
-        }
+        Staging::Buffered(Vec::new())
     }
 
     /// Empty, for direct writes to a segment whose data ends with `tail`,
     /// the bytes of its last page that are written (none at a page boundary).
     pub(crate) fn direct(tail: &[u8]) -> Staging {
         debug_assert!(tail.len() < DIRECT_ALIGN);
-        let mut staging = Staging {
+        let mut pages = Pages {
             raw: Vec::new(),
             at: 0,
             tail: tail.len(),
-            direct: true,
         };
-        staging.realign(INITIAL);
-        staging.raw.extend_from_slice(tail);
-        staging
+        pages.realign(INITIAL);
+        pages.raw.extend_from_slice(tail);
+        Staging::Direct(pages)
     }
 
     /// Whether writes are direct.
     pub(crate) fn is_direct(&self) -> bool {
-        self.direct
+        matches!(self, Staging::Direct(_))
     }
 
     /// Where records are pushed: append to the end.
     pub(crate) fn records(&mut self) -> &mut Vec<u8> {
-        &mut self.raw
+        match self {
+            Staging::Buffered(raw) | Staging::Direct(Pages { raw, .. }) => raw,
+        }
     }
 
     /// Bytes of records pushed since the last write.
     pub(crate) fn pending(&self) -> usize {
-        self.raw.len() - self.at - self.tail
+        match self {
+            Staging::Buffered(raw) => raw.len(),
+            Staging::Direct(pages) => pages.raw.len() - pages.at - pages.tail,
+        }
     }
 
     /// Writes the pending records, which start at `pos` in `file`, and
     /// empties the staging area.
     pub(crate) fn write_at(&mut self, file: &File, pos: u64) -> std::io::Result<()> {
-        if !self.direct {
-            file.write_all_at(&self.raw, pos)?;
-            self.raw.clear();
-            return Ok(());
+        match self {
+            Staging::Buffered(raw) => {
+                file.write_all_at(raw, pos)?;
+                raw.clear();
+                Ok(())
+            }
+            Staging::Direct(pages) => pages.write_at(file, pos),
         }
+    }
+}
+
+impl Pages {
+    fn write_at(&mut self, file: &File, pos: u64) -> std::io::Result<()> {
         debug_assert_eq!((pos - self.tail as u64) % DIRECT_ALIGN as u64, 0);
         let data = self.raw.len() - self.at;
         let pages = data.next_multiple_of(DIRECT_ALIGN);
         // Pushing may have moved the records to memory that is not aligned,
         // or too small to pad to whole pages in place.
-        if self.raw.capacity() < self.at + pages || self.area_misaligned() {
+        if self.raw.capacity() < self.at + pages || self.misaligned() {
             self.realign(pages);
         }
         self.raw.resize(self.at + pages, 0);
@@ -98,12 +113,12 @@ impl Staging {
         Ok(())
     }
 
-    fn area_misaligned(&self) -> bool {
+    fn misaligned(&self) -> bool {
         self.raw[self.at..].as_ptr().align_offset(DIRECT_ALIGN) != 0
     }
 
-    /// Moves the staging area to fresh memory, aligned, with room for at
-    /// least `len` bytes.
+    /// Moves the area to fresh memory, aligned, with room for at least
+    /// `len` bytes.
     fn realign(&mut self, len: usize) {
         let room = len.max(self.raw.capacity()).max(INITIAL);
         let mut fresh: Vec<u8> = Vec::with_capacity(room + DIRECT_ALIGN);
@@ -112,7 +127,7 @@ impl Staging {
         fresh.extend_from_slice(&self.raw[self.at..]);
         self.raw = fresh;
         self.at = at;
-        debug_assert!(!self.area_misaligned());
+        debug_assert!(!self.misaligned());
     }
 }
 
