@@ -11,11 +11,10 @@
 
 use crate::error::{StoreError, io_error};
 use crate::segment::{self, Mark, RecordRef, Segment};
-use crate::staging::{DIRECT_ALIGN, Staging};
+use crate::staging::{DIRECT_ALIGN, Staging, with_direct_io};
 use herald_proto::{Offset, Timestamp};
 use std::collections::BTreeMap;
 use std::fs::File;
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -317,9 +316,7 @@ impl Appender {
         self.last_mark = None;
         Ok(())
     }
-}
 
-impl Appender {
     /// The spare segment file, if it is ready; one still being made is left
     /// to finish (for the next roll), one that failed is forgotten.
     fn take_spare(&mut self) -> Option<PathBuf> {
@@ -340,22 +337,25 @@ impl Appender {
 /// Opens a segment file whose records end at `len` for the appender: with
 /// direct I/O if `direct` and the file system takes it.
 fn open_for_appends(path: &Path, len: u64, direct: bool) -> Result<(File, Staging), StoreError> {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    use std::os::unix::fs::FileExt;
     if direct {
-        let opened = File::options()
-            .write(true)
-            .custom_flags(rustix::fs::OFlags::DIRECT.bits().cast_signed())
-            .open(path);
-        if let Ok(file) = opened {
-            // The written part of the last page, which the next write repeats.
-            let tail_len = (len % DIRECT_ALIGN as u64) as usize;
-            let mut tail = vec![0; tail_len];
-            File::open(path)
-                .and_then(|f| f.read_exact_at(&mut tail, len - tail_len as u64))
-                .map_err(io_error(path))?;
-            return Ok((file, Staging::direct(&tail)));
+        match with_direct_io(File::options().write(true)).open(path) {
+            Ok(file) => {
+                // The written part of the last page, which the next write
+                // repeats.
+                let tail_len = (len % DIRECT_ALIGN as u64) as usize;
+                let mut tail = vec![0; tail_len];
+                if tail_len > 0 {
+                    File::open(path)
+                        .and_then(|f| f.read_exact_at(&mut tail, len - tail_len as u64))
+                        .map_err(io_error(path))?;
+                }
+                return Ok((file, Staging::direct(&tail)));
+            }
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "no direct I/O here: the log writes through the page cache")
+            }
         }
-        tracing::debug!(path = %path.display(), "no direct I/O here: the log writes through the page cache");
     }
     let file = File::options()
         .write(true)
@@ -404,18 +404,14 @@ enum Zeros {
 
 /// Writes a file of at least `bytes` zeros (whole pages) and syncs it.
 fn write_zeros(path: &Path, bytes: u64, how: Zeros) -> std::io::Result<()> {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    use std::os::unix::fs::FileExt;
     const CHUNK: usize = 1 << 20;
-    let flags = match how {
-        Zeros::Direct { .. } => rustix::fs::OFlags::DIRECT.bits().cast_signed(),
-        Zeros::Buffered => 0,
-    };
-    let file = File::options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(flags)
-        .open(path)?;
+    let mut options = File::options();
+    options.write(true).create(true).truncate(true);
+    if let Zeros::Direct { .. } = how {
+        with_direct_io(&mut options);
+    }
+    let file = options.open(path)?;
     // Direct I/O wants an aligned buffer: the aligned part of a larger one.
     let raw = vec![0u8; CHUNK + DIRECT_ALIGN];
     let at = raw.as_ptr().align_offset(DIRECT_ALIGN);
@@ -527,7 +523,6 @@ mod tests {
 
     #[test]
     fn appends_are_direct_where_asked_and_the_file_system_takes_it() {
-        use std::os::unix::fs::OpenOptionsExt;
         for direct in [false, true] {
             let dir = tempfile::tempdir().unwrap();
             let writes = Writes {
@@ -536,9 +531,7 @@ mod tests {
             };
             let Opened { appender, .. } =
                 Log::open(dir.path(), Offset(1), writes, Offset(1)).unwrap();
-            let taken = File::options()
-                .write(true)
-                .custom_flags(rustix::fs::OFlags::DIRECT.bits().cast_signed())
+            let taken = with_direct_io(File::options().write(true))
                 .open(&appender.segment.path)
                 .is_ok();
             assert_eq!(appender.staging.is_direct(), direct && taken, "{writes:?}");

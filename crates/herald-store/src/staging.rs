@@ -10,11 +10,17 @@
 //! and the kernel's write-back pass over those pages in `fdatasync`, which
 //! then only flushes the disk's cache.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 
 /// Alignment for direct I/O: a page, which every block size divides.
 pub(crate) const DIRECT_ALIGN: usize = 4096;
+
+/// `options`, opening with direct I/O (`O_DIRECT`). A file system that does
+/// not take it refuses the open.
+pub(crate) fn with_direct_io(options: &mut OpenOptions) -> &mut OpenOptions {
+    options.custom_flags(rustix::fs::OFlags::DIRECT.bits().cast_signed())
+}
 /// Bytes a direct staging area holds before it first grows.
 const INITIAL: usize = 256 << 10;
 
@@ -162,12 +168,7 @@ mod tests {
     }
 
     fn open_direct(path: &Path) -> Option<File> {
-        use std::os::unix::fs::OpenOptionsExt;
-        File::options()
-            .write(true)
-            .custom_flags(rustix::fs::OFlags::DIRECT.bits().cast_signed())
-            .open(path)
-            .ok()
+        with_direct_io(File::options().write(true)).open(path).ok()
     }
 
     #[test]
