@@ -82,7 +82,6 @@ pub(crate) fn decode_log_key(key: &[u8]) -> Result<Offset, StoreError> {
     read_u64(key, "log key").map(Offset)
 }
 
-/// Decodes a big-endian u64 value.
 /// A `u64` value of the `meta` keyspace, if set.
 pub(crate) fn read_meta(meta: &fjall::Keyspace, key: &[u8]) -> Result<Option<u64>, StoreError> {
     meta.get(key)?
@@ -90,6 +89,7 @@ pub(crate) fn read_meta(meta: &fjall::Keyspace, key: &[u8]) -> Result<Option<u64
         .transpose()
 }
 
+/// Decodes a big-endian u64 value.
 pub(crate) fn read_u64(bytes: &[u8], what: &str) -> Result<u64, StoreError> {
     let arr: [u8; 8] = bytes
         .try_into()

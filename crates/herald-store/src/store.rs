@@ -482,10 +482,11 @@ impl Store {
             });
         }
         // Find the first existing offset in [lo, hi) whose ts >= at.
-        let (mut lo, mut hi) = (earliest.0, self.head().0 + 1);
+        let head = self.head();
+        let (mut lo, mut hi) = (earliest.0, head.0 + 1);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match self.log.first_at_or_after(Offset(mid), self.head())? {
+            match self.log.first_at_or_after(Offset(mid), head)? {
                 Some((offset, ts)) if offset.0 < hi => {
                     if ts >= at {
                         hi = mid;

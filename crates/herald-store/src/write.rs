@@ -214,7 +214,7 @@ impl WriteOp {
     /// Appends a message to a channel's log.
     #[must_use]
     pub fn publish(channel: ChannelName, data: Value, from: Option<String>) -> WriteOp {
-        let json = Bytes::from(serde_json::to_vec(&data).expect("JSON values always serialize"));
+        let json = encode(&data);
         WriteOp(
             Op::Publish {
                 channel,
@@ -227,10 +227,11 @@ impl WriteOp {
     }
 }
 
-/// Encodes a document. Done when the operation is built, on the caller's
-/// thread, so the single committer thread does not spend its time on it.
-fn encode(doc: &Map<String, Value>) -> Bytes {
-    Bytes::from(serde_json::to_vec(doc).expect("JSON maps always serialize"))
+/// Encodes a document or a message. Done when the operation is built, on
+/// the caller's thread, so the single committer thread does not spend its
+/// time on it.
+fn encode(value: &(impl serde::Serialize + ?Sized)) -> Bytes {
+    Bytes::from(serde_json::to_vec(value).expect("JSON values always serialize"))
 }
 
 fn into_object(value: Value, what: &'static str) -> Result<Map<String, Value>, StoreError> {
