@@ -625,39 +625,33 @@ mod tests {
                 Err(StoreError::Corrupt(_))
             ));
         }
-        // A whole record whose checksum holds but whose offset goes
-        // backwards is damage, not a torn append: never cut away.
+        // A whole record whose checksum holds but whose content is wrong is
+        // damage, not a torn append: reported, never cut away.
         let file = File::options().write(true).open(&segment.path).unwrap();
-        file.set_len(whole).unwrap();
+        let refused_and_kept = |record: &[u8], why: &str| {
+            file.set_len(whole).unwrap();
+            file.write_all_at(record, whole).unwrap();
+            assert!(matches!(
+                Segment::recover(segment.path.clone(), Offset(1), true, Offset(1)),
+                Err(StoreError::Corrupt(got)) if got.contains(why)
+            ));
+            assert_eq!(
+                std::fs::metadata(&segment.path).unwrap().len(),
+                whole + record.len() as u64
+            );
+        };
+        // Its offset goes backwards.
         let mut stale = Vec::new();
         encode(&mut stale, Offset(3), Timestamp(30), "table:t", b"{}");
-        file.write_all_at(&stale, whole).unwrap();
-        assert!(matches!(
-            Segment::recover(segment.path.clone(), Offset(1), true, Offset(1)),
-            Err(StoreError::Corrupt(why)) if why.contains("backwards")
-        ));
-        assert_eq!(
-            std::fs::metadata(&segment.path).unwrap().len(),
-            whole + stale.len() as u64
-        );
-        // So is a record whose checksum holds but whose topic is not text.
-        file.set_len(whole).unwrap();
+        refused_and_kept(&stale, "backwards");
+        // Its topic is not text.
         let mut odd = Vec::new();
         encode(&mut odd, Offset(11), Timestamp(110), "table:t", b"{}");
         odd[FRAME_HEADER + BODY_HEADER] = 0xff;
         let crc = crc32fast::hash(&odd[FRAME_HEADER..]);
         odd[4..8].copy_from_slice(&crc.to_le_bytes());
-        file.write_all_at(&odd, whole).unwrap();
-        assert!(matches!(
-            Segment::recover(segment.path.clone(), Offset(1), true, Offset(1)),
-            Err(StoreError::Corrupt(why)) if why.contains("UTF-8")
-        ));
-        assert_eq!(
-            std::fs::metadata(&segment.path).unwrap().len(),
-            whole + odd.len() as u64
-        );
+        refused_and_kept(&odd, "UTF-8");
         // A flipped byte inside a record is caught by its checksum.
-        let file = File::options().write(true).open(&segment.path).unwrap();
         file.set_len(whole).unwrap();
         file.write_all_at(b"X", whole - 3).unwrap();
         let recovered = Segment::recover(segment.path.clone(), Offset(1), true, Offset(1)).unwrap();
