@@ -3,8 +3,8 @@
 //!
 //! Prints events/s and the CPU time per event (user + system, from /proc) of
 //! the process and of the committer thread, which stay comparable when other
-//! work shares the machine; then
-//! how long opening the store again takes (it reads the whole log back).
+//! work shares the machine; then how long opening the store again takes (it
+//! reads the whole log back).
 
 #[path = "../benches/load.rs"]
 #[allow(dead_code, unreachable_pub)]
