@@ -8,31 +8,9 @@
 //! until the documents have caught up with the head they saw (at most one
 //! group's document write, and only while one is in flight).
 
-use crate::error::StoreError;
-use crate::layout;
-use fjall::{Keyspace, OwnedWriteBatch, PersistMode};
 use herald_proto::Offset;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
-
-/// Commits a batch of document writes that brings the documents up to the
-/// log's `last` offset, recording that in the same batch. Not synced: the
-/// log is the write-ahead log, so whatever of it a crash loses, opening
-/// re-applies (see `recover`).
-pub(crate) fn commit_docs(
-    mut batch: OwnedWriteBatch,
-    meta: &Keyspace,
-    last: Offset,
-) -> Result<(), StoreError> {
-    batch.insert(meta, layout::META_APPLIED, last.0.to_be_bytes());
-    batch.durability(Some(PersistMode::Buffer)).commit()?;
-    Ok(())
-}
-
-/// The `last` offset the documents reflect, as recorded by [`commit_docs`].
-pub(crate) fn recorded(meta: &Keyspace) -> Result<Option<Offset>, StoreError> {
-    Ok(layout::read_meta(meta, layout::META_APPLIED)?.map(Offset))
-}
 
 /// The last offset whose effect on documents is readable.
 #[derive(Debug, Default)]

@@ -9,19 +9,20 @@
 //! 2. Apply each request to an overlay of the documents it touches. A request
 //!    whose operation fails is dropped whole (its operations are atomic) and
 //!    leaves no trace; later requests in the group do not see it.
-//! 3. Give the surviving events offsets and timestamps, serialize each once
-//!    into the log's buffer, and put the documents into one fjall batch.
+//! 3. Give the surviving events offsets and timestamps, and serialize each
+//!    once into the log's buffer.
 //! 4. Write the group's records to the log with one `write` and make them
 //!    durable with one `fdatasync` (group commit); answer every request of
-//!    the group and broadcast the events; then commit the document batch,
-//!    without a sync of its own, while the writers prepare their next
+//!    the group and broadcast the events; then write the group's documents
+//!    into the documents' memtable, while the writers prepare their next
 //!    requests (document readers wait for it: see `applied`).
 //!
 //! The log is the store's write-ahead log: an event is durable before
-//! anything derived from it is written. Each document batch records the last
-//! offset it reflects (`applied`), and opening the store re-applies the
-//! events after it (see `recover`), so documents lost with the engine's
-//! unsynced tail come back from the log. Events become visible (in the log,
+//! anything derived from it is written. Each group's documents record the
+//! last offset they reflect, and opening the store re-applies the events
+//! after the last one in the documents' tables (see `docs` and `recover`),
+//! so documents lost with the memtable come back from the log. Retention
+//! removes events only once their documents are flushed. Events become visible (in the log,
 //! to subscribers) only after they are durable, so no one ever sees an
 //! offset that a crash could take back.
 //!
@@ -34,9 +35,9 @@
 //! loses the tail of the log in a power cut, its offsets are skipped, not reused.
 //! A clean shutdown lowers the floor to the next offset so restarts leave no gap.
 
-use crate::applied;
 use crate::apply;
 use crate::config::{Durability, StoreConfig};
+use crate::docs::{Docs, Read};
 use crate::envelope::{self, Raw};
 use crate::error::StoreError;
 use crate::layout::{self, DocRecord};
@@ -46,7 +47,7 @@ use crate::stats::{self, Appended};
 use crate::store::{Committed, Shared};
 use crate::write::{Derived, Op, Router, RowGuard, WriteOp, Written};
 use bytes::Bytes;
-use fjall::{Database, Keyspace, OwnedWriteBatch as WriteBatch, PersistMode};
+use fjall::{Database, Keyspace, PersistMode};
 use herald_proto::{Epoch, Event, EventBody, Offset, Timestamp, WriteAck};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -81,7 +82,7 @@ pub(crate) enum Request {
 /// The committer's state; lives on its own thread.
 pub(crate) struct Committer {
     pub(crate) db: Database,
-    pub(crate) docs: Keyspace,
+    pub(crate) docs: Docs,
     pub(crate) meta: Keyspace,
     pub(crate) appender: Appender,
     pub(crate) config: StoreConfig,
@@ -102,7 +103,9 @@ type Overlay = HashMap<Vec<u8>, Option<DocRecord>>;
 
 /// One group on its way to a single commit.
 struct Group {
-    batch: WriteBatch,
+    /// The documents as the previous group left them.
+    read: Read,
+    /// Each document the group changed, as the group leaves it.
     overlay: Overlay,
     committed: Vec<Committed>,
     /// The events of `committed`, by kind.
@@ -223,11 +226,10 @@ impl Committer {
         }
     }
 
-    /// A group sized for `events` events: a document each, plus the
-    /// metadata of the commit.
+    /// A group sized for `events` events (a document each).
     fn open_group(&self, events: usize) -> Group {
         Group {
-            batch: WriteBatch::with_capacity(self.db.clone(), events + 2),
+            read: self.docs.read(),
             overlay: Overlay::with_capacity(events),
             committed: Vec::with_capacity(events),
             appended: Appended::default(),
@@ -243,7 +245,7 @@ impl Committer {
         replies: Vec<(Reply, Result<Vec<Written>, StoreError>)>,
     ) {
         let Group {
-            batch,
+            overlay,
             mut committed,
             appended,
             raised_floor,
@@ -283,7 +285,7 @@ impl Committer {
             // A full segment is sealed between groups, so a group's records
             // stay in one file.
             let written = self
-                .apply_docs(batch, last)
+                .apply_docs(overlay, last)
                 .and_then(|()| self.appender.roll_if_full(self.next));
             if let Err(e) = written {
                 self.shared.fail(&e);
@@ -318,8 +320,12 @@ impl Committer {
     }
 
     /// Writes the documents of a group whose events are durable, up to `last`.
-    fn apply_docs(&mut self, batch: WriteBatch, last: Offset) -> Result<(), StoreError> {
-        applied::commit_docs(batch, &self.meta, last)?;
+    fn apply_docs(&mut self, overlay: Overlay, last: Offset) -> Result<(), StoreError> {
+        let changes = overlay.into_iter().map(|(key, slot)| {
+            let record = slot.map(|rec| DocRecord::encode(rec.version, &rec.json));
+            (key, record)
+        });
+        self.docs.commit(changes, last)?;
         self.shared.applied.raise(last);
         Ok(())
     }
@@ -358,7 +364,7 @@ impl Committer {
             events: Vec::with_capacity(ops.len()),
         };
         for (index, op) in ops.into_iter().enumerate() {
-            self.apply_op(op, &group.overlay, router.as_ref(), &mut pending)
+            self.apply_op(op, group, router.as_ref(), &mut pending)
                 .map_err(|e| {
                     if single {
                         e
@@ -376,7 +382,7 @@ impl Committer {
     fn apply_op(
         &self,
         WriteOp(op, guard): WriteOp,
-        overlay: &Overlay,
+        group: &Group,
         router: Option<&Router>,
         pending: &mut Pending,
     ) -> Result<(), StoreError> {
@@ -413,9 +419,9 @@ impl Committer {
                 json,
             } => {
                 let key = layout::doc_key(table.as_str(), id.as_str());
-                let exists = match lookup(&pending.slots, overlay, &key) {
+                let exists = match lookup(&pending.slots, &group.overlay, &key) {
                     Some(slot) => slot.is_some(),
-                    None => self.docs.contains_key(&key)?,
+                    None => group.read.contains(&key)?,
                 };
                 let body = apply::insert(&table, &id, doc, exists)?;
                 (key, table.topic(), body, None, Some(json))
@@ -428,7 +434,7 @@ impl Committer {
                 expect,
             } => {
                 let key = layout::doc_key(table.as_str(), id.as_str());
-                let current = self.current(&pending.slots, overlay, &key)?;
+                let current = current(group, &pending.slots, &key)?;
                 check_stored(guard.as_ref(), &table, &id, current.as_ref(), Hidden::No)?;
                 let body = apply::put(&table, &id, doc, expect, current.as_ref())?;
                 (
@@ -446,14 +452,14 @@ impl Committer {
                 expect,
             } => {
                 let key = layout::doc_key(table.as_str(), id.as_str());
-                let current = self.current(&pending.slots, overlay, &key)?;
+                let current = current(group, &pending.slots, &key)?;
                 check_stored(guard.as_ref(), &table, &id, current.as_ref(), Hidden::Yes)?;
                 let body = apply::patch(&table, &id, &patch, expect, current.as_ref())?;
                 (key, table.topic(), body, current.map(|r| r.json), None)
             }
             Op::Delete { table, id, expect } => {
                 let key = layout::doc_key(table.as_str(), id.as_str());
-                let current = self.current(&pending.slots, overlay, &key)?;
+                let current = current(group, &pending.slots, &key)?;
                 check_stored(guard.as_ref(), &table, &id, current.as_ref(), Hidden::Yes)?;
                 let body = apply::delete(&table, &id, expect, current.as_ref())?;
                 (key, table.topic(), body, current.map(|r| r.json), None)
@@ -533,37 +539,9 @@ impl Committer {
         Ok(())
     }
 
-    /// The current record of a slot: this request's own writes first, then
-    /// the group's, then what is committed.
-    fn current(
-        &self,
-        mine: &Overlay,
-        overlay: &Overlay,
-        key: &[u8],
-    ) -> Result<Option<DocRecord>, StoreError> {
-        match lookup(mine, overlay, key) {
-            Some(slot) => Ok(slot.clone()),
-            None => self
-                .docs
-                .get(key)?
-                .map(|v| DocRecord::decode(&v))
-                .transpose(),
-        }
-    }
-
     /// Gives a successful request's events their offsets and stages its writes.
     fn stage(&mut self, group: &mut Group, pending: Pending) -> Vec<Written> {
-        for (key, slot) in pending.slots {
-            match &slot {
-                Some(rec) => group.batch.insert(
-                    &self.docs,
-                    key.clone(),
-                    DocRecord::encode(rec.version, &rec.json),
-                ),
-                None => group.batch.remove(&self.docs, key.clone()),
-            }
-            group.overlay.insert(key, slot);
-        }
+        group.overlay.extend(pending.slots);
         let mut written = Vec::with_capacity(pending.events.len());
         for pending_event in pending.events {
             let PendingEvent {
@@ -666,6 +644,11 @@ impl Committer {
         let Some((last, last_ts)) = last else {
             return Ok(());
         };
+        // The documents' engine keeps no journal: the log is the only record
+        // of changes not yet in its tables, so those must be flushed first.
+        if self.docs.flushed() < last {
+            self.docs.flush_now()?;
+        }
         let start = last.next();
         // Announce the new start before removing anything, so a reader that
         // raced the removal notices it (see `Store::read_log`).
@@ -693,12 +676,20 @@ impl Committer {
     fn shutdown(&mut self) {
         // Subscriptions end once they have delivered what was committed.
         self.shared.closed.send_replace(true);
+        // The documents' flushes and compactions end with the store (the
+        // directory may be opened again right after).
+        self.docs.stop();
         if self.shared.failure().is_some() {
             return;
         }
         if let Err(e) = self.appender.sync() {
             tracing::error!(error = %e, "final sync of the log failed");
             return;
+        }
+        // Not needed for safety (opening re-applies the log), but it makes
+        // the next open quick.
+        if let Err(e) = self.docs.flush_now() {
+            tracing::error!(error = %e, "final flush of the documents failed");
         }
         let floor = [(layout::META_OFFSET_FLOOR, self.next.0)];
         if let Err(e) = self.write_meta(&floor, PersistMode::SyncAll) {
@@ -712,6 +703,19 @@ impl Drop for Committer {
     /// documents must not wait for it any longer.
     fn drop(&mut self) {
         self.shared.applied.stop();
+    }
+}
+
+/// The current record of a slot: this request's own writes first, then
+/// the group's, then what is committed.
+fn current(group: &Group, mine: &Overlay, key: &[u8]) -> Result<Option<DocRecord>, StoreError> {
+    match lookup(mine, &group.overlay, key) {
+        Some(slot) => Ok(slot.clone()),
+        None => group
+            .read
+            .get(key)?
+            .map(|v| DocRecord::decode(&v))
+            .transpose(),
     }
 }
 

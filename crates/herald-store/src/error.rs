@@ -139,7 +139,7 @@ pub enum StoreError {
     /// The configuration is invalid; says which setting and why.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
-    /// The storage engine failed.
+    /// The storage engine failed (fjall, or the documents' tree).
     #[error("storage engine: {0}")]
     Engine(#[from] fjall::Error),
     /// Data on disk does not decode; names what and where.
@@ -220,5 +220,13 @@ pub(crate) fn io_error(path: &std::path::Path) -> impl Fn(std::io::Error) -> Sto
     move |source| StoreError::Io {
         path: path.display().to_string(),
         source,
+    }
+}
+
+impl From<lsm_tree::Error> for StoreError {
+    /// The documents' tree is the engine fjall is built on: its errors are
+    /// the engine's.
+    fn from(e: lsm_tree::Error) -> StoreError {
+        StoreError::Engine(e.into())
     }
 }

@@ -1,15 +1,18 @@
 //! The on-disk layout: keyspaces, key encodings and record formats.
 //!
-//! | keyspace | key | value |
+//! | where | key | value |
 //! |---|---|---|
-//! | `docs` | `table ‖ 0x00 ‖ id` | [`DocRecord`]: `version: u64 BE ‖ document JSON` |
-//! | `meta` | a name (below) | `u64 BE` |
-//! | `settings` | `kind ‖ 0x00 ‖ name` | JSON (rooms, routes: see [`crate::settings`]) |
+//! | `documents/` (an LSM tree, see `docs`) | `table ‖ 0x00 ‖ id` | [`DocRecord`]: `version: u64 BE ‖ document JSON` |
+//! | `documents/` | `0xFF ‖ "applied"` | `u64 BE`: the last offset the documents reflect |
+//! | fjall keyspace `meta` | a name (below) | `u64 BE` |
+//! | fjall keyspace `settings` | `kind ‖ 0x00 ‖ name` | JSON (rooms, routes: see [`crate::settings`]) |
 //!
 //! The change log is not in fjall: it is a run of segment files in `log/`
 //! (see `segment` for the record format). Stores written before kept it in
 //! a `log` keyspace ([`LogRecord::split`] reads those records); opening one
-//! moves them into segments.
+//! moves them into segments. Likewise, documents were once in a fjall `docs`
+//! keyspace, with their `applied` mark in `meta`; opening moves them into
+//! `documents/`.
 //!
 //! Table names never contain `0x00` and neither do ids, so the doc key splits
 //! unambiguously and a table's documents form one contiguous, id-ordered range.
@@ -23,8 +26,10 @@ use crate::error::StoreError;
 use bytes::Bytes;
 use herald_proto::{Offset, Timestamp, Version};
 
-/// Keyspace of documents.
-pub(crate) const DOCS: &str = "docs";
+/// Folder of the documents' tree, in the data directory.
+pub(crate) const DOCS_DIR: &str = "documents";
+/// Keyspace of documents in stores written before they had their own tree.
+pub(crate) const LEGACY_DOCS: &str = "docs";
 /// Keyspace of the change log in stores of the first format.
 pub(crate) const LEGACY_LOG: &str = "log";
 /// Keyspace of store metadata.
@@ -40,7 +45,8 @@ pub(crate) const META_OFFSET_FLOOR: &[u8] = b"offset_floor";
 pub(crate) const META_LOG_START: &[u8] = b"log_start";
 /// Meta key: timestamp of the newest event removed by retention.
 pub(crate) const META_TRIMMED_TS: &[u8] = b"trimmed_ts";
-/// Meta key: the last offset whose effect on documents is in `docs`.
+/// Meta key: the last offset whose effect on documents is in the `docs`
+/// keyspace, in stores written before the documents had their own tree.
 pub(crate) const META_APPLIED: &[u8] = b"applied";
 
 const LOG_FORMAT: u8 = 1;

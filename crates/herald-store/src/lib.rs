@@ -24,6 +24,8 @@
 //! - [`store`]: the [`Store`] handle: open and recover, write, read documents and the log.
 //! - `committer`: the single writer thread: group commit, offsets, retention.
 //! - `log` and `segment`: the change log in append-only segment files.
+//! - `docs`: the documents' LSM tree, written without a journal (the log
+//!   is its write-ahead log), and its flush and compaction threads.
 //! - `applied`: how far documents reflect the log, for readers.
 //! - `recover`: opening after a crash or from the first format.
 //! - `apply`: what each operation does to a document, as pure functions.
@@ -42,6 +44,7 @@ mod applied;
 mod apply;
 mod committer;
 pub mod config;
+mod docs;
 mod envelope;
 pub mod error;
 pub mod layout;

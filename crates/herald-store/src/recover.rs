@@ -1,18 +1,21 @@
 //! Opening after a crash or from an older format: bringing the documents up
-//! to the log, and moving a first-format log into segments.
+//! to the log, moving documents kept in the engine's `docs` keyspace into
+//! their own tree, and moving a first-format log into segments.
 //!
 //! The log is written (and synced) before the documents it implies, and
-//! each document batch records the last offset it reflects (`applied`). So
-//! on open the documents may lag the log, never lead it (in `fsync` mode),
-//! and re-applying the events after `applied` (their new document, or their
-//! deletion) brings them level; applying an event twice changes nothing.
+//! each group of documents records the last offset it reflects (`applied`).
+//! So on open the documents may lag the log, never lead it (in `fsync`
+//! mode), and re-applying the events after `applied` (their new document,
+//! or their deletion) brings them level; applying an event twice changes
+//! nothing.
 
-use crate::applied;
+use crate::docs::{Change, Docs};
 use crate::error::StoreError;
 use crate::layout::{self, DocRecord, LogRecord};
 use crate::log::{Appender, Log, Opened, Writes};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use herald_proto::{Event, EventBody, Offset, Timestamp};
+use std::collections::HashMap;
 use std::path::Path;
 
 /// Events re-applied (or records moved) per batch.
@@ -23,27 +26,24 @@ const CHUNK: usize = 1024;
 /// `log_start`) and the last offset whose effect is in the documents.
 pub(crate) fn open_log(
     db: &Database,
-    docs: &Keyspace,
     meta: &Keyspace,
+    docs: &Docs,
     dir: &Path,
     writes: Writes,
     log_start: Offset,
 ) -> Result<(Opened, Offset), StoreError> {
+    migrate_engine_docs(db, meta, docs)?;
     // A new log's first segment is named by the log's start: at or below
     // every record it will hold, also those moved from the first format.
     let mut opened = Log::open(dir, log_start, writes, log_start)?;
     let in_segments = opened.last.map(|(o, _)| o);
-    if let Some(moved) = migrate_legacy_log(db, meta, &mut opened.appender, in_segments)? {
+    if let Some(moved) = migrate_legacy_log(db, docs, &mut opened.appender, in_segments)? {
         opened.last = moved.last.or(opened.last);
         opened.bytes += moved.bytes;
     }
-    let stored = applied::recorded(meta)?;
-    // Retention removes only events whose documents are durable (its sync
-    // of `log_start` syncs the engine's journal), so everything below the
-    // log's start is applied.
-    let applied = stored
-        .unwrap_or(Offset::ZERO)
-        .max(Offset(log_start.0.saturating_sub(1)));
+    // Retention removes only events whose documents are flushed, so
+    // everything below the log's start is applied.
+    let applied = docs.applied().max(Offset(log_start.0.saturating_sub(1)));
     let head = opened
         .last
         .map_or(Offset(log_start.0.saturating_sub(1)), |(o, _)| o);
@@ -53,35 +53,36 @@ pub(crate) fn open_log(
         // cut; with "fsync", damage the torn-tail cut removed.
         tracing::error!(%applied, %head, "documents are ahead of the log: events after the head are lost; their offsets will be skipped");
     }
-    let caught_up = catch_up_docs(db, docs, meta, &opened.log, applied, head)?;
-    if stored != Some(caught_up) {
-        record_applied(db, meta, caught_up)?;
+    let caught_up = catch_up_docs(docs, &opened.log, applied, head)?;
+    if docs.applied() < caught_up {
+        // Retention took the events up to here: the mark says so too, so
+        // snapshots start from the log's start.
+        docs.commit(std::iter::empty(), caught_up)?;
     }
     Ok((opened, caught_up))
 }
 
 /// Re-applies the log's events after `applied` (up to its `head`) to the
 /// documents; returns the last offset applied (`applied` when there was
-/// nothing to do).
+/// nothing to do). Not flushed: the log still holds them.
 fn catch_up_docs(
-    db: &Database,
-    docs: &Keyspace,
-    meta: &Keyspace,
+    docs: &Docs,
     log: &Log,
     applied: Offset,
     head: Offset,
 ) -> Result<Offset, StoreError> {
-    let mut batch = db.batch();
+    // By key, so that a chunk holds each document once, as its last event
+    // left it.
+    let mut chunk = HashMap::new();
     let mut last = applied;
     let mut failed = None;
     let mut count = 0u64;
     log.for_each_after(applied, head, |record| {
-        let step = apply(&mut batch, docs, record.offset, record.json).and_then(|()| {
+        let step = apply(&mut chunk, record.offset, record.json).and_then(|()| {
             last = record.offset;
             count += 1;
-            if batch.len() >= CHUNK {
-                let full = std::mem::replace(&mut batch, db.batch());
-                applied::commit_docs(full, meta, last)?;
+            if chunk.len() >= CHUNK {
+                docs.commit(chunk.drain(), last)?;
             }
             Ok(())
         });
@@ -97,24 +98,15 @@ fn catch_up_docs(
         return Err(e);
     }
     if count > 0 {
-        applied::commit_docs(batch, meta, last)?;
-        db.persist(PersistMode::SyncAll)?;
+        docs.commit(chunk, last)?;
         tracing::info!(from = %applied.next(), to = %last, events = count, "documents brought up to the log");
     }
     Ok(last)
 }
 
-/// Records, durably, that the documents reflect the log up to `offset`.
-fn record_applied(db: &Database, meta: &Keyspace, offset: Offset) -> Result<(), StoreError> {
-    meta.insert(layout::META_APPLIED, offset.0.to_be_bytes())?;
-    db.persist(PersistMode::SyncAll)?;
-    Ok(())
-}
-
 /// Stages one event's effect on its document.
 fn apply(
-    batch: &mut fjall::OwnedWriteBatch,
-    docs: &Keyspace,
+    chunk: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
     offset: Offset,
     json: &[u8],
 ) -> Result<(), StoreError> {
@@ -137,15 +129,55 @@ fn apply(
         } => {
             let json = serde_json::to_vec(&doc)
                 .map_err(|e| StoreError::Corrupt(format!("document at offset {offset}: {e}")))?;
-            batch.insert(
-                docs,
+            chunk.insert(
                 layout::doc_key(&table, &id),
-                DocRecord::encode(version, &json),
+                Some(DocRecord::encode(version, &json)),
             );
         }
-        EventBody::Delete { table, id, .. } => batch.remove(docs, layout::doc_key(&table, &id)),
+        EventBody::Delete { table, id, .. } => {
+            chunk.insert(layout::doc_key(&table, &id), None);
+        }
         EventBody::Publish { .. } => {}
     }
+    Ok(())
+}
+
+/// Moves the documents of the engine's `docs` keyspace (where stores kept
+/// them before they had a tree of their own) into the tree, with the
+/// `applied` mark that came with them, then drops the keyspace. Copying
+/// again after an interruption writes the same records.
+fn migrate_engine_docs(db: &Database, meta: &Keyspace, docs: &Docs) -> Result<(), StoreError> {
+    if !db
+        .list_keyspace_names()
+        .iter()
+        .any(|name| &**name == layout::LEGACY_DOCS)
+    {
+        return Ok(());
+    }
+    let old = db.keyspace(layout::LEGACY_DOCS, KeyspaceCreateOptions::default)?;
+    let recorded = layout::read_meta(meta, layout::META_APPLIED)?.unwrap_or(0);
+    // An interrupted move left the same mark in the tree; never lower it.
+    let applied = Offset(recorded).max(docs.applied());
+    let mut chunk: Vec<Change> = Vec::with_capacity(CHUNK);
+    let mut moved = 0u64;
+    for guard in old.iter() {
+        let (key, value) = guard.into_inner()?;
+        chunk.push((key.to_vec(), Some(value.to_vec())));
+        if chunk.len() >= CHUNK {
+            moved += chunk.len() as u64;
+            docs.commit(chunk.drain(..), applied)?;
+        }
+    }
+    moved += chunk.len() as u64;
+    docs.commit(chunk, applied)?;
+    docs.flush_now()?;
+    db.delete_keyspace(old)?;
+    meta.remove(layout::META_APPLIED)?;
+    db.persist(PersistMode::SyncAll)?;
+    tracing::info!(
+        documents = moved,
+        "moved the documents from the engine's keyspace into their own tree"
+    );
     Ok(())
 }
 
@@ -162,7 +194,7 @@ struct Moved {
 /// before the keyspace goes.
 fn migrate_legacy_log(
     db: &Database,
-    meta: &Keyspace,
+    docs: &Docs,
     appender: &mut Appender,
     after: Option<Offset>,
 ) -> Result<Option<Moved>, StoreError> {
@@ -195,7 +227,8 @@ fn migrate_legacy_log(
     // Everything in the segments is applied, also what an interrupted move
     // had copied before.
     if let Some(offset) = last.map(|(o, _)| o).or(after) {
-        record_applied(db, meta, offset)?;
+        docs.commit(std::iter::empty(), offset)?;
+        docs.flush_now()?;
     }
     db.delete_keyspace(legacy)?;
     db.persist(PersistMode::SyncAll)?;
@@ -214,8 +247,8 @@ mod tests {
     use serde_json::json;
     use std::sync::Arc;
 
-    /// Changes the engine's data directly, as a crash or an older version
-    /// could have left it, and syncs the change.
+    /// Changes the engine's data directly, as an older version could have
+    /// left it (documents in the `docs` keyspace), and syncs the change.
     fn edit_engine(dir: &std::path::Path, change: impl FnOnce(&Database, &Keyspace, &Keyspace)) {
         let (db, docs, meta) = engine(dir);
         change(&db, &docs, &meta);
@@ -225,12 +258,43 @@ mod tests {
     fn engine(dir: &std::path::Path) -> (Database, Keyspace, Keyspace) {
         let db = Database::builder(dir).open().unwrap();
         let docs = db
-            .keyspace(layout::DOCS, KeyspaceCreateOptions::default)
+            .keyspace(layout::LEGACY_DOCS, KeyspaceCreateOptions::default)
             .unwrap();
         let meta = db
             .keyspace(layout::META, KeyspaceCreateOptions::default)
             .unwrap();
         (db, docs, meta)
+    }
+
+    fn keyspace_names(db: &Database) -> Vec<String> {
+        db.list_keyspace_names()
+            .iter()
+            .map(|n| n.to_string())
+            .collect()
+    }
+
+    /// Writes `changes` into the documents' tables directly, then records
+    /// `flushed` as the last offset they reflect (as a crash between a
+    /// flush and its record leaves them, when `flushed` is lower).
+    fn edit_docs(dir: &std::path::Path, changes: Vec<Change>, flushed: Offset) {
+        let docs_dir = dir.join(layout::DOCS_DIR);
+        let docs = Docs::open(&docs_dir, 1 << 20).unwrap();
+        docs.commit(changes, flushed).unwrap();
+        docs.flush_now().unwrap();
+        drop(docs);
+        crate::docs::write_flushed(&docs_dir, flushed).unwrap();
+    }
+
+    /// The ids of table `t` in the documents' tables.
+    fn ids_in_tables(dir: &std::path::Path) -> Vec<String> {
+        let docs = Docs::open(&dir.join(layout::DOCS_DIR), 1 << 20).unwrap();
+        let prefix = layout::table_prefix("t");
+        let mut end = prefix.clone();
+        *end.last_mut().unwrap() = 1;
+        docs.read()
+            .range(prefix.clone()..end)
+            .map(|pair| String::from_utf8(pair.unwrap().0[prefix.len()..].to_vec()).unwrap())
+            .collect()
     }
 
     /// Inserts `doc` into table `t`.
@@ -247,9 +311,9 @@ mod tests {
             .map(|r| (r.version, serde_json::from_slice(&r.json).unwrap()))
     }
 
-    /// The engine's unsynced tail is lost (as in a power cut): every
-    /// document and the `applied` mark go back to nothing, the log stays.
-    /// Opening brings the documents back from the log.
+    /// The documents' tables are lost (as if nothing had been flushed
+    /// before a crash): every document and the record of what was flushed
+    /// go, the log stays. Opening brings the documents back from the log.
     #[tokio::test]
     async fn documents_lost_with_the_engine_tail_come_back_from_the_log() {
         let dir = tempfile::tempdir().unwrap();
@@ -270,14 +334,8 @@ mod tests {
         store.close().await;
         drop(store);
 
-        edit_engine(dir.path(), |_, docs, meta| {
-            let keys: Vec<_> = docs.iter().map(|g| g.key().unwrap()).collect();
-            assert_eq!(keys.len(), 2);
-            for key in keys {
-                docs.remove(key).unwrap();
-            }
-            meta.remove(layout::META_APPLIED).unwrap();
-        });
+        assert_eq!(ids_in_tables(dir.path()), ["a", "c"], "flushed on close");
+        std::fs::remove_dir_all(dir.path().join(layout::DOCS_DIR)).unwrap();
 
         let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
         assert_eq!(
@@ -308,13 +366,12 @@ mod tests {
         drop(store);
         // Mark document `a` in the engine: re-applying offset 1 would
         // overwrite the mark.
-        edit_engine(dir.path(), |_, docs, _| {
-            docs.insert(
-                layout::doc_key("t", "a"),
-                DocRecord::encode(Version(1), br#"{"id":"a","kept":true}"#),
-            )
-            .unwrap();
-        });
+        let marked = DocRecord::encode(Version(1), br#"{"id":"a","kept":true}"#);
+        edit_docs(
+            dir.path(),
+            vec![(layout::doc_key("t", "a"), Some(marked))],
+            Offset(1),
+        );
         let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
         assert_eq!(
             doc(&store, "a"),
@@ -323,11 +380,11 @@ mod tests {
         insert(&store, json!({"id": "b"})).await;
         store.close().await;
         drop(store);
-        edit_engine(dir.path(), |_, docs, meta| {
-            docs.remove(layout::doc_key("t", "b")).unwrap();
-            meta.insert(layout::META_APPLIED, 1u64.to_be_bytes())
-                .unwrap();
-        });
+        edit_docs(
+            dir.path(),
+            vec![(layout::doc_key("t", "b"), None)],
+            Offset(1),
+        );
         let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
         assert_eq!(
             doc(&store, "a"),
@@ -434,12 +491,12 @@ mod tests {
         store.close().await;
         drop(store);
 
-        let (db, _, _) = engine(dir.path());
+        let db = Database::builder(dir.path()).open().unwrap();
+        let names = keyspace_names(&db);
         assert!(
-            !db.list_keyspace_names()
-                .iter()
-                .any(|n| &**n == layout::LEGACY_LOG),
-            "the old keyspace is dropped"
+            !names.contains(&layout::LEGACY_LOG.to_owned())
+                && !names.contains(&layout::LEGACY_DOCS.to_owned()),
+            "the old keyspaces are dropped: {names:?}"
         );
         drop(db);
         let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
@@ -453,5 +510,60 @@ mod tests {
             4
         );
         store.close().await;
+    }
+
+    /// A store of the second format (documents in the engine's `docs`
+    /// keyspace, their `applied` mark in `meta`) opens with its documents
+    /// moved into their own tree: those the keyspace held, and those of
+    /// the events after its mark, re-applied from the log.
+    #[tokio::test]
+    async fn documents_in_the_engine_keyspace_move_into_their_own_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        for id in ["a", "b", "c"] {
+            insert(&store, json!({"id": id})).await;
+        }
+        store.close().await;
+        drop(store);
+        // As the second format left it: the keyspace has `a` (marked, so
+        // that copying it rather than re-applying offset 1 shows) and `b`,
+        // and reflects the log up to offset 2; `c` (offset 3) is in the
+        // log only.
+        std::fs::remove_dir_all(dir.path().join(layout::DOCS_DIR)).unwrap();
+        edit_engine(dir.path(), |_, docs, meta| {
+            let a = DocRecord::encode(Version(1), br#"{"id":"a","kept":true}"#);
+            docs.insert(layout::doc_key("t", "a"), a).unwrap();
+            let b = DocRecord::encode(Version(1), br#"{"id":"b"}"#);
+            docs.insert(layout::doc_key("t", "b"), b).unwrap();
+            meta.insert(layout::META_APPLIED, 2u64.to_be_bytes())
+                .unwrap();
+        });
+
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        assert_eq!(
+            doc(&store, "a"),
+            Some((Version(1), json!({"id": "a", "kept": true})))
+        );
+        assert_eq!(doc(&store, "b"), Some((Version(1), json!({"id": "b"}))));
+        assert_eq!(doc(&store, "c"), Some((Version(1), json!({"id": "c"}))));
+        assert_eq!(store.snapshot().unwrap().offset(), Offset(3));
+        assert_eq!(insert(&store, json!({"id": "d"})).await.offset(), Offset(4));
+        store.close().await;
+        drop(store);
+
+        let db = Database::builder(dir.path()).open().unwrap();
+        assert!(
+            !keyspace_names(&db).contains(&layout::LEGACY_DOCS.to_owned()),
+            "the old keyspace is dropped"
+        );
+        let meta = db
+            .keyspace(layout::META, KeyspaceCreateOptions::default)
+            .unwrap();
+        assert_eq!(
+            layout::read_meta(&meta, layout::META_APPLIED).unwrap(),
+            None
+        );
+        drop((db, meta));
+        assert_eq!(ids_in_tables(dir.path()), ["a", "b", "c", "d"]);
     }
 }

@@ -3,6 +3,7 @@
 use crate::applied::Applied;
 use crate::committer::{Committer, Request};
 use crate::config::{Durability, StoreConfig};
+use crate::docs::{Docs, Read};
 use crate::error::{StoreError, io_error};
 use crate::layout::{self, DocRecord, LogRecord};
 use crate::log::{Log, Opened, Writes};
@@ -11,7 +12,7 @@ use crate::recover;
 use crate::stats::{Counters, StoreStats};
 use crate::write::{Router, WriteOp, Written};
 use bytes::Bytes;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, Readable};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use herald_proto::{Epoch, Event, Offset, ResumeToken, Timestamp};
 use std::path::Path;
 use std::sync::Arc;
@@ -23,6 +24,9 @@ const QUEUE: usize = 4096;
 /// Most bytes of records one `read_log` or `scan` call returns (past the
 /// first), whatever its `limit`: client-driven reads stay bounded in memory.
 const MAX_STEP_BYTES: usize = 8 << 20;
+/// Block cache of the fjall engine, which holds only metadata and settings
+/// (the documents' tree has `StoreConfig::cache_bytes`).
+const ENGINE_CACHE_BYTES: u64 = 4 << 20;
 /// Retention checks more often than this would only steal commit groups.
 const MIN_RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 /// Smaller log segments would mean a file per handful of events.
@@ -91,13 +95,12 @@ impl Shared {
 pub struct Store {
     requests: mpsc::Sender<Request>,
     shared: Arc<Shared>,
-    docs: Keyspace,
-    meta: Keyspace,
+    docs: Docs,
     log: Arc<Log>,
     pub(crate) settings: Keyspace,
     epoch: Epoch,
     max_doc_bytes: usize,
-    // Keeps the engine open as long as the handle; also opens snapshots.
+    // Keeps the engine (metadata and settings) open as long as the handle.
     pub(crate) db: Database,
 }
 
@@ -157,9 +160,8 @@ pub struct LogChunk {
 impl Store {
     /// Opens (or creates) a store in `dir`.
     ///
-    /// Recovery is automatic: the engine replays its journal, the log's
-    /// torn tail (if any) is cut off, the documents are brought up to the
-    /// log, and the next offset is derived from the log and the persisted
+    /// Recovery is automatic: the log's torn tail (if any) is cut off, the
+    /// documents are brought up to the log, and the next offset is derived from the log and the persisted
     /// offset floor (see `recover`).
     pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store, StoreError> {
         if config.retention.is_enabled() && config.retention.check_interval < MIN_RETENTION_INTERVAL
@@ -175,11 +177,12 @@ impl Store {
         }
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        // The engine holds only metadata and settings: small, so its cache is.
         let db = Database::builder(dir)
             .manual_journal_persist(true)
-            .cache_size(config.cache_bytes)
+            .cache_size(ENGINE_CACHE_BYTES)
             .open()?;
-        let docs = db.keyspace(layout::DOCS, KeyspaceCreateOptions::default)?;
+        let docs = Docs::open(&dir.join(layout::DOCS_DIR), config.cache_bytes)?;
         let meta = db.keyspace(layout::META, KeyspaceCreateOptions::default)?;
         let settings = db.keyspace(layout::SETTINGS, KeyspaceCreateOptions::default)?;
 
@@ -209,7 +212,7 @@ impl Store {
                 bytes: log_bytes,
             },
             applied,
-        ) = recover::open_log(&db, &docs, &meta, dir, writes, log_start)?;
+        ) = recover::open_log(&db, &meta, &docs, dir, writes, log_start)?;
         // With the log emptied by retention, the head and the clock continue
         // from what was trimmed.
         let (last_offset, last_ts) =
@@ -231,7 +234,7 @@ impl Store {
         let committer = Committer {
             db: db.clone(),
             docs: docs.clone(),
-            meta: meta.clone(),
+            meta,
             appender,
             config: config.clone(),
             epoch,
@@ -254,7 +257,6 @@ impl Store {
             requests,
             shared,
             docs,
-            meta,
             log,
             settings,
             epoch,
@@ -334,7 +336,8 @@ impl Store {
     pub fn get(&self, table: &TableName, id: &DocId) -> Result<Option<DocRecord>, StoreError> {
         self.wait_for_docs();
         self.docs
-            .get(layout::doc_key(table.as_str(), id.as_str()))?
+            .read()
+            .get(&layout::doc_key(table.as_str(), id.as_str()))?
             .map(|v| DocRecord::decode(&v))
             .transpose()
     }
@@ -357,14 +360,7 @@ impl Store {
         keep: impl FnMut(&DocRecord) -> bool,
     ) -> Result<Page, StoreError> {
         self.wait_for_docs();
-        scan_docs(
-            |range| self.docs.range(range),
-            table,
-            after,
-            reverse,
-            limit,
-            keep,
-        )
+        scan_docs(&self.docs.read(), table, after, reverse, limit, keep)
     }
 
     /// A consistent view of every document as of one log offset, for
@@ -374,17 +370,9 @@ impl Store {
     /// offset is at or below [`Store::head`].
     pub fn snapshot(&self) -> Result<DocSnapshot, StoreError> {
         self.wait_for_docs();
-        let snapshot = self.db.snapshot();
-        // Each document batch records the last offset it reflects.
-        let offset = match snapshot.get(&self.meta, layout::META_APPLIED)? {
-            Some(value) => Offset(layout::read_u64(&value, "applied offset")?),
-            None => Offset(self.earliest().0.saturating_sub(1)),
-        };
-        Ok(DocSnapshot {
-            snapshot,
-            docs: self.docs.clone(),
-            offset,
-        })
+        let read = self.docs.read();
+        let offset = read.applied();
+        Ok(DocSnapshot { read, offset })
     }
 
     /// Reads the log after `after` (exclusive) up to `to` (inclusive), keeping
@@ -577,8 +565,7 @@ impl Store {
 /// [`Store::snapshot`]. Holding it pins old versions in the engine: keep it
 /// short-lived.
 pub struct DocSnapshot {
-    snapshot: fjall::Snapshot,
-    docs: Keyspace,
+    read: Read,
     offset: Offset,
 }
 
@@ -605,21 +592,14 @@ impl DocSnapshot {
         limit: usize,
         keep: impl FnMut(&DocRecord) -> bool,
     ) -> Result<Page, StoreError> {
-        scan_docs(
-            |range| self.snapshot.range(&self.docs, range),
-            table,
-            after,
-            false,
-            limit,
-            keep,
-        )
+        scan_docs(&self.read, table, after, false, limit, keep)
     }
 }
 
-/// The body of [`Store::scan`] and [`DocSnapshot::scan`]: `range` opens an
-/// iterator over document keys in the live store or in a snapshot.
+/// The body of [`Store::scan`] and [`DocSnapshot::scan`], in `read`: the
+/// live store or a snapshot.
 fn scan_docs(
-    range: impl Fn(std::ops::Range<Vec<u8>>) -> fjall::Iter,
+    read: &Read,
     table: &TableName,
     after: Option<&str>,
     reverse: bool,
@@ -630,15 +610,15 @@ fn scan_docs(
     let mut end = prefix.clone();
     *end.last_mut().expect("prefix ends with the separator") = 1;
     let range = match (after, reverse) {
-        (None, _) => range(prefix.clone()..end),
+        (None, _) => read.range(prefix.clone()..end),
         (Some(a), false) => {
             let mut from = layout::doc_key(table.as_str(), a);
             from.push(0);
-            range(from..end)
+            read.range(from..end)
         }
-        (Some(a), true) => range(prefix.clone()..layout::doc_key(table.as_str(), a)),
+        (Some(a), true) => read.range(prefix.clone()..layout::doc_key(table.as_str(), a)),
     };
-    let iter: Box<dyn Iterator<Item = fjall::Guard>> = if reverse {
+    let iter: Box<dyn Iterator<Item = _>> = if reverse {
         Box::new(range.rev())
     } else {
         Box::new(range)
@@ -647,12 +627,12 @@ fn scan_docs(
     let mut last_seen = None;
     let mut bytes = 0usize;
     let mut more = false;
-    for guard in iter {
+    for pair in iter {
         if docs.len() >= limit || bytes >= MAX_STEP_BYTES {
             more = true;
             break;
         }
-        let (key, value) = guard.into_inner()?;
+        let (key, value) = pair?;
         let id = std::str::from_utf8(&key[prefix.len()..])
             .map_err(|_| StoreError::Corrupt("document key is not UTF-8".into()))?
             .to_owned();
