@@ -448,7 +448,7 @@ impl Read {
 
 /// The last offset the tables reflect, as recorded by [`write_flushed`];
 /// zero when nothing was ever flushed.
-fn read_flushed(dir: &Path) -> Result<Offset, StoreError> {
+pub(crate) fn read_flushed(dir: &Path) -> Result<Offset, StoreError> {
     let path = dir.join(FLUSHED_FILE);
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,

@@ -566,4 +566,37 @@ mod tests {
         drop((db, meta));
         assert_eq!(ids_in_tables(dir.path()), ["a", "b", "c", "d"]);
     }
+
+    /// The documents' memtable has no journal, so the log is the only
+    /// record of what it holds: retention flushes it before removing the
+    /// events (else a crash right after would lose those documents).
+    #[tokio::test]
+    async fn retention_removes_events_only_once_their_documents_are_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            retention: crate::RetentionConfig {
+                max_bytes: Some(1_000),
+                ..crate::RetentionConfig::default()
+            },
+            ..StoreConfig::default()
+        };
+        let store = Store::open(dir.path(), config).unwrap();
+        for n in 0..30 {
+            insert(
+                &store,
+                json!({"id": format!("d{n}"), "pad": "x".repeat(100)}),
+            )
+            .await;
+        }
+        let docs_dir = dir.path().join(layout::DOCS_DIR);
+        assert_eq!(crate::docs::read_flushed(&docs_dir).unwrap(), Offset::ZERO);
+        store.enforce_retention().await.unwrap();
+        let removed_up_to = Offset(store.earliest().0 - 1);
+        assert!(
+            removed_up_to > Offset(10),
+            "retention removed {removed_up_to}"
+        );
+        assert!(crate::docs::read_flushed(&docs_dir).unwrap() >= removed_up_to);
+        store.close().await;
+    }
 }
