@@ -18,13 +18,13 @@
 //!    requests (document readers wait for it: see `applied`).
 //!
 //! The log is the store's write-ahead log: an event is durable before
-//! anything derived from it is written. Each group's documents record the
+//! anything derived from it is written. The documents' tables record the
 //! last offset they reflect, and opening the store re-applies the events
-//! after the last one in the documents' tables (see `docs` and `recover`),
-//! so documents lost with the memtable come back from the log. Retention
-//! removes events only once their documents are flushed. Events become visible (in the log,
-//! to subscribers) only after they are durable, so no one ever sees an
-//! offset that a crash could take back.
+//! after it (see `docs` and `recover`), so documents lost with the memtable
+//! come back from the log; retention removes events only once their
+//! documents are flushed. Events become visible (in the log, to
+//! subscribers) only after they are durable, so no one ever sees an offset
+//! that a crash could take back.
 //!
 //! # Offsets are never reused
 //! Before an offset at or above the persisted *floor* is handed out, the floor

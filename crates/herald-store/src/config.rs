@@ -25,7 +25,7 @@ pub struct StoreConfig {
     pub max_doc_bytes: usize,
     /// Most operations in one atomic batch. Default 1000.
     pub max_batch_ops: usize,
-    /// Block cache size in bytes. Default 64 MiB.
+    /// Block cache of the documents' tables, in bytes. Default 64 MiB.
     pub cache_bytes: u64,
     /// Size at which the log starts a new segment file, in bytes. Retention
     /// frees disk space a whole segment at a time. Default 64 MiB.
