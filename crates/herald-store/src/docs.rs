@@ -91,8 +91,8 @@ struct Inner {
     sealed_upto: AtomicU64,
     /// The last offset whose effect is in flushed tables (durable).
     flushed: AtomicU64,
-    /// Why the last flush failed, until one succeeds.
-    flush_failure: Mutex<Option<String>>,
+    /// Why the last flush or compaction failed, until one succeeds.
+    failure: Mutex<Option<String>>,
 }
 
 /// What reads see, and who reads. One lock, so that a read opens at a
@@ -176,7 +176,7 @@ impl Docs {
             applied: AtomicU64::new(flushed.0),
             sealed_upto: AtomicU64::new(flushed.0),
             flushed: AtomicU64::new(flushed.0),
-            flush_failure: Mutex::new(None),
+            failure: Mutex::new(None),
         });
         let workers = Workers::start(&inner).map_err(io_error(dir))?;
         Ok(Docs {
@@ -225,7 +225,7 @@ impl Docs {
 
     /// Seals a full memtable (for the flusher), and waits while the
     /// background threads are too far behind. Fails when they are behind
-    /// because flushing fails (a full disk): memory would grow without end.
+    /// because their work fails (a full disk): waiting would never end.
     fn make_room(&self) -> Result<(), StoreError> {
         let inner = &self.inner;
         if inner.tree.active_memtable().size() >= MAX_MEMTABLE_BYTES {
@@ -236,7 +236,7 @@ impl Docs {
         {
             if let Some(reason) = inner.failure().clone() {
                 return Err(StoreError::CommitFailed {
-                    reason: format!("flushing documents failed: {reason}"),
+                    reason: format!("writing the documents' tables failed: {reason}"),
                 });
             }
             self.workers.request(Work::Flush);
@@ -296,9 +296,12 @@ impl Inner {
     }
 
     fn failure(&self) -> std::sync::MutexGuard<'_, Option<String>> {
-        self.flush_failure
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.failure.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Notes how a flush or compaction ended.
+    fn record<T>(&self, outcome: &Result<T, StoreError>) {
+        *self.failure() = outcome.as_ref().err().map(ToString::to_string);
     }
 
     /// Versions below this may be garbage-collected: no read needs them.
@@ -326,7 +329,7 @@ impl Inner {
                 }
                 Ok(())
             });
-        *self.failure() = flushed.as_ref().err().map(ToString::to_string);
+        self.record(&flushed);
         flushed
     }
 
@@ -334,7 +337,12 @@ impl Inner {
     fn compact(&self, strategy: &Arc<dyn CompactionStrategy>) -> Result<(), StoreError> {
         loop {
             let before = self.tree.current_version().id();
-            self.tree.compact(strategy.clone(), self.gc_watermark())?;
+            let compacted = self
+                .tree
+                .compact(strategy.clone(), self.gc_watermark())
+                .map_err(StoreError::from);
+            self.record(&compacted);
+            compacted?;
             if self.tree.current_version().id() == before {
                 return Ok(());
             }
@@ -374,14 +382,14 @@ impl Workers {
 }
 
 /// Flushes sealed memtables as they come, then hands over to the compactor.
-/// Ends when the handles are gone, after flushing what is sealed.
+/// Ends once stopped, after the work already asked for.
 fn run_flusher(inner: &Inner, rx: &Receiver<Work>, compact: &SyncSender<()>) {
     while let Ok(work) = rx.recv() {
         if matches!(work, Work::Flush)
             && let Err(e) = inner.flush_sealed()
         {
             // The log still holds every event, and the memtable stays in
-            // memory: the next flush tries again.
+            // memory: the next flush tries again (see `make_room`).
             tracing::error!(error = %e, "flushing documents failed");
         }
         let _ = compact.try_send(());
