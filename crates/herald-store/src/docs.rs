@@ -50,7 +50,7 @@ use std::time::Duration;
 /// The file recording the last offset the tables reflect.
 const FLUSHED_FILE: &str = "flushed";
 /// The active memtable is sealed (and flushed) at this size.
-const MAX_MEMTABLE_BYTES: u64 = 64 << 20;
+const MEMTABLE_BYTES: u64 = 64 << 20;
 /// The committer waits while this many memtables wait to be flushed.
 const MAX_SEALED: usize = 4;
 /// The committer waits while level 0 has this many runs (compaction behind).
@@ -81,6 +81,8 @@ impl std::fmt::Debug for Docs {
 struct Inner {
     tree: AnyTree,
     dir: PathBuf,
+    /// The active memtable is sealed at this size.
+    memtable_bytes: u64,
     /// The next sequence number; the tree takes its versions' from it too.
     seqno: SequenceNumberCounter,
     reads: Mutex<Reads>,
@@ -143,6 +145,12 @@ impl Docs {
     /// Opens (or creates) the tree in `dir`, with `cache_bytes` of block
     /// cache.
     pub(crate) fn open(dir: &Path, cache_bytes: u64) -> Result<Docs, StoreError> {
+        Docs::open_sized(dir, cache_bytes, MEMTABLE_BYTES)
+    }
+
+    /// [`Docs::open`] with memtables sealed at `memtable_bytes` (tests use
+    /// small ones to exercise flushes and compactions).
+    fn open_sized(dir: &Path, cache_bytes: u64, memtable_bytes: u64) -> Result<Docs, StoreError> {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let seqno = SequenceNumberCounter::default();
         // The tree bumps this when it installs a version; reads use
@@ -167,6 +175,7 @@ impl Docs {
         let inner = Arc::new(Inner {
             tree,
             dir: dir.to_owned(),
+            memtable_bytes,
             seqno,
             reads: Mutex::new(Reads {
                 readable: next,
@@ -228,7 +237,7 @@ impl Docs {
     /// because their work fails (a full disk): waiting would never end.
     fn make_room(&self) -> Result<(), StoreError> {
         let inner = &self.inner;
-        if inner.tree.active_memtable().size() >= MAX_MEMTABLE_BYTES {
+        if inner.tree.active_memtable().size() >= inner.memtable_bytes {
             self.seal();
         }
         while inner.tree.sealed_memtable_count() >= MAX_SEALED
@@ -600,6 +609,81 @@ mod tests {
         drop(read);
         docs.commit([change("a", Some("2"))], Offset(4)).unwrap();
         assert_eq!(value(&docs.read(), "a"), Some("2".into()));
+    }
+
+    /// Many groups through small memtables: the flusher and the compactor
+    /// run on their own while reads go on; what a reopen finds is exactly
+    /// the documents as of one offset, at or after the one `flushed`
+    /// records (a flush may take a memtable sealed after it read how far
+    /// the sealed ones reach), and the log would bring the rest.
+    #[test]
+    fn flushes_and_compactions_on_their_own_keep_every_group() {
+        const KEYS: u64 = 300;
+        /// Group `n` (offset `n`) writes keys `5n..5n+5` (mod KEYS) with
+        /// the value `n`, except that every 7th group deletes them.
+        fn group(n: u64) -> Vec<Change> {
+            (5 * n..5 * n + 5)
+                .map(|k| {
+                    let value = (n % 7 != 0).then(|| format!("{n:0>200}"));
+                    change(&format!("k{:04}", k % KEYS), value.as_deref())
+                })
+                .collect()
+        }
+        /// The documents as of offset `upto`.
+        fn expected(upto: u64) -> BTreeMap<String, String> {
+            let mut docs = BTreeMap::new();
+            for n in 1..=upto {
+                for (key, value) in group(n) {
+                    let key = String::from_utf8(key).unwrap();
+                    match value {
+                        Some(v) => docs.insert(key, String::from_utf8(v).unwrap()),
+                        None => docs.remove(&key),
+                    };
+                }
+            }
+            docs
+        }
+        fn contents(read: &Read) -> BTreeMap<String, String> {
+            read.range(b"k".to_vec()..b"l".to_vec())
+                .map(|pair| {
+                    let (k, v) = pair.unwrap();
+                    (
+                        String::from_utf8(k.to_vec()).unwrap(),
+                        String::from_utf8(v.to_vec()).unwrap(),
+                    )
+                })
+                .collect()
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let docs = Docs::open_sized(dir.path(), 1 << 20, 32 << 10).unwrap();
+        let early = docs.read();
+        let groups = 3000;
+        for n in 1..=groups {
+            docs.commit(group(n), Offset(n)).unwrap();
+            if n % 500 == 0 {
+                let read = docs.read();
+                assert_eq!((contents(&read), read.applied()), (expected(n), Offset(n)));
+            }
+        }
+        assert!(
+            contents(&early).is_empty(),
+            "a read opened first sees nothing"
+        );
+        assert!(docs.inner.tree.table_count() > 0, "nothing was flushed");
+        let flushed = docs.flushed();
+        assert!(flushed > Offset(groups / 2), "flushed only up to {flushed}");
+        drop((early, docs));
+
+        let docs = Docs::open(dir.path(), 1 << 20).unwrap();
+        let flushed = docs.flushed();
+        let read = docs.read();
+        assert_eq!(read.applied(), flushed);
+        let found = contents(&read);
+        assert!(
+            (flushed.0..=groups).any(|upto| found == expected(upto)),
+            "the tables hold no group's state from offset {flushed} on"
+        );
     }
 
     #[test]
