@@ -624,7 +624,7 @@ mod tests {
         fn group(n: u64) -> Vec<Change> {
             (5 * n..5 * n + 5)
                 .map(|k| {
-                    let value = (n % 7 != 0).then(|| format!("{n:0>200}"));
+                    let value = (!n.is_multiple_of(7)).then(|| format!("{n:0>200}"));
                     change(&format!("k{:04}", k % KEYS), value.as_deref())
                 })
                 .collect()
