@@ -187,6 +187,9 @@ impl Committer {
                 // reply senders answers them with `Closed`.
                 while rx.try_recv().is_ok() {}
                 self.shutdown();
+                // Gone before the answer, with its handle on the documents:
+                // the directory can be opened again once `close` returns.
+                drop(self);
                 let _ = reply.send(());
                 return;
             }
@@ -613,6 +616,13 @@ impl Committer {
 
     /// Removes the oldest log records beyond the retention limits.
     fn trim(&mut self) -> Result<(), StoreError> {
+        // After a failed write the documents may lag the head for good: the
+        // log must keep what they lack.
+        if let Some(reason) = self.shared.failure() {
+            return Err(StoreError::CommitFailed {
+                reason: reason.to_owned(),
+            });
+        }
         let retention = &self.config.retention;
         let oldest_kept = retention.max_age.map(|age| {
             Timestamp(
@@ -648,6 +658,14 @@ impl Committer {
         // of changes not yet in its tables, so those must be flushed first.
         if self.docs.flushed() < last {
             self.docs.flush_now()?;
+            if self.docs.flushed() < last {
+                return Err(StoreError::CommitFailed {
+                    reason: format!(
+                        "the documents reach offset {} only; events up to {last} must stay",
+                        self.docs.flushed()
+                    ),
+                });
+            }
         }
         let start = last.next();
         // Announce the new start before removing anything, so a reader that

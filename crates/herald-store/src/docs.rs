@@ -49,6 +49,10 @@ use std::time::Duration;
 
 /// The file recording the last offset the tables reflect.
 const FLUSHED_FILE: &str = "flushed";
+/// The file locked while the tree is open (by a store, or by a read that
+/// outlived its store): a second tree on the same folder would delete the
+/// first one's table files as its own.
+const LOCK_FILE: &str = "lock";
 /// The active memtable is sealed (and flushed) at this size.
 const MEMTABLE_BYTES: u64 = 64 << 20;
 /// The committer waits while this many memtables wait to be flushed.
@@ -93,8 +97,12 @@ struct Inner {
     sealed_upto: AtomicU64,
     /// The last offset whose effect is in flushed tables (durable).
     flushed: AtomicU64,
-    /// Why the last flush or compaction failed, until one succeeds.
-    failure: Mutex<Option<String>>,
+    /// Why the last flush failed, until one succeeds.
+    flush_failure: Mutex<Option<String>>,
+    /// Why the last compaction failed, until one succeeds.
+    compact_failure: Mutex<Option<String>>,
+    /// Held (locked) as long as the tree is open.
+    _lock: std::fs::File,
 }
 
 /// What reads see, and who reads. One lock, so that a read opens at a
@@ -152,6 +160,7 @@ impl Docs {
     /// small ones to exercise flushes and compactions).
     fn open_sized(dir: &Path, cache_bytes: u64, memtable_bytes: u64) -> Result<Docs, StoreError> {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let lock = lock(dir)?;
         let seqno = SequenceNumberCounter::default();
         // The tree bumps this when it installs a version; reads use
         // `readable` instead, which moves only after whole groups.
@@ -185,7 +194,9 @@ impl Docs {
             applied: AtomicU64::new(flushed.0),
             sealed_upto: AtomicU64::new(flushed.0),
             flushed: AtomicU64::new(flushed.0),
-            failure: Mutex::new(None),
+            flush_failure: Mutex::new(None),
+            compact_failure: Mutex::new(None),
+            _lock: lock,
         });
         let workers = Workers::start(&inner).map_err(io_error(dir))?;
         Ok(Docs {
@@ -243,9 +254,14 @@ impl Docs {
         while inner.tree.sealed_memtable_count() >= MAX_SEALED
             || inner.tree.l0_run_count() >= MAX_L0_RUNS
         {
-            if let Some(reason) = inner.failure().clone() {
+            if let Some(reason) = inner.failure() {
                 return Err(StoreError::CommitFailed {
                     reason: format!("writing the documents' tables failed: {reason}"),
+                });
+            }
+            if !self.workers.alive() {
+                return Err(StoreError::CommitFailed {
+                    reason: "the documents' flush or compaction thread is gone".into(),
                 });
             }
             self.workers.request(Work::Flush);
@@ -304,13 +320,13 @@ impl Inner {
         self.reads.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn failure(&self) -> std::sync::MutexGuard<'_, Option<String>> {
-        self.failure.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Notes how a flush or compaction ended.
-    fn record<T>(&self, outcome: &Result<T, StoreError>) {
-        *self.failure() = outcome.as_ref().err().map(ToString::to_string);
+    /// Why the background work is failing, if it is: a flush or a
+    /// compaction that failed and has not succeeded since.
+    fn failure(&self) -> Option<String> {
+        let lock = |slot: &Mutex<Option<String>>| {
+            slot.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        };
+        lock(&self.flush_failure).or_else(|| lock(&self.compact_failure))
     }
 
     /// Versions below this may be garbage-collected: no read needs them.
@@ -338,7 +354,7 @@ impl Inner {
                 }
                 Ok(())
             });
-        self.record(&flushed);
+        record(&self.flush_failure, &flushed);
         flushed
     }
 
@@ -350,7 +366,7 @@ impl Inner {
                 .tree
                 .compact(strategy.clone(), self.gc_watermark())
                 .map_err(StoreError::from);
-            self.record(&compacted);
+            record(&self.compact_failure, &compacted);
             compacted?;
             if self.tree.current_version().id() == before {
                 return Ok(());
@@ -379,6 +395,12 @@ impl Workers {
             flush: Some(flush_tx),
             threads: vec![flusher, compactor],
         })))
+    }
+
+    /// Whether both threads run (neither was stopped nor panicked).
+    fn alive(&self) -> bool {
+        let running = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        running.flush.is_some() && running.threads.iter().all(|t| !t.is_finished())
     }
 
     /// Asks for work without waiting; a request already queued covers it.
@@ -460,6 +482,31 @@ impl Read {
             .tree
             .range(range, self.seqno, None)
             .map(|guard| guard.into_inner().map_err(StoreError::from))
+    }
+}
+
+/// Notes in `slot` how a flush or a compaction ended.
+fn record<T>(slot: &Mutex<Option<String>>, outcome: &Result<T, StoreError>) {
+    *slot.lock().unwrap_or_else(PoisonError::into_inner) =
+        outcome.as_ref().err().map(ToString::to_string);
+}
+
+/// Locks the tree's folder for this process's tree, or says who has it.
+fn lock(dir: &Path) -> Result<std::fs::File, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_error(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(io_error(&path)(std::io::Error::other(
+            "the documents are open already: another store (or a snapshot \
+             of a closed one, still held) uses this directory",
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_error(&path)(e)),
     }
 }
 
@@ -565,7 +612,7 @@ mod tests {
             Offset(1),
         )
         .unwrap();
-        docs.flush_now().unwrap();
+        // Opened while its view is in the memtable only.
         let held = docs.read();
         for round in 2..40u64 {
             let v = format!("v{round}");
@@ -588,6 +635,15 @@ mod tests {
             (value(&now, "k"), keys(&now)),
             (Some("v39".into()), vec!["k".into()])
         );
+        // The versions kept for `held` go with it, at the next flush.
+        let kept = docs.inner.tree.version_free_list_len();
+        assert!(kept >= 38, "only {kept} old versions kept");
+        drop((held, now));
+        docs.commit([change("k", Some("last"))], Offset(40))
+            .unwrap();
+        docs.flush_now().unwrap();
+        let kept = docs.inner.tree.version_free_list_len();
+        assert!(kept <= 2, "{kept} old versions kept after the reads ended");
     }
 
     /// What was flushed (and its offset) is there after reopening; what
@@ -596,7 +652,10 @@ mod tests {
     fn reopening_finds_the_flushed_tables_and_how_far_they_reach() {
         let dir = tempfile::tempdir().unwrap();
         let docs = Docs::open(dir.path(), 1 << 20).unwrap();
-        docs.commit([change("a", Some("1"))], Offset(3)).unwrap();
+        for n in 1..=3 {
+            docs.commit([change("a", Some(&n.to_string()))], Offset(n))
+                .unwrap();
+        }
         docs.flush_now().unwrap();
         docs.commit([change("b", Some("1"))], Offset(4)).unwrap();
         assert_eq!((docs.applied(), docs.flushed()), (Offset(4), Offset(3)));
@@ -605,10 +664,26 @@ mod tests {
         assert_eq!((docs.applied(), docs.flushed()), (Offset(3), Offset(3)));
         let read = docs.read();
         assert_eq!((keys(&read), read.applied()), (vec!["a".into()], Offset(3)));
-        // Sequence numbers go on above the tables': new writes are seen.
+        // Sequence numbers go on above the tables': a new write is seen
+        // over the older one, also once both are in tables.
         drop(read);
-        docs.commit([change("a", Some("2"))], Offset(4)).unwrap();
-        assert_eq!(value(&docs.read(), "a"), Some("2".into()));
+        docs.commit([change("a", Some("new"))], Offset(4)).unwrap();
+        docs.flush_now().unwrap();
+        assert_eq!(value(&docs.read(), "a"), Some("new".into()));
+    }
+
+    #[test]
+    fn a_second_tree_on_the_same_folder_is_refused_while_the_first_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Docs::open(dir.path(), 1 << 20).unwrap();
+        let read = first.read();
+        drop(first);
+        let Err(StoreError::Io { source, .. }) = Docs::open(dir.path(), 1 << 20) else {
+            panic!("a second tree opened beside a live read of the first");
+        };
+        assert!(source.to_string().contains("open already"), "{source}");
+        drop(read);
+        Docs::open(dir.path(), 1 << 20).unwrap();
     }
 
     /// Many groups through small memtables: the flusher and the compactor

@@ -3,7 +3,7 @@
 //! | where | key | value |
 //! |---|---|---|
 //! | `documents/` (an LSM tree, see `docs`) | `table ‖ 0x00 ‖ id` | [`DocRecord`]: `version: u64 BE ‖ document JSON` |
-//! | `documents/` | `0xFF ‖ "applied"` | `u64 BE`: the last offset the documents reflect |
+//! | `documents/flushed` (a file) | | `u64 BE ‖ crc32 LE`: the last offset the tree's tables reflect |
 //! | fjall keyspace `meta` | a name (below) | `u64 BE` |
 //! | fjall keyspace `settings` | `kind ‖ 0x00 ‖ name` | JSON (rooms, routes: see [`crate::settings`]) |
 //!

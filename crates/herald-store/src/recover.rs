@@ -3,11 +3,11 @@
 //! their own tree, and moving a first-format log into segments.
 //!
 //! The log is written (and synced) before the documents it implies, and
-//! each group of documents records the last offset it reflects (`applied`).
-//! So on open the documents may lag the log, never lead it (in `fsync`
-//! mode), and re-applying the events after `applied` (their new document,
-//! or their deletion) brings them level; applying an event twice changes
-//! nothing.
+//! the documents' tables record the last offset they reflect (`applied`,
+//! see `docs`). So on open the documents may lag the log, never lead it (in
+//! `fsync` mode), and re-applying the events after `applied` (their new
+//! document, or their deletion) brings them level; applying an event twice
+//! changes nothing.
 
 use crate::docs::{Change, Docs};
 use crate::error::StoreError;
@@ -597,6 +597,30 @@ mod tests {
             "retention removed {removed_up_to}"
         );
         assert!(crate::docs::read_flushed(&docs_dir).unwrap() >= removed_up_to);
+        store.close().await;
+    }
+
+    /// A snapshot held past its store's close keeps the documents' tree
+    /// open: the directory is refused (rather than shared by two trees)
+    /// until the snapshot goes.
+    #[tokio::test]
+    async fn a_snapshot_held_past_close_keeps_the_directory_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        insert(&store, json!({"id": "a"})).await;
+        let snapshot = store.snapshot().unwrap();
+        store.close().await;
+        drop(store);
+        let Err(StoreError::Io { source, .. }) = Store::open(dir.path(), StoreConfig::default())
+        else {
+            panic!("opened while a snapshot of the closed store is held");
+        };
+        assert!(source.to_string().contains("snapshot"), "{source}");
+        let page = snapshot.scan(&TableName::new("t").unwrap(), None, 10, |_| true);
+        assert_eq!(page.unwrap().docs.len(), 1, "the snapshot still reads");
+        drop(snapshot);
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        assert!(doc(&store, "a").is_some());
         store.close().await;
     }
 }

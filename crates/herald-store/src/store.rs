@@ -664,3 +664,38 @@ fn spawn_retention_ticker(requests: mpsc::WeakSender<Request>, interval: std::ti
         tracing::error!(error = %e, "could not start the retention thread; retention is off");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RetentionConfig;
+
+    /// After a failed write the documents may lag the head for good, so
+    /// the log keeps everything: retention removes nothing.
+    #[tokio::test]
+    async fn a_store_that_failed_removes_nothing_from_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            retention: RetentionConfig {
+                max_bytes: Some(1_000),
+                ..RetentionConfig::default()
+            },
+            ..StoreConfig::default()
+        };
+        let store = Store::open(dir.path(), config).unwrap();
+        let t = TableName::new("t").unwrap();
+        for n in 0..30 {
+            let doc = serde_json::json!({"id": format!("d{n}"), "pad": "x".repeat(100)});
+            store
+                .write_one(WriteOp::insert(t.clone(), doc).unwrap())
+                .await
+                .unwrap();
+        }
+        store
+            .shared
+            .fail(&StoreError::Corrupt("a test's failure".into()));
+        store.enforce_retention().await.unwrap();
+        assert_eq!(store.earliest(), Offset(1));
+        store.close().await;
+    }
+}
