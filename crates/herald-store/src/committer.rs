@@ -656,17 +656,7 @@ impl Committer {
         };
         // The documents' engine keeps no journal: the log is the only record
         // of changes not yet in its tables, so those must be flushed first.
-        if self.docs.flushed() < last {
-            self.docs.flush_now()?;
-            if self.docs.flushed() < last {
-                return Err(StoreError::CommitFailed {
-                    reason: format!(
-                        "the documents reach offset {} only; events up to {last} must stay",
-                        self.docs.flushed()
-                    ),
-                });
-            }
-        }
+        self.docs.flush_through(last)?;
         let start = last.next();
         // Announce the new start before removing anything, so a reader that
         // raced the removal notices it (see `Store::read_log`).

@@ -90,9 +90,6 @@ struct Inner {
     /// The next sequence number; the tree takes its versions' from it too.
     seqno: SequenceNumberCounter,
     reads: Mutex<Reads>,
-    /// The last offset applied (what the active memtable reaches); the
-    /// committer's view, ahead of `Reads::applied` while a group is written.
-    applied: AtomicU64,
     /// The last offset applied when a memtable was last sealed.
     sealed_upto: AtomicU64,
     /// The last offset whose effect is in flushed tables (durable).
@@ -191,7 +188,6 @@ impl Docs {
                 applied: flushed,
                 open: BTreeMap::new(),
             }),
-            applied: AtomicU64::new(flushed.0),
             sealed_upto: AtomicU64::new(flushed.0),
             flushed: AtomicU64::new(flushed.0),
             flush_failure: Mutex::new(None),
@@ -205,10 +201,9 @@ impl Docs {
         })
     }
 
-    /// The last offset whose effect is in the documents (a write may be
-    /// under way: reads see theirs in [`Read::applied`]).
+    /// The last offset whose effect is in the documents.
     pub(crate) fn applied(&self) -> Offset {
-        Offset(self.inner.applied.load(Ordering::SeqCst))
+        self.inner.reads().applied
     }
 
     /// The last offset whose effect is durable in the tree's tables: the
@@ -235,11 +230,9 @@ impl Docs {
                 None => inner.tree.remove(key, seqno),
             };
         }
-        let last = last.max(self.applied());
-        inner.applied.store(last.0, Ordering::SeqCst);
         let mut reads = inner.reads();
         reads.readable = seqno + 1;
-        reads.applied = last;
+        reads.applied = last.max(reads.applied);
         Ok(())
     }
 
@@ -276,7 +269,7 @@ impl Docs {
         if inner.tree.rotate_memtable().is_some() {
             inner
                 .sealed_upto
-                .fetch_max(inner.applied.load(Ordering::SeqCst), Ordering::SeqCst);
+                .fetch_max(self.applied().0, Ordering::SeqCst);
             self.workers.request(Work::Flush);
         }
     }
@@ -292,6 +285,23 @@ impl Docs {
             .fetch_max(self.applied().0, Ordering::SeqCst);
         self.inner.flush_sealed()?;
         self.workers.request(Work::Compact);
+        Ok(())
+    }
+
+    /// Makes sure the tables reach `offset`, flushing now if they do not:
+    /// the log may then drop the events up to it. Committer only.
+    pub(crate) fn flush_through(&self, offset: Offset) -> Result<(), StoreError> {
+        if self.flushed() < offset {
+            self.flush_now()?;
+        }
+        if self.flushed() < offset {
+            return Err(StoreError::CommitFailed {
+                reason: format!(
+                    "the documents reach offset {} only; events up to {offset} must stay",
+                    self.flushed()
+                ),
+            });
+        }
         Ok(())
     }
 

@@ -54,17 +54,13 @@ pub(crate) fn open_log(
         tracing::error!(%applied, %head, "documents are ahead of the log: events after the head are lost; their offsets will be skipped");
     }
     let caught_up = catch_up_docs(docs, &opened.log, applied, head)?;
-    if docs.applied() < caught_up {
-        // Retention took the events up to here: the mark says so too, so
-        // snapshots start from the log's start.
-        docs.commit(std::iter::empty(), caught_up)?;
-    }
     Ok((opened, caught_up))
 }
 
 /// Re-applies the log's events after `applied` (up to its `head`) to the
-/// documents; returns the last offset applied (`applied` when there was
-/// nothing to do). Not flushed: the log still holds them.
+/// documents, which then say they reach the last one (or `applied`, when
+/// retention took the events up to there: snapshots start from the log's
+/// start); returns that offset. Not flushed: the log still holds them.
 fn catch_up_docs(
     docs: &Docs,
     log: &Log,
@@ -97,8 +93,8 @@ fn catch_up_docs(
     if let Some(e) = failed {
         return Err(e);
     }
+    docs.commit(chunk, last)?;
     if count > 0 {
-        docs.commit(chunk, last)?;
         tracing::info!(from = %applied.next(), to = %last, events = count, "documents brought up to the log");
     }
     Ok(last)
@@ -565,39 +561,6 @@ mod tests {
         );
         drop((db, meta));
         assert_eq!(ids_in_tables(dir.path()), ["a", "b", "c", "d"]);
-    }
-
-    /// The documents' memtable has no journal, so the log is the only
-    /// record of what it holds: retention flushes it before removing the
-    /// events (else a crash right after would lose those documents).
-    #[tokio::test]
-    async fn retention_removes_events_only_once_their_documents_are_flushed() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig {
-            retention: crate::RetentionConfig {
-                max_bytes: Some(1_000),
-                ..crate::RetentionConfig::default()
-            },
-            ..StoreConfig::default()
-        };
-        let store = Store::open(dir.path(), config).unwrap();
-        for n in 0..30 {
-            insert(
-                &store,
-                json!({"id": format!("d{n}"), "pad": "x".repeat(100)}),
-            )
-            .await;
-        }
-        let docs_dir = dir.path().join(layout::DOCS_DIR);
-        assert_eq!(crate::docs::read_flushed(&docs_dir).unwrap(), Offset::ZERO);
-        store.enforce_retention().await.unwrap();
-        let removed_up_to = Offset(store.earliest().0 - 1);
-        assert!(
-            removed_up_to > Offset(10),
-            "retention removed {removed_up_to}"
-        );
-        assert!(crate::docs::read_flushed(&docs_dir).unwrap() >= removed_up_to);
-        store.close().await;
     }
 
     /// A snapshot held past its store's close keeps the documents' tree

@@ -161,8 +161,8 @@ impl Store {
     /// Opens (or creates) a store in `dir`.
     ///
     /// Recovery is automatic: the log's torn tail (if any) is cut off, the
-    /// documents are brought up to the log, and the next offset is derived from the log and the persisted
-    /// offset floor (see `recover`).
+    /// documents are brought up to the log, and the next offset is derived
+    /// from the log and the persisted offset floor (see `recover`).
     pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store, StoreError> {
         if config.retention.is_enabled() && config.retention.check_interval < MIN_RETENTION_INTERVAL
         {
@@ -370,9 +370,9 @@ impl Store {
     /// offset is at or below [`Store::head`].
     pub fn snapshot(&self) -> Result<DocSnapshot, StoreError> {
         self.wait_for_docs();
-        let read = self.docs.read();
-        let offset = read.applied();
-        Ok(DocSnapshot { read, offset })
+        Ok(DocSnapshot {
+            read: self.docs.read(),
+        })
     }
 
     /// Reads the log after `after` (exclusive) up to `to` (inclusive), keeping
@@ -566,13 +566,12 @@ impl Store {
 /// short-lived.
 pub struct DocSnapshot {
     read: Read,
-    offset: Offset,
 }
 
 impl std::fmt::Debug for DocSnapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DocSnapshot")
-            .field("offset", &self.offset)
+            .field("offset", &self.offset())
             .finish_non_exhaustive()
     }
 }
@@ -581,7 +580,7 @@ impl DocSnapshot {
     /// The view holds exactly the effects of the events up to this offset.
     #[must_use]
     pub fn offset(&self) -> Offset {
-        self.offset
+        self.read.applied()
     }
 
     /// [`Store::scan`], in this view.
@@ -670,11 +669,9 @@ mod tests {
     use super::*;
     use crate::RetentionConfig;
 
-    /// After a failed write the documents may lag the head for good, so
-    /// the log keeps everything: retention removes nothing.
-    #[tokio::test]
-    async fn a_store_that_failed_removes_nothing_from_its_log() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A store whose log may keep 1,000 bytes, after 30 inserts of about
+    /// 150 bytes each: retention has most of the log to remove.
+    async fn filled_beyond_retention(dir: &Path) -> Store {
         let config = StoreConfig {
             retention: RetentionConfig {
                 max_bytes: Some(1_000),
@@ -682,7 +679,7 @@ mod tests {
             },
             ..StoreConfig::default()
         };
-        let store = Store::open(dir.path(), config).unwrap();
+        let store = Store::open(dir, config).unwrap();
         let t = TableName::new("t").unwrap();
         for n in 0..30 {
             let doc = serde_json::json!({"id": format!("d{n}"), "pad": "x".repeat(100)});
@@ -691,6 +688,34 @@ mod tests {
                 .await
                 .unwrap();
         }
+        store
+    }
+
+    /// The documents' memtable has no journal, so the log is the only
+    /// record of what it holds: retention flushes it before removing the
+    /// events (else a crash right after would lose those documents).
+    #[tokio::test]
+    async fn retention_removes_events_only_once_their_documents_are_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = filled_beyond_retention(dir.path()).await;
+        let docs_dir = dir.path().join(layout::DOCS_DIR);
+        assert_eq!(crate::docs::read_flushed(&docs_dir).unwrap(), Offset::ZERO);
+        store.enforce_retention().await.unwrap();
+        let removed_up_to = Offset(store.earliest().0 - 1);
+        assert!(
+            removed_up_to > Offset(10),
+            "retention removed {removed_up_to}"
+        );
+        assert!(crate::docs::read_flushed(&docs_dir).unwrap() >= removed_up_to);
+        store.close().await;
+    }
+
+    /// After a failed write the documents may lag the head for good, so
+    /// the log keeps everything: retention removes nothing.
+    #[tokio::test]
+    async fn a_store_that_failed_removes_nothing_from_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = filled_beyond_retention(dir.path()).await;
         store
             .shared
             .fail(&StoreError::Corrupt("a test's failure".into()));
